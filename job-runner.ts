@@ -1,0 +1,72 @@
+#!/usr/bin/env node
+// Entry: config -> database -> Runner.run() -> signals (first drains, second stops at once).
+import { ConfigError, EX_CONFIG, describeDatabase, loadConfig } from './config';
+import { openDatabase } from './models/open';
+import { Queue } from './models/queue';
+import { findPrlimit } from './runner/job-process';
+import { Runner } from './runner/runner';
+import { TaskCatalog, TaskFileError } from './tasks/catalog';
+
+const log = (line: string) => console.log(`job-runner: ${line}`);
+
+async function main(argv: string[]): Promise<number> {
+  const once = argv.includes('--once');
+  const unknown = argv.filter((a) => a !== '--once');
+  if (unknown.length > 0) {
+    console.error(`job-runner: unknown argument ${unknown[0]} (usage: job-runner [--once])`);
+    return 64;
+  }
+  const config = loadConfig();
+  log(describeDatabase(config.database));
+  const catalog = new TaskCatalog(config.tasksFile, (err) =>
+    log(`task file not reloaded, keeping the last good one: ${err.message}`),
+  );
+  const db = await openDatabase(config.database, { log });
+  const runner = new Runner({
+    queue: new Queue(db),
+    catalog,
+    config: config.runner,
+    runnerEnv: config.runnerEnv,
+    prlimitPath: findPrlimit(),
+    log,
+    once,
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      log(`${signal}: no new claims; draining (a second signal stops at once)`);
+      void runner.stop();
+    } else {
+      log(`${signal} again: stopping every job now`);
+      void runner.stopNow().then(() => db.close().finally(() => process.exit(0)));
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  log(
+    `runner ${config.runner.id} started: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}${once ? ', draining due jobs once' : ''}`,
+  );
+  await runner.run();
+  await runner.stop();
+  await db.close();
+  log('stopped');
+  return 0;
+}
+
+// A stray rejection must never take the runner (and its children's bookkeeping) down.
+process.on('unhandledRejection', (reason) =>
+  log(`unhandled rejection (ignored): ${String((reason as Error)?.stack ?? reason)}`),
+);
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof ConfigError || err instanceof TaskFileError) {
+      console.error(`job-runner: ${err.message}`);
+      process.exit(EX_CONFIG);
+    }
+    console.error(`job-runner: ${(err as Error)?.message ?? String(err)}`);
+    process.exit(1);
+  },
+);

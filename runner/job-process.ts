@@ -1,0 +1,193 @@
+// One job's process group: spawned without a shell, limited, timed, and stopped as a whole.
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { TaskLimits } from '../tasks/catalog';
+
+export const KILL_GRACE_MS = 10_000;
+const PIPE_CLOSE_WAIT_MS = 5_000;
+
+export type StopReason = 'timeout' | 'cancelled' | 'shutdown' | 'runner_lost' | 'memory_limit';
+
+export interface JobProcessOptions {
+  argv: string[];
+  cwd: string;
+  env: Record<string, string>;
+  timeoutMs: number;
+  limits: TaskLimits;
+  /** util-linux prlimit, when limits are set. */
+  prlimitPath?: string;
+  killGraceMs?: number;
+  onStdout: (chunk: Buffer) => void;
+  onStderr: (chunk: Buffer) => void;
+}
+
+export interface JobExit {
+  exitCode: number | null;
+  signal: string | null;
+  /** Set when the job never ran: the reason, e.g. the program is missing. */
+  spawnError: string | null;
+  /** Set when the runner stopped the job, and why. */
+  stopReason: StopReason | null;
+}
+
+/** The program as `spawn` would find it (PATH of the job's env, relative to cwd), or an error. */
+export function resolveProgram(program: string, cwd: string, envPath: string): { path: string } | { error: string } {
+  const candidates = program.includes('/')
+    ? [path.resolve(cwd, program)]
+    : envPath
+        .split(':')
+        .filter(Boolean)
+        .map((dir) => path.join(path.resolve(cwd, dir), program));
+  for (const candidate of candidates) {
+    try {
+      fs.accessSync(candidate, fs.constants.X_OK);
+      if (fs.statSync(candidate).isFile()) return { path: candidate };
+    } catch {
+      // not this one
+    }
+  }
+  return { error: `program not found or not executable: ${program}` };
+}
+
+/** prlimit arguments for a task's limits; empty when it has none. */
+export function limitArgs(limits: TaskLimits): string[] {
+  const args: string[] = [];
+  // RLIMIT_DATA, not RLIMIT_AS: V8 reserves address space it never touches and dies under a tight AS limit.
+  if (limits.memoryMB) args.push(`--data=${limits.memoryMB * 1024 * 1024}`);
+  if (limits.processes) args.push(`--nproc=${limits.processes}`);
+  if (limits.openFiles) args.push(`--nofile=${limits.openFiles}`);
+  // Soft limit sends SIGXCPU (recorded as cpu_limit); the hard one, a little later, SIGKILL.
+  if (limits.cpuSeconds) args.push(`--cpu=${limits.cpuSeconds}:${limits.cpuSeconds + 5}`);
+  return args;
+}
+
+export function findPrlimit(): string | undefined {
+  for (const candidate of ['/usr/bin/prlimit', '/bin/prlimit', '/usr/local/bin/prlimit']) {
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+function signalName(signal: NodeJS.Signals | null): string | null {
+  return signal ?? null;
+}
+
+export class JobProcess {
+  private child: ChildProcess | null = null;
+  private stopReason: StopReason | null = null;
+  private timeoutTimer: NodeJS.Timeout | null = null;
+  private killTimer: NodeJS.Timeout | null = null;
+  private closeTimer: NodeJS.Timeout | null = null;
+  private exited = false;
+  private settled = false;
+  readonly done: Promise<JobExit>;
+  private resolveDone!: (exit: JobExit) => void;
+
+  constructor(private readonly o: JobProcessOptions) {
+    this.done = new Promise((resolve) => (this.resolveDone = resolve));
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  start(): void {
+    const resolved = resolveProgram(this.o.argv[0], this.o.cwd, this.o.env.PATH ?? '');
+    if ('error' in resolved) return this.settle({ exitCode: null, signal: null, spawnError: resolved.error });
+    const limitFlags = limitArgs(this.o.limits);
+    if (limitFlags.length > 0 && !this.o.prlimitPath) {
+      return this.settle({
+        exitCode: null,
+        signal: null,
+        spawnError: 'task has limits but prlimit (util-linux) is not installed',
+      });
+    }
+    const [file, args] =
+      limitFlags.length > 0
+        ? [this.o.prlimitPath!, [...limitFlags, '--', resolved.path, ...this.o.argv.slice(1)]]
+        : [resolved.path, this.o.argv.slice(1)];
+    let child: ChildProcess;
+    try {
+      child = spawn(file, args, {
+        cwd: this.o.cwd,
+        env: this.o.env,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        detached: true, // its own process group, so the whole tree can be signalled
+        shell: false,
+        argv0: this.o.argv[0],
+      });
+    } catch (err) {
+      return this.settle({ exitCode: null, signal: null, spawnError: (err as Error).message });
+    }
+    this.child = child;
+    child.stdout!.on('data', this.o.onStdout);
+    child.stderr!.on('data', this.o.onStderr);
+    child.once('error', (err) => {
+      // Only a failed spawn lands here without an exit; a later error is followed by 'close'.
+      if (child.pid === undefined) this.settle({ exitCode: null, signal: null, spawnError: err.message });
+    });
+    child.once('exit', (code, signal) => {
+      this.exited = true;
+      // The job is its main process: whatever it left behind in its group goes with it.
+      this.killGroup('SIGKILL');
+      // A descendant that left the group may hold the pipes open: stop waiting for them after a while.
+      this.closeTimer = setTimeout(() => {
+        child.stdout?.destroy();
+        child.stderr?.destroy();
+        this.settle({ exitCode: code, signal: signalName(signal), spawnError: null });
+      }, PIPE_CLOSE_WAIT_MS);
+    });
+    // 'close' waits for the pipes, so every byte of output has been read before the outcome.
+    child.once('close', (code, signal) =>
+      this.settle({ exitCode: code, signal: signalName(signal), spawnError: null }),
+    );
+    if (this.o.timeoutMs > 0) {
+      this.timeoutTimer = setTimeout(() => this.stop('timeout'), this.o.timeoutMs);
+    }
+  }
+
+  /** Pauses or resumes reading the job's output (backpressure: the job blocks on a full pipe). */
+  setPaused(paused: boolean): void {
+    for (const stream of [this.child?.stdout, this.child?.stderr]) {
+      if (!stream) continue;
+      if (paused) stream.pause();
+      else stream.resume();
+    }
+  }
+
+  /** SIGTERM to the process group, SIGKILL after the grace period. The first reason sticks. */
+  stop(reason: StopReason): void {
+    // A stop that comes after the job ended on its own changes nothing: its own exit stands.
+    if (!this.child || this.exited) return;
+    if (this.stopReason === null) this.stopReason = reason;
+    this.killGroup('SIGTERM');
+    if (!this.killTimer) {
+      this.killTimer = setTimeout(() => this.killGroup('SIGKILL'), this.o.killGraceMs ?? KILL_GRACE_MS);
+    }
+  }
+
+  /** Stops at once (second signal, lost lease): SIGKILL to the group. */
+  kill(reason: StopReason): void {
+    if (!this.child || this.exited) return;
+    if (this.stopReason === null) this.stopReason = reason;
+    this.killGroup('SIGKILL');
+  }
+
+  private killGroup(signal: NodeJS.Signals): void {
+    const pid = this.child?.pid;
+    if (pid === undefined || pid <= 1) return;
+    try {
+      process.kill(-pid, signal);
+    } catch {
+      // group already gone
+    }
+  }
+
+  private settle(exit: Omit<JobExit, 'stopReason'>): void {
+    if (this.settled) return;
+    this.settled = true;
+    for (const timer of [this.timeoutTimer, this.killTimer, this.closeTimer]) if (timer) clearTimeout(timer);
+    this.resolveDone({ ...exit, stopReason: this.stopReason });
+  }
+}

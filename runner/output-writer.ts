@@ -1,0 +1,205 @@
+// A job's output on its way to JobStatuses: numbered, capped, batched, retried, in order.
+import type { Fence, Outcome, OutputRow, Queue } from '../models/queue';
+import type { OutputStream } from '../models/models';
+
+export interface OutputWriterOptions {
+  queue: Queue;
+  fence: Fence;
+  /** Output line numbers continue after this one. */
+  lastSeq: number;
+  maxBytes: number;
+  flushMs?: number;
+  /** Flush at once when a batch reaches this many rows or bytes. */
+  batchRows?: number;
+  batchBytes?: number;
+  /** Above this many unsent bytes the producer is asked to pause (bounded memory). */
+  highWaterBytes?: number;
+  /** Told when the producer should pause (true) or may resume (false). */
+  onPressure?: (paused: boolean) => void;
+  /** Told once when the fence is lost: the job is no longer ours. */
+  onLost?: () => void;
+  /** Database trouble and recovery, for the runner's once-per-change logging. */
+  onDbError?: (err: unknown) => void;
+  onDbOk?: () => void;
+}
+
+export class FenceLostError extends Error {
+  override name = 'FenceLostError';
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class OutputWriter {
+  private pending: OutputRow[] = [];
+  private pendingBytes = 0;
+  private seq: number;
+  private storedBytes = 0;
+  private droppedBytes = 0;
+  private droppedLines = 0;
+  private flushing: Promise<void> | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private paused = false;
+  private abandoned = false;
+  lost = false;
+  private readonly o: Required<Omit<OutputWriterOptions, 'onPressure' | 'onLost' | 'onDbError' | 'onDbOk'>> &
+    OutputWriterOptions;
+
+  constructor(options: OutputWriterOptions) {
+    this.o = {
+      flushMs: 250,
+      batchRows: 2000,
+      batchBytes: 1024 * 1024,
+      highWaterBytes: 8 * 1024 * 1024,
+      ...options,
+    };
+    this.seq = options.lastSeq;
+  }
+
+  /** Adds one line; beyond the output cap it is only counted. */
+  add(stream: OutputStream, output: string): void {
+    if (this.lost) return;
+    const bytes = Buffer.byteLength(output);
+    if (this.storedBytes + bytes > this.o.maxBytes) {
+      this.droppedBytes += bytes;
+      this.droppedLines += 1;
+      return;
+    }
+    this.storedBytes += bytes;
+    this.push({ seq: ++this.seq, stream, output }, bytes);
+  }
+
+  /** A system row (never capped: it says what happened to the job). */
+  addSystem(output: string): void {
+    if (!this.lost) this.push({ seq: ++this.seq, stream: 'system', output }, Buffer.byteLength(output));
+  }
+
+  private push(row: OutputRow, bytes: number): void {
+    this.pending.push(row);
+    this.pendingBytes += bytes + 32;
+    if (this.pending.length >= this.o.batchRows || this.pendingBytes >= this.o.batchBytes) {
+      this.kick();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.kick(), this.o.flushMs);
+    }
+    if (!this.paused && this.pendingBytes > this.o.highWaterBytes) {
+      this.paused = true;
+      this.o.onPressure?.(true);
+    }
+  }
+
+  /** Starts a flush unless one is under way (that one picks up what is pending when it ends). */
+  private kick(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (!this.flushing) {
+      this.flushing = this.flushLoop().finally(() => {
+        this.flushing = null;
+      });
+    }
+  }
+
+  private takeBatch(): OutputRow[] {
+    let rows = this.pending.length;
+    let bytes = 0;
+    for (let i = 0; i < this.pending.length; i++) {
+      bytes += this.pending[i].output.length + 32;
+      if (i + 1 >= this.o.batchRows || bytes >= this.o.batchBytes) {
+        rows = i + 1;
+        break;
+      }
+    }
+    const batch = this.pending.splice(0, rows);
+    this.pendingBytes = this.pending.reduce((n, r) => n + r.output.length + 32, 0);
+    return batch;
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.pending.length > 0 && !this.lost && !this.abandoned) {
+      const batch = this.takeBatch();
+      await this.withRetry(() => this.o.queue.appendOutput(this.o.fence, batch));
+      if (this.paused && this.pendingBytes <= this.o.highWaterBytes / 2) {
+        this.paused = false;
+        this.o.onPressure?.(false);
+      }
+    }
+  }
+
+  /**
+   * Runs a fenced write until it commits. A lost fence ends the job's writing for good; a database
+   * error is retried with backoff (the batch stays in hand; (jobId, seq) makes a retry harmless).
+   */
+  private async withRetry(write: () => Promise<boolean>): Promise<void> {
+    for (let attempt = 0; !this.abandoned; attempt++) {
+      try {
+        const ok = await write();
+        this.o.onDbOk?.();
+        if (!ok) this.markLost();
+        return;
+      } catch (err) {
+        this.o.onDbError?.(err);
+        const backoff = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
+        await sleep(backoff / 2 + Math.random() * (backoff / 2));
+      }
+    }
+  }
+
+  private markLost(): void {
+    if (this.lost) return;
+    this.lost = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.o.onLost?.();
+  }
+
+  /** Bytes and lines dropped by the output cap so far. */
+  get dropped(): { bytes: number; lines: number } {
+    return { bytes: this.droppedBytes, lines: this.droppedLines };
+  }
+
+  /**
+   * Writes the rest of the output, the closing system rows and the outcome in one fenced
+   * transaction, after every earlier batch. Resolves false if the job was no longer ours.
+   */
+  async finish(outcome: Outcome, closingLines: string[]): Promise<boolean> {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    while (this.flushing) await this.flushing;
+    if (this.lost) return false;
+    if (this.droppedBytes > 0) {
+      this.addSystem(
+        `output limit of ${this.o.maxBytes} bytes reached: ${this.droppedBytes} bytes (${this.droppedLines} lines) were not stored`,
+      );
+    }
+    for (const line of closingLines) this.addSystem(line);
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    // Leave the last batch (status + rows) small enough for one statement.
+    while (this.pending.length > this.o.batchRows) {
+      const batch = this.takeBatch();
+      await this.withRetry(() => this.o.queue.appendOutput(this.o.fence, batch));
+      if (this.lost) return false;
+    }
+    const rows = this.pending;
+    this.pending = [];
+    this.pendingBytes = 0;
+    let finished = false;
+    await this.withRetry(async () => {
+      finished = await this.o.queue.finishJob(this.o.fence, outcome, rows);
+      return finished;
+    });
+    return finished;
+  }
+
+  /** Gives up on writing (the runner is exiting and the database is away): the reaper will settle it. */
+  abandon(): void {
+    this.abandoned = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+}

@@ -1,0 +1,338 @@
+// The runner loop: claim into free slots, run, heartbeat, reap; drain on the first signal.
+import type { RunnerConfig } from '../config';
+import type { ClaimedJob, Queue } from '../models/queue';
+import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
+import { prepareJob, renderEnvironment, ParamsError } from '../tasks/render';
+import { JobProcess, type StopReason } from './job-process';
+import { LineSplitter } from './line-splitter';
+import { describeOutcome } from './outcome';
+import { OutputWriter } from './output-writer';
+
+export type Logger = (line: string) => void;
+
+export interface RunnerOptions {
+  queue: Queue;
+  catalog: TaskCatalog;
+  config: RunnerConfig;
+  runnerEnv: Readonly<Record<string, string | undefined>>;
+  prlimitPath?: string;
+  log?: Logger;
+  /** Drain every due job, then resolve `run()` (tests and cron). */
+  once?: boolean;
+  /** SIGTERM-to-SIGKILL grace for a job being stopped (10 s in production). */
+  killGraceMs?: number;
+}
+
+interface ActiveJob {
+  id: number;
+  process: JobProcess | null;
+  writer: OutputWriter;
+  lost: boolean;
+  done: Promise<void>;
+}
+
+const STDERR_TAIL = 5;
+
+/** Tracks database health so trouble is logged once per change, not once per attempt. */
+class DbHealth {
+  private down = false;
+  lastOkAt = Date.now();
+  constructor(private readonly log: Logger) {}
+  ok(): void {
+    this.lastOkAt = Date.now();
+    if (this.down) {
+      this.down = false;
+      this.log('database reachable again; catching up');
+    }
+  }
+  error(err: unknown): void {
+    if (!this.down) {
+      this.down = true;
+      this.log(
+        `database unavailable (${(err as Error)?.message ?? String(err)}); jobs keep running, retrying with backoff`,
+      );
+    }
+  }
+  get isDown(): boolean {
+    return this.down;
+  }
+}
+
+export class Runner {
+  private readonly active = new Map<number, ActiveJob>();
+  private readonly log: Logger;
+  private readonly health: DbHealth;
+  private stopping = false;
+  private wakeUp: (() => void) | null = null;
+  private loop: Promise<void> | null = null;
+  private heartbeatTimer: NodeJS.Timeout | null = null;
+  private reaperTimer: NodeJS.Timeout | null = null;
+  private heartbeatRunning = false;
+  private stopped: Promise<void> | null = null;
+  /** Claim statistics, for status lines and metrics. */
+  lastClaimAt: number | null = null;
+  jobsStarted = 0;
+
+  constructor(private readonly o: RunnerOptions) {
+    this.log = o.log ?? ((line) => console.log(line));
+    this.health = new DbHealth(this.log);
+  }
+
+  get runnerId(): string {
+    return this.o.config.id;
+  }
+
+  get busySlots(): number {
+    return this.active.size;
+  }
+
+  /** Starts the loop and the lease timers; resolves when the loop has ended (stop, or drained in once mode). */
+  run(): Promise<void> {
+    if (!this.loop) {
+      this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.o.config.heartbeatMs);
+      const reapEvery = Math.max(this.o.config.heartbeatMs, Math.floor(this.o.config.leaseMs / 4));
+      this.reaperTimer = setInterval(() => void this.reap(), reapEvery);
+      void this.reap();
+      this.loop = this.claimLoop().finally(() => this.clearTimers());
+    }
+    return this.loop;
+  }
+
+  private clearTimers(): void {
+    if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+    if (this.reaperTimer) clearInterval(this.reaperTimer);
+    this.heartbeatTimer = this.reaperTimer = null;
+  }
+
+  private wake(): void {
+    this.wakeUp?.();
+  }
+
+  /** Sleeps until `ms` pass or something wakes the loop (a job ended, stop was called). */
+  private sleep(ms: number | null): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = ms === null ? null : setTimeout(done, ms);
+      function done() {
+        if (timer) clearTimeout(timer);
+        resolve();
+      }
+      this.wakeUp = () => {
+        this.wakeUp = null;
+        done();
+      };
+    });
+  }
+
+  private async claimLoop(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      const free = this.o.config.concurrency - this.active.size;
+      if (free <= 0) {
+        await this.sleep(null);
+        continue;
+      }
+      let claimed: ClaimedJob[];
+      try {
+        claimed = await this.o.queue.claimDueJobs(this.runnerId, free);
+        this.health.ok();
+        failures = 0;
+      } catch (err) {
+        this.health.error(err);
+        failures++;
+        const backoff = Math.min(30_000, this.o.config.pollMs * 2 ** Math.min(failures, 5));
+        await this.sleep(backoff / 2 + Math.random() * (backoff / 2));
+        continue;
+      }
+      if (claimed.length > 0) this.lastClaimAt = Date.now();
+      for (const job of claimed) this.launch(job);
+      if (claimed.length === free) continue; // slots full or more may be due: claim again at once
+      if (this.o.once && claimed.length === 0) {
+        if (this.active.size === 0) break;
+        await this.sleep(null); // a job's end may make room; nothing else is due
+        continue;
+      }
+      await this.sleep(this.o.once ? null : this.o.config.pollMs);
+    }
+    if (this.o.once) await this.waitForJobs();
+  }
+
+  private launch(job: ClaimedJob): void {
+    const entry = {} as ActiveJob;
+    entry.id = job.id;
+    entry.lost = false;
+    entry.process = null;
+    entry.writer = new OutputWriter({
+      queue: this.o.queue,
+      fence: { jobId: job.id, runnerId: this.runnerId },
+      lastSeq: job.lastSeq,
+      maxBytes: this.o.config.outputMaxBytes,
+      onPressure: (paused) => entry.process?.setPaused(paused),
+      onLost: () => {
+        entry.lost = true;
+        entry.process?.kill('runner_lost');
+      },
+      onDbError: (err) => this.health.error(err),
+      onDbOk: () => this.health.ok(),
+    });
+    this.active.set(job.id, entry);
+    this.jobsStarted++;
+    entry.done = this.execute(job, entry)
+      .catch((err) => this.log(`job ${job.id}: runner error: ${(err as Error)?.stack ?? String(err)}`))
+      .finally(() => {
+        this.active.delete(job.id);
+        this.wake();
+      });
+  }
+
+  private async execute(job: ClaimedJob, entry: ActiveJob): Promise<void> {
+    const { writer } = entry;
+    const template = this.o.catalog.get(job.task);
+    const invalid = (reason: string) =>
+      writer.finish({ status: 'failure', exitCode: null, signal: null, error: 'invalid_template' }, [reason]);
+    if (!template) return void (await invalid(`task "${job.task}" is not in the task file; job not run`));
+    let prepared;
+    try {
+      prepared = prepareJob(template, job.params);
+    } catch (err) {
+      if (!(err instanceof ParamsError)) throw err;
+      return void (await invalid(`params do not validate against task "${job.task}": ${err.message}; job not run`));
+    }
+    const started = Date.now();
+    const stderrTail: string[] = [];
+    const out = new LineSplitter((line) => writer.add('stdout', line));
+    const errOut = new LineSplitter((line) => {
+      writer.add('stderr', line);
+      stderrTail.push(line);
+      if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
+    });
+    const proc = new JobProcess({
+      argv: prepared.argv,
+      cwd: template.cwd ?? this.o.config.cwd,
+      env: renderEnvironment(template, job, this.o.runnerEnv),
+      timeoutMs: template.timeoutSec * 1000,
+      limits: template.limits,
+      prlimitPath: this.o.prlimitPath,
+      killGraceMs: this.o.killGraceMs,
+      onStdout: (chunk) => out.write(chunk),
+      onStderr: (chunk) => errOut.write(chunk),
+    });
+    entry.process = proc;
+    proc.start();
+    if (this.stopping && !this.o.once) proc.stop('shutdown');
+    const exit = await proc.done;
+    out.end();
+    errOut.end();
+    const { outcome, line } = describeOutcome({
+      exit,
+      template: template as TaskTemplate,
+      durationMs: Date.now() - started,
+      stderrTail,
+    });
+    outcome.command = job.command === null ? prepared.command : null;
+    if (entry.lost) return;
+    const recorded = await writer.finish(outcome, [line]);
+    if (!recorded && !entry.lost) this.log(`job ${job.id}: no longer owned by this runner; outcome not recorded`);
+  }
+
+  /** One statement renews every lease; lost jobs are killed, cancel requests stopped. */
+  private async heartbeat(): Promise<void> {
+    if (this.heartbeatRunning) return;
+    this.heartbeatRunning = true;
+    try {
+      const ids = [...this.active.keys()];
+      if (ids.length === 0) return;
+      try {
+        const report = await this.o.queue.renewLeases(this.runnerId, ids);
+        this.health.ok();
+        for (const id of report.lost) this.loseJob(id, 'its lease was taken (reaped, or changed by someone else)');
+        for (const id of report.cancelRequested) this.active.get(id)?.process?.stop('cancelled');
+      } catch (err) {
+        this.health.error(err);
+        // Past the lease another runner may reap these jobs: stop them rather than run them unowned.
+        if (Date.now() - this.health.lastOkAt > this.o.config.leaseMs) {
+          for (const job of this.active.values()) job.process?.stop('runner_lost');
+        }
+      }
+    } finally {
+      this.heartbeatRunning = false;
+    }
+  }
+
+  private loseJob(id: number, why: string): void {
+    const job = this.active.get(id);
+    if (!job || job.lost) return;
+    job.lost = true;
+    job.writer.abandon();
+    this.log(`job ${id}: ${why}; stopping its processes, writing nothing more`);
+    job.process?.kill('runner_lost');
+  }
+
+  private async reap(): Promise<void> {
+    try {
+      const reaped = await this.o.queue.reapExpiredLeases(this.o.config.leaseMs);
+      this.health.ok();
+      if (reaped.length > 0)
+        this.log(`reaped ${reaped.length} job(s) whose runner stopped renewing: ${reaped.join(', ')}`);
+    } catch (err) {
+      this.health.error(err);
+    }
+  }
+
+  private async waitForJobs(): Promise<void> {
+    while (this.active.size > 0) await Promise.all([...this.active.values()].map((j) => j.done));
+  }
+
+  /**
+   * Drains: stops claiming (the claim in flight completes), lets running jobs finish within
+   * `graceMs`, then stops the rest (failure/shutdown). Idempotent; resolves when all is written.
+   */
+  stop(graceMs = this.o.config.shutdownGraceMs): Promise<void> {
+    if (!this.stopped) {
+      this.stopping = true;
+      this.wake();
+      this.stopped = (async () => {
+        await this.loop;
+        if (this.active.size > 0) {
+          this.log(`draining: ${this.active.size} job(s) running, up to ${Math.round(graceMs / 1000)} s to finish`);
+          let graceTimer: NodeJS.Timeout | undefined;
+          await Promise.race([this.waitForJobs(), new Promise<void>((r) => (graceTimer = setTimeout(r, graceMs)))]);
+          clearTimeout(graceTimer);
+          this.stopAll('shutdown', false);
+        }
+        await this.finishWrites();
+        this.clearTimers();
+      })();
+    }
+    return this.stopped;
+  }
+
+  /** The second signal: kill every job now, record what can be recorded quickly, and return. */
+  async stopNow(): Promise<void> {
+    this.stopping = true;
+    this.wake();
+    this.stopAll('shutdown', true);
+    await this.finishWrites(5000);
+    this.clearTimers();
+  }
+
+  private stopAll(reason: StopReason, now: boolean): void {
+    for (const job of this.active.values()) {
+      if (now) job.process?.kill(reason);
+      else job.process?.stop(reason);
+    }
+  }
+
+  /** Waits for jobs to record their outcome; with the database away, gives up after `limitMs`. */
+  private async finishWrites(limitMs = (this.o.killGraceMs ?? 10_000) + 15_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const gaveUp = await Promise.race([
+      this.waitForJobs().then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), limitMs))),
+    ]);
+    clearTimeout(timer);
+    if (gaveUp) {
+      for (const job of this.active.values()) job.writer.abandon();
+      this.log(`exiting with ${this.active.size} outcome(s) unrecorded; the lease reaper will mark them runner_lost`);
+    }
+  }
+}

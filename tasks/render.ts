@@ -1,0 +1,138 @@
+// Params in, argv and environment out: the only road from a request to a process.
+import type { ErrorObject } from 'ajv';
+import { PLACEHOLDER, type ScalarType, type TaskTemplate } from './catalog';
+
+export type ParamValue = string | number | boolean;
+export type Params = Record<string, ParamValue>;
+
+export class ParamsError extends Error {
+  override name = 'ParamsError';
+  constructor(
+    message: string,
+    /** The param at fault, when there is one. */
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+function describeError(e: ErrorObject): ParamsError {
+  const field = e.instancePath.replace(/^\//, '');
+  switch (e.keyword) {
+    case 'required': {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      return new ParamsError(`param "${missing}" is required`, missing);
+    }
+    case 'additionalProperties': {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      return new ParamsError(`param "${extra}" is not accepted by this task`, extra);
+    }
+    case 'type':
+      if (!field) return new ParamsError('params must be an object');
+      return new ParamsError(`param "${field}" ${e.message ?? 'has the wrong type'}`, field);
+    default:
+      return field
+        ? new ParamsError(`param "${field}" ${e.message ?? 'is invalid'}`, field)
+        : new ParamsError(`params ${e.message ?? 'are invalid'}`);
+  }
+}
+
+/** Validates params against the task's JSON Schema; throws ParamsError naming the field. */
+export function validateParams(task: TaskTemplate, params: unknown): Params {
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) {
+    throw new ParamsError('params must be an object');
+  }
+  if (!task.validate(params)) throw describeError(task.validate.errors![0]);
+  return params as Params;
+}
+
+/**
+ * Turns command-line `k=v` strings into typed params by the schema's declared types,
+ * so the CLI validates exactly as the API does.
+ */
+export function paramsFromStrings(task: TaskTemplate, pairs: string[]): Params {
+  const params: Params = {};
+  for (const pair of pairs) {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new ParamsError(`--param ${JSON.stringify(pair)} is not of the form name=value`);
+    const name = pair.slice(0, eq);
+    const raw = pair.slice(eq + 1);
+    const type: ScalarType | undefined = task.params.properties[name]?.type;
+    if (type === 'integer' || type === 'number') {
+      const n = raw.trim() === '' ? NaN : Number(raw);
+      params[name] = Number.isFinite(n) ? n : raw;
+    } else if (type === 'boolean') {
+      params[name] = raw === 'true' ? true : raw === 'false' ? false : raw;
+    } else {
+      params[name] = raw;
+    }
+  }
+  return validateParams(task, params);
+}
+
+/** argv with `{name}` replaced; an element naming an optional param that was not given is left out. */
+export function renderArgv(task: TaskTemplate, params: Params): string[] {
+  const argv: string[] = [];
+  for (const element of task.argv) {
+    let missing = false;
+    const rendered = element.replace(PLACEHOLDER, (_whole, name: string) => {
+      const value = params[name];
+      if (value === undefined) {
+        missing = true;
+        return '';
+      }
+      return String(value);
+    });
+    if (!missing) argv.push(rendered);
+  }
+  return argv;
+}
+
+const SHELL_SAFE = /^[A-Za-z0-9_\-+=.,/:@%^]+$/;
+
+/** The argv as one shell-quoted line, for people to read; it is never executed. */
+export function displayCommand(argv: string[], max = 2000): string {
+  const line = argv.map((a) => (SHELL_SAFE.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+  return line.length <= max ? line : `${line.slice(0, max - 3)}...`;
+}
+
+export interface JobIdentity {
+  id: number;
+  task: string;
+  createdBy: string | null;
+}
+
+/** The job's environment, built from scratch: nothing of the runner's leaks unless passEnv names it. */
+export function renderEnvironment(
+  task: TaskTemplate,
+  job: JobIdentity,
+  runnerEnv: Readonly<Record<string, string | undefined>>,
+): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: runnerEnv.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+    LANG: runnerEnv.LANG ?? 'C.UTF-8',
+    HOME: runnerEnv.HOME ?? '/',
+    ...task.env,
+  };
+  for (const name of task.passEnv) {
+    const value = runnerEnv[name];
+    if (value !== undefined) env[name] = value;
+  }
+  env.JOB_ID = String(job.id);
+  env.JOB_TASK = job.task;
+  env.JOB_CREATED_BY = job.createdBy ?? '';
+  return env;
+}
+
+export interface PreparedJob {
+  params: Params;
+  argv: string[];
+  command: string;
+}
+
+/** Validate and render in one step: what the API, the CLI and the runner each do before acting. */
+export function prepareJob(task: TaskTemplate, params: unknown): PreparedJob {
+  const valid = validateParams(task, params);
+  const argv = renderArgv(task, valid);
+  return { params: valid, argv, command: displayCommand(argv) };
+}

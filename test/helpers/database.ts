@@ -1,0 +1,88 @@
+// Each jest worker owns a database built by the real migrations; tests truncate it, never mock it.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Sequelize } from 'sequelize';
+import type { DatabaseConfig } from '../../config';
+import { createDatabase, type Database } from '../../models/database';
+import { migrate } from '../../models/migrate';
+
+export const dialect = (process.env.CJ_TEST_DIALECT ?? 'sqlite') as 'sqlite' | 'mysql';
+const worker = process.env.JEST_WORKER_ID ?? '0';
+export const ROOT = path.resolve(__dirname, '..', '..');
+
+export function testDatabaseConfig(name = `cj_test_w${worker}`): DatabaseConfig {
+  if (dialect === 'mysql') {
+    return {
+      dialect: 'mysql',
+      host: process.env.MYSQL_HOST ?? '127.0.0.1',
+      port: Number(process.env.MYSQL_PORT ?? 3306),
+      user: process.env.MYSQL_USER ?? 'root',
+      password: process.env.MYSQL_PASSWORD ?? '',
+      database: name,
+    };
+  }
+  return {
+    dialect: 'sqlite',
+    storage: path.join(os.tmpdir(), 'container-jobs-tests', `${name}-${process.pid}.sqlite`),
+  };
+}
+
+/** The variables a child process (runner, CLI) needs to reach the same test database. */
+export function databaseEnv(config: DatabaseConfig): Record<string, string> {
+  return config.dialect === 'mysql'
+    ? {
+        MYSQL_HOST: config.host,
+        MYSQL_PORT: String(config.port),
+        MYSQL_USER: config.user,
+        MYSQL_PASSWORD: config.password,
+        MYSQL_DATABASE: config.database,
+      }
+    : { JOBS_SQLITE_PATH: config.storage };
+}
+
+async function recreateMysqlDatabase(config: Extract<DatabaseConfig, { dialect: 'mysql' }>): Promise<void> {
+  const admin = new Sequelize({
+    dialect: 'mysql',
+    host: config.host,
+    port: config.port,
+    username: config.user,
+    password: config.password,
+    logging: false,
+  });
+  try {
+    await admin.authenticate();
+  } catch (err) {
+    throw new Error(
+      `MySQL at ${config.host}:${config.port} is not reachable as ${config.user} (${(err as Error).message}).\n` +
+        'Start it (start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd) or unset MYSQL_HOST.',
+      { cause: err },
+    );
+  }
+  await admin.query(`DROP DATABASE IF EXISTS \`${config.database}\``);
+  await admin.query(`CREATE DATABASE \`${config.database}\` CHARACTER SET utf8mb4`);
+  await admin.close();
+}
+
+/** A fresh, migrated database for one test file. */
+export async function freshDatabase(name?: string): Promise<{ db: Database; config: DatabaseConfig }> {
+  const config = testDatabaseConfig(name);
+  if (config.dialect === 'mysql') {
+    await recreateMysqlDatabase(config);
+    fs.mkdirSync(path.join(ROOT, 'test', 'artifacts'), { recursive: true });
+    fs.appendFileSync(path.join(ROOT, 'test', 'artifacts', 'mysql-suites.txt'), `${expect.getState().testPath}\n`);
+  } else {
+    fs.mkdirSync(path.dirname(config.storage), { recursive: true });
+    for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
+  }
+  const db = createDatabase(config);
+  await migrate(db);
+  return { db, config };
+}
+
+/** Empties every table between tests (children first). */
+export async function truncateAll(db: Database): Promise<void> {
+  for (const table of ['JobStatuses', 'Jobs', 'ApiTokens', 'Users', 'Sessions']) {
+    await db.sequelize.query(db.dialect === 'mysql' ? `DELETE FROM \`${table}\`` : `DELETE FROM "${table}"`);
+  }
+}
