@@ -5,7 +5,23 @@ import { createDatabase, type Database } from './models/database';
 import { migrate } from './models/migrate';
 import { openDatabase } from './models/open';
 import { Queue } from './models/queue';
-import { TaskFileError, loadTaskFile } from './tasks/catalog';
+import {
+  UserError,
+  createApiToken,
+  createUser,
+  ensureInitialAdmin,
+  generatePassword,
+  listApiTokens,
+  listUsers,
+  revokeApiToken,
+  setPassword,
+} from './models/users';
+import { createApp } from './routers/app';
+import { closeServer, listen, serverUrl } from './routers/listen';
+import { resolveSessionSecret } from './routers/sessions';
+import { findPrlimit } from './runner/job-process';
+import { Runner } from './runner/runner';
+import { TaskCatalog, TaskFileError, loadTaskFile } from './tasks/catalog';
 import { ParamsError, displayCommand, paramsFromStrings, renderArgv } from './tasks/render';
 
 const EX_USAGE = 64;
@@ -20,6 +36,13 @@ const USAGE = `usage: container-jobs <command>
   tasks check [FILE]                        check a task file (default: JOB_TASKS_FILE)
   enqueue TASK [--param k=v]... [--as USER] [--priority N]
                                             validate and enqueue a job; prints its id
+  user add NAME [--admin]                   add a user; password from stdin, or generated and printed
+  user passwd NAME                          set a password (from stdin, or generated and printed)
+  user list                                 list users
+  token create NAME [--name LABEL]          make an API token for a user; printed once, on the last line
+  token list [NAME]                         list API tokens (not the tokens themselves)
+  token revoke ID                           delete an API token
+  start                                     API and runner in one process (the quick start)
 `;
 
 interface Parsed {
@@ -110,6 +133,173 @@ async function cmdEnqueue(config: Config, args: string[]): Promise<number> {
   return 0;
 }
 
+/**
+ * A password piped in (`echo … | container-jobs user add NAME`): the first line of stdin when stdin
+ * is not a terminal and not empty; null means "generate one".
+ */
+async function passwordFromStdin(): Promise<string | null> {
+  if (process.stdin.isTTY) return null;
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const line = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0];
+  return line === '' ? null : line;
+}
+
+async function newPassword(): Promise<{ password: string; generated: boolean }> {
+  const piped = await passwordFromStdin();
+  return piped === null ? { password: generatePassword(), generated: true } : { password: piped, generated: false };
+}
+
+function formatDate(date: Date | null): string {
+  return date ? date.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-';
+}
+
+async function cmdUser(config: Config, args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const parsed = parseArgs(rest, ['admin']);
+  switch (sub) {
+    case 'add': {
+      only(parsed, ['admin']);
+      if (parsed.positional.length !== 1) throw new UsageError('user add takes exactly one NAME');
+      const isAdmin = parsed.options.has('admin');
+      const { password, generated } = await newPassword();
+      const user = await withDatabase(config, (db) => createUser(db, parsed.positional[0], password, isAdmin));
+      console.log(`created user "${user.username}"${user.isAdmin ? ' (admin)' : ''}`);
+      if (generated) console.log(`password: ${password}`);
+      return 0;
+    }
+    case 'passwd': {
+      only(parsed, []);
+      if (parsed.positional.length !== 1) throw new UsageError('user passwd takes exactly one NAME');
+      const { password, generated } = await newPassword();
+      await withDatabase(config, (db) => setPassword(db, parsed.positional[0], password));
+      console.log(`password of "${parsed.positional[0]}" changed`);
+      if (generated) console.log(`password: ${password}`);
+      return 0;
+    }
+    case 'list': {
+      only(parsed, []);
+      if (parsed.positional.length !== 0) throw new UsageError('user list takes no arguments');
+      const users = await withDatabase(config, (db) => listUsers(db));
+      for (const u of users) {
+        console.log(
+          `${u.username}\t${u.isAdmin ? 'admin' : 'user'}\t${u.tokens} token(s)\tcreated ${formatDate(u.createdAt)}`,
+        );
+      }
+      if (users.length === 0) console.error('no users (add one: container-jobs user add NAME --admin)');
+      return 0;
+    }
+    default:
+      throw new UsageError('usage: container-jobs user add|passwd|list');
+  }
+}
+
+async function cmdToken(config: Config, args: string[]): Promise<number> {
+  const [sub, ...rest] = args;
+  const parsed = parseArgs(rest);
+  switch (sub) {
+    case 'create': {
+      only(parsed, ['name']);
+      if (parsed.positional.length !== 1) throw new UsageError('token create takes exactly one NAME (a user)');
+      const username = parsed.positional[0];
+      const label = parsed.options.get('name')?.at(-1) ?? 'cli';
+      const { id, token } = await withDatabase(config, (db) => createApiToken(db, username, label));
+      console.log(
+        `token ${id} "${label}" for ${username}; it is shown this once (send it as: Authorization: Bearer …)`,
+      );
+      console.log(token);
+      return 0;
+    }
+    case 'list': {
+      only(parsed, []);
+      if (parsed.positional.length > 1) throw new UsageError('token list takes at most one NAME');
+      const tokens = await withDatabase(config, (db) => listApiTokens(db, parsed.positional[0]));
+      for (const t of tokens) {
+        console.log(
+          `${t.id}\t${t.username}\t${t.name}\tcreated ${formatDate(t.createdAt)}\tlast used ${formatDate(t.lastUsedAt)}\texpires ${formatDate(t.expiresAt)}`,
+        );
+      }
+      return 0;
+    }
+    case 'revoke': {
+      only(parsed, []);
+      const raw = parsed.positional[0];
+      if (parsed.positional.length !== 1 || !/^\d+$/.test(raw)) throw new UsageError('token revoke takes one token ID');
+      const revoked = await withDatabase(config, (db) => revokeApiToken(db, Number(raw)));
+      if (!revoked) throw new InputError(`no token ${raw} (see: container-jobs token list)`);
+      console.log(`revoked token ${raw}`);
+      return 0;
+    }
+    default:
+      throw new UsageError('usage: container-jobs token create|list|revoke');
+  }
+}
+
+/** The quick start: API and runner in one process, on the embedded database unless MYSQL_HOST is set. */
+async function cmdStart(config: Config, args: string[]): Promise<number> {
+  only(parseArgs(args), []);
+  if (args.length > 0) throw new UsageError('start takes no arguments');
+  const log = (line: string) => console.log(`container-jobs: ${line}`);
+  process.on('unhandledRejection', (reason) =>
+    log(`unhandled rejection (ignored): ${String((reason as Error)?.stack ?? reason)}`),
+  );
+  log(describeDatabase(config.database));
+  const sessionSecret = resolveSessionSecret(config);
+  let catalog: TaskCatalog;
+  try {
+    catalog = new TaskCatalog(config.tasksFile, (err) =>
+      log(`task file not reloaded, keeping the last good one: ${err.message}`),
+    );
+  } catch (err) {
+    // A broken task file is configuration: exit 78 so systemd does not restart-loop on it.
+    if (err instanceof TaskFileError) throw new ConfigError(err.message);
+    throw err;
+  }
+  const db = await openDatabase(config.database, { log });
+  const password = await ensureInitialAdmin(db);
+  if (password !== null) {
+    log('first start: created user "admin" (change it with: container-jobs user passwd admin)');
+    log(`admin password (shown once): ${password}`);
+  }
+  const queue = new Queue(db);
+  const shutdown = new AbortController();
+  const app = createApp({ db, queue, catalog, config, sessionSecret, log, shutdown: shutdown.signal });
+  const server = await listen(app, config.http);
+  const runner = new Runner({
+    queue,
+    catalog,
+    config: config.runner,
+    runnerEnv: config.runnerEnv,
+    prlimitPath: findPrlimit(),
+    log,
+  });
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      log(`${signal}: closing the API, no new claims; draining jobs (a second signal stops at once)`);
+      shutdown.abort();
+      void closeServer(server);
+      void runner.stop();
+    } else {
+      log(`${signal} again: stopping every job now`);
+      server.closeAllConnections();
+      void runner.stopNow().then(() => db.close().finally(() => process.exit(0)));
+    }
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  log(
+    `API listening on ${serverUrl(server)}; runner ${config.runner.id}: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}`,
+  );
+  await runner.run();
+  await runner.stop();
+  await closeServer(server);
+  await db.close();
+  log('stopped');
+  return 0;
+}
+
 async function main(args: string[]): Promise<number> {
   const [command, ...rest] = args;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
@@ -125,6 +315,12 @@ async function main(args: string[]): Promise<number> {
       return cmdTasksCheck(config, rest.slice(1));
     case 'enqueue':
       return cmdEnqueue(config, rest);
+    case 'user':
+      return cmdUser(config, rest);
+    case 'token':
+      return cmdToken(config, rest);
+    case 'start':
+      return cmdStart(config, rest);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
@@ -141,7 +337,7 @@ main(process.argv.slice(2)).then(
       console.error(`container-jobs: ${err.message}`);
       process.exit(err instanceof ConfigError ? EX_CONFIG : EX_DATAERR);
     }
-    if (err instanceof ParamsError || err instanceof InputError) {
+    if (err instanceof ParamsError || err instanceof InputError || err instanceof UserError) {
       console.error(`container-jobs: ${err.message}`);
       process.exit(EX_DATAERR);
     }

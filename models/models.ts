@@ -69,11 +69,21 @@ export class ApiToken extends Model<InferAttributes<ApiToken>, InferCreationAttr
   declare updatedAt: CreationOptional<Date>;
 }
 
+/** express-session's rows, in the shape connect-session-sequelize reads and writes. */
+export class Session extends Model<InferAttributes<Session>, InferCreationAttributes<Session>> {
+  declare sid: string;
+  declare expires: Date | null;
+  declare data: string | null;
+  declare createdAt: CreationOptional<Date>;
+  declare updatedAt: CreationOptional<Date>;
+}
+
 export interface Models {
   Job: typeof Job;
   JobStatus: typeof JobStatus;
   User: typeof User;
   ApiToken: typeof ApiToken;
+  Session: typeof Session;
 }
 
 /** MariaDB stores JSON as LONGTEXT, so the driver may hand back a string. */
@@ -148,9 +158,19 @@ export function initModels(sequelize: Sequelize): Models {
     },
     { sequelize, tableName: 'ApiTokens', modelName: 'ApiToken' },
   );
+  Session.init(
+    {
+      sid: { type: STRING(36), primaryKey: true },
+      expires: { type: DATE, allowNull: true },
+      data: { type: TEXT, allowNull: true },
+      createdAt: { type: DATE(3), allowNull: false },
+      updatedAt: { type: DATE(3), allowNull: false },
+    },
+    { sequelize, tableName: 'Sessions', modelName: 'Session' },
+  );
   Job.hasMany(JobStatus, { foreignKey: 'jobId', onDelete: 'CASCADE' });
   JobStatus.belongsTo(Job, { foreignKey: 'jobId' });
   User.hasMany(ApiToken, { foreignKey: 'userId', onDelete: 'CASCADE' });
   ApiToken.belongsTo(User, { foreignKey: 'userId' });
-  return { Job, JobStatus, User, ApiToken };
+  return { Job, JobStatus, User, ApiToken, Session };
 }

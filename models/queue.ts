@@ -189,7 +189,7 @@ export class Queue {
   async finishJob(fence: Fence, outcome: Outcome, rows: OutputRow[]): Promise<boolean> {
     return this.transaction(async (transaction) => {
       const changed = await this.update(
-        `UPDATE Jobs SET status = :status, exitCode = :exitCode, signal = :signal, error = :error,
+        `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
            command = COALESCE(command, :command), finishedAt = ${this.now}, updatedAt = ${this.now}
          WHERE id = :jobId AND runnerId = :runnerId AND status = 'running'`,
         { ...fence, ...outcome, command: outcome.command ?? null },

@@ -78,7 +78,7 @@ function checkParams(fail: (rule: string) => never, raw: unknown): ParamSchema {
   if (raw.required !== undefined) {
     if (!Array.isArray(raw.required)) fail('params.required must be an array');
     for (const name of raw.required) {
-      if (typeof name !== 'string' || !(name in properties))
+      if (typeof name !== 'string' || !Object.hasOwn(properties, name))
         fail(`params.required names unknown param ${JSON.stringify(name)}`);
     }
   }
@@ -102,7 +102,7 @@ function checkTask(ajv: Ajv, name: string, raw: unknown): TaskTemplate {
   if (argv[0] === '' || argv[0].match(PLACEHOLDER)) fail('argv[0] (the program) must be a fixed, non-empty string');
   argv.forEach((element, i) => {
     for (const [, param] of element.matchAll(PLACEHOLDER)) {
-      if (!(param in params.properties)) fail(`argv[${i}] names unknown param "${param}"`);
+      if (!Object.hasOwn(params.properties, param)) fail(`argv[${i}] names unknown param "${param}"`);
     }
   });
   if (t.cwd !== undefined && (typeof t.cwd !== 'string' || !path.isAbsolute(t.cwd)))

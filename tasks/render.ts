@@ -57,10 +57,13 @@ export function paramsFromStrings(task: TaskTemplate, pairs: string[]): Params {
     if (eq <= 0) throw new ParamsError(`--param ${JSON.stringify(pair)} is not of the form name=value`);
     const name = pair.slice(0, eq);
     const raw = pair.slice(eq + 1);
-    const type: ScalarType | undefined = task.params.properties[name]?.type;
+    if (!Object.hasOwn(task.params.properties, name)) {
+      throw new ParamsError(`param "${name}" is not accepted by this task`, name);
+    }
+    const type: ScalarType = task.params.properties[name].type;
     if (type === 'integer' || type === 'number') {
-      const n = raw.trim() === '' ? NaN : Number(raw);
-      params[name] = Number.isFinite(n) ? n : raw;
+      // Only what a JSON number could say: no hex, no padding.
+      params[name] = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(raw) ? Number(raw) : raw;
     } else if (type === 'boolean') {
       params[name] = raw === 'true' ? true : raw === 'false' ? false : raw;
     } else {
@@ -76,7 +79,7 @@ export function renderArgv(task: TaskTemplate, params: Params): string[] {
   for (const element of task.argv) {
     let missing = false;
     const rendered = element.replace(PLACEHOLDER, (_whole, name: string) => {
-      const value = params[name];
+      const value = Object.hasOwn(params, name) ? params[name] : undefined;
       if (value === undefined) {
         missing = true;
         return '';
@@ -115,8 +118,8 @@ export function renderEnvironment(
     ...task.env,
   };
   for (const name of task.passEnv) {
-    const value = runnerEnv[name];
-    if (value !== undefined) env[name] = value;
+    const value = Object.hasOwn(runnerEnv, name) ? runnerEnv[name] : undefined;
+    if (typeof value === 'string') env[name] = value;
   }
   env.JOB_ID = String(job.id);
   env.JOB_TASK = job.task;

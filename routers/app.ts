@@ -1,0 +1,101 @@
+// createApp(deps): the standalone API (what supertest imports); server.ts and `start` only listen.
+import express, { type Express, type RequestHandler } from 'express';
+import { ConfigError, type Config } from '../config';
+import type { Database } from '../models/database';
+import type { Queue } from '../models/queue';
+import type { TaskCatalog } from '../tasks/catalog';
+import { errorHandler, notFound, type Logger } from './errors';
+import { createJobsRouter, createTasksRouter } from './jobs';
+import { createLoginRouter, type LoginLimits } from './login';
+import { resolveSessionSecret, sessionMiddleware } from './sessions';
+
+export interface AppDeps {
+  db: Database;
+  queue: Queue;
+  catalog: TaskCatalog;
+  config: Config;
+  /** Resolved by the entry (resolveSessionSecret) so a missing secret stops it early; resolved here otherwise. */
+  sessionSecret?: string;
+  log?: Logger;
+  loginLimits?: Partial<LoginLimits>;
+  streamPollMs?: number;
+  streamKeepAliveMs?: number;
+  /** Aborted at shutdown to end open event streams. */
+  shutdown?: AbortSignal;
+}
+
+const HEALTH_TIMEOUT_MS = 5000;
+
+/** TRUST_PROXY as Express takes it: true/false, a hop count, or addresses/subnets/names (loopback, uniquelocal…). */
+export function parseTrustProxy(raw: string | undefined): boolean | number | string {
+  if (raw === undefined) return false;
+  const value = raw.trim();
+  if (/^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
+  if (/^\d+$/.test(value)) return Number(value);
+  return value;
+}
+
+function securityHeaders(hsts: boolean): RequestHandler {
+  return (_req, res, next) => {
+    res.set({
+      'X-Content-Type-Options': 'nosniff',
+      'Content-Security-Policy':
+        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
+      'X-Frame-Options': 'DENY',
+      'Referrer-Policy': 'no-referrer',
+      'Cross-Origin-Opener-Policy': 'same-origin',
+      'Cross-Origin-Resource-Policy': 'same-origin',
+      'Cache-Control': 'no-store',
+    });
+    // Only when cookies are TLS-only: then the site is served over HTTPS.
+    if (hsts) res.set('Strict-Transport-Security', 'max-age=31536000');
+    next();
+  };
+}
+
+function health(db: Database): RequestHandler {
+  return async (_req, res) => {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        db.sequelize.query('SELECT 1'),
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error('timed out')), HEALTH_TIMEOUT_MS);
+        }),
+      ]);
+      res.json({ status: 'ok' });
+    } catch {
+      res.status(503).json({ error: { code: 'database_unavailable', message: 'the database does not answer' } });
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+}
+
+export function createApp(deps: AppDeps): Express {
+  const log = deps.log ?? ((line: string) => console.error(line));
+  const { http } = deps.config;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  try {
+    app.set('trust proxy', parseTrustProxy(http.trustProxy));
+  } catch (err) {
+    throw new ConfigError(`TRUST_PROXY=${JSON.stringify(http.trustProxy)} is not valid: ${(err as Error).message}`);
+  }
+  app.use(securityHeaders(http.cookieSecure));
+  // Before sessions: a health check never reads the session store.
+  app.get('/health', health(deps.db));
+  app.use(
+    sessionMiddleware(deps.db, {
+      secret: deps.sessionSecret ?? resolveSessionSecret(deps.config),
+      cookieSecure: http.cookieSecure,
+    }),
+  );
+  app.use(createLoginRouter(deps));
+  app.use('/tasks', createTasksRouter(deps));
+  app.use('/jobs', createJobsRouter({ ...deps, log }));
+  app.use(notFound);
+  app.use(errorHandler(log));
+  return app;
+}

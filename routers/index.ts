@@ -1,0 +1,5 @@
+// The package's entry for the container-creator: mount createJobsRouter(deps) at /jobs in its app.
+export { createApp, type AppDeps } from './app';
+export { createJobsRouter, createTasksRouter, type JobsRouterDeps } from './jobs';
+export { HttpError } from './errors';
+export { resolveSessionSecret } from './sessions';

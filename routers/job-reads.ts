@@ -1,0 +1,125 @@
+// What the API reads about jobs, always scoped to what the caller may see inside the SQL WHERE.
+import { Op, type WhereOptions } from 'sequelize';
+import type { Database } from '../models/database';
+import type { Job, JobStatus, JobStatusName } from '../models/models';
+
+export interface Viewer {
+  username: string;
+  isAdmin: boolean;
+}
+
+/** Owner scoping: a user sees jobs they created; an admin sees all, including createdBy NULL. */
+export function visibleTo(viewer: Viewer, where: Record<string | symbol, unknown> = {}): WhereOptions<Job> {
+  return (viewer.isAdmin ? where : { ...where, createdBy: viewer.username }) as WhereOptions<Job>;
+}
+
+export function jobJson(job: Job) {
+  return {
+    id: Number(job.id),
+    task: job.task,
+    params: job.params,
+    command: job.command,
+    status: job.status,
+    createdBy: job.createdBy,
+    priority: Number(job.priority),
+    runAt: job.runAt,
+    runnerId: job.runnerId,
+    heartbeatAt: job.heartbeatAt,
+    startedAt: job.startedAt,
+    finishedAt: job.finishedAt,
+    cancelRequestedAt: job.cancelRequestedAt,
+    cancelledBy: job.cancelledBy,
+    exitCode: job.exitCode === null ? null : Number(job.exitCode),
+    signal: job.signal,
+    error: job.error,
+    createdAt: job.createdAt,
+    updatedAt: job.updatedAt,
+  };
+}
+
+export interface OutputRowJson {
+  id: number;
+  jobId: number;
+  stream: string;
+  output: string;
+  createdAt: Date;
+}
+
+/** Ids as JSON numbers: MySQL's BIGINT may come back as a string. */
+function outputJson(row: JobStatus): OutputRowJson {
+  return {
+    id: Number(row.id),
+    jobId: Number(row.jobId),
+    stream: row.stream,
+    output: row.output,
+    createdAt: row.createdAt,
+  };
+}
+
+export function findVisibleJob(db: Database, viewer: Viewer, id: number): Promise<Job | null> {
+  return db.models.Job.findOne({ where: visibleTo(viewer, { id }) });
+}
+
+export interface JobListQuery {
+  status?: JobStatusName;
+  createdBy?: string;
+  limit: number;
+  offset: number;
+}
+
+/** Newest first. A user's `createdBy` filter is ANDed with their own name, so it can only narrow. */
+export async function listVisibleJobs(db: Database, viewer: Viewer, q: JobListQuery): Promise<Job[]> {
+  const where: Record<string | symbol, unknown> = {};
+  if (q.status !== undefined) where.status = q.status;
+  if (q.createdBy !== undefined) where.createdBy = q.createdBy;
+  const scoped = viewer.isAdmin
+    ? where
+    : {
+        ...where,
+        createdBy:
+          q.createdBy === undefined
+            ? viewer.username
+            : { [Op.and]: [{ [Op.eq]: viewer.username }, { [Op.eq]: q.createdBy }] },
+      };
+  return db.models.Job.findAll({
+    where: scoped as WhereOptions<Job>,
+    order: [['id', 'DESC']],
+    limit: q.limit,
+    offset: q.offset,
+  });
+}
+
+export interface OutputQuery {
+  afterId?: number;
+  limit: number;
+  offset?: number;
+}
+
+/** A job's output rows in output order (by id); the caller has checked the job is visible. */
+export async function readOutput(db: Database, jobId: number, q: OutputQuery): Promise<OutputRowJson[]> {
+  const where: Record<string | symbol, unknown> = { jobId };
+  if (q.afterId !== undefined) where.id = { [Op.gt]: q.afterId };
+  const rows = await db.models.JobStatus.findAll({
+    attributes: ['id', 'jobId', 'stream', 'output', 'createdAt'],
+    where: where as WhereOptions<JobStatus>,
+    order: [['id', 'ASC']],
+    limit: q.limit,
+    offset: q.offset || undefined,
+  });
+  return rows.map(outputJson);
+}
+
+export interface JobState {
+  status: JobStatusName;
+  exitCode: number | null;
+  error: string | null;
+}
+
+export async function readJobState(db: Database, viewer: Viewer, id: number): Promise<JobState | null> {
+  const job = await db.models.Job.findOne({
+    attributes: ['status', 'exitCode', 'error'],
+    where: visibleTo(viewer, { id }),
+  });
+  if (!job) return null;
+  return { status: job.status, exitCode: job.exitCode === null ? null : Number(job.exitCode), error: job.error };
+}

@@ -1,0 +1,166 @@
+// The jobs router (mountable in the container-creator's app) and the task list.
+import { Router } from 'express';
+import type { Config } from '../config';
+import type { Database } from '../models/database';
+import { JOB_STATUSES, type JobStatusName } from '../models/models';
+import type { Queue } from '../models/queue';
+import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
+import { ParamsError, prepareJob } from '../tasks/render';
+import { authenticate, bodyFields, jsonBody, principalOf, writeGuard, type Principal } from './auth';
+import { errorHandler, HttpError, notFound, type Logger } from './errors';
+import { findVisibleJob, jobJson, listVisibleJobs, readOutput } from './job-reads';
+import { pathId, queryInt, queryString, resumeAfter } from './params';
+import { streamJob } from './stream';
+
+export interface JobsRouterDeps {
+  db: Database;
+  queue: Queue;
+  catalog: TaskCatalog;
+  /** Accepted for symmetry with createApp; the router needs none of it (the host app owns HTTP settings). */
+  config?: Config;
+  log?: Logger;
+  /** How often an open /stream polls the database (default 300 ms). */
+  streamPollMs?: number;
+  streamKeepAliveMs?: number;
+  /** Aborted at shutdown to end open streams. */
+  shutdown?: AbortSignal;
+}
+
+const LIST_LIMIT = { fallback: 50, cap: 500 };
+const OUTPUT_LIMIT = { fallback: 1000, cap: 1000 };
+
+function notFoundJob(id: number): HttpError {
+  return new HttpError(404, 'not_found', `no job ${id}`);
+}
+
+function mayRun(principal: Principal, task: TaskTemplate): boolean {
+  return principal.isAdmin || !task.adminOnly;
+}
+
+/**
+ * /jobs routes. In the container-creator's app, `req.session.user` and `req.session.isAdmin`
+ * come from its own login; a bearer token works too. Errors are this API's JSON either way.
+ */
+export function createJobsRouter(deps: JobsRouterDeps): Router {
+  const { db, queue, catalog } = deps;
+  const log = deps.log ?? ((line: string) => console.error(line));
+  const router = Router();
+  router.use(authenticate(db));
+
+  router.post('/', writeGuard({ bodyRequired: true }), jsonBody, async (req, res) => {
+    const principal = principalOf(req);
+    const body = bodyFields(req.body, ['task', 'params']);
+    if (typeof body.task !== 'string' || body.task === '') {
+      throw new HttpError(400, 'invalid_field', '"task" must be the name of a task', { field: 'task' });
+    }
+    const task = catalog.get(body.task);
+    if (!task) throw new HttpError(400, 'unknown_task', `unknown task ${JSON.stringify(body.task)}`, { field: 'task' });
+    if (!mayRun(principal, task)) {
+      throw new HttpError(403, 'admin_only', `task ${JSON.stringify(task.name)} may only be run by admins`);
+    }
+    let prepared;
+    try {
+      prepared = prepareJob(task, body.params ?? {});
+    } catch (err) {
+      if (err instanceof ParamsError) {
+        throw new HttpError(400, 'invalid_params', err.message, { field: err.field ?? 'params' });
+      }
+      throw err;
+    }
+    const id = await queue.enqueue({
+      task: task.name,
+      params: prepared.params,
+      command: prepared.command,
+      createdBy: principal.username,
+    });
+    res.status(201).location(`${req.baseUrl}/${id}`).json({ id, status: 'pending' });
+  });
+
+  router.get('/', async (req, res) => {
+    const principal = principalOf(req);
+    const status = queryString(req, 'status');
+    if (status !== undefined && !JOB_STATUSES.includes(status as JobStatusName)) {
+      throw new HttpError(400, 'invalid_query', `"status" must be one of ${JOB_STATUSES.join(', ')}`);
+    }
+    const createdBy = queryString(req, 'createdBy');
+    const limit = queryInt(req, 'limit', LIST_LIMIT.fallback, { min: 1, cap: LIST_LIMIT.cap });
+    const offset = queryInt(req, 'offset', 0);
+    const jobs = await listVisibleJobs(db, principal, {
+      status: status as JobStatusName | undefined,
+      createdBy,
+      limit,
+      offset,
+    });
+    res.json({ jobs: jobs.map(jobJson), limit, offset });
+  });
+
+  router.get('/:id', async (req, res) => {
+    const id = pathId(req);
+    const job = await findVisibleJob(db, principalOf(req), id);
+    if (!job) throw notFoundJob(id);
+    res.json(jobJson(job));
+  });
+
+  router.get('/:id/status', async (req, res) => {
+    const id = pathId(req);
+    const limit = queryInt(req, 'limit', OUTPUT_LIMIT.fallback, { min: 1, cap: OUTPUT_LIMIT.cap });
+    const offset = queryInt(req, 'offset', 0);
+    const afterId = queryInt(req, 'afterId', undefined);
+    if (!(await findVisibleJob(db, principalOf(req), id))) throw notFoundJob(id);
+    res.json(await readOutput(db, id, { afterId, limit, offset }));
+  });
+
+  router.get('/:id/stream', async (req, res) => {
+    const id = pathId(req);
+    const afterId = resumeAfter(req);
+    const principal = principalOf(req);
+    if (!(await findVisibleJob(db, principal, id))) throw notFoundJob(id);
+    await streamJob(db, principal, id, afterId, req, res, {
+      pollMs: deps.streamPollMs ?? 300,
+      keepAliveMs: deps.streamKeepAliveMs ?? 15_000,
+      shutdown: deps.shutdown,
+      log,
+    });
+  });
+
+  router.post('/:id/cancel', writeGuard({ bodyRequired: false }), jsonBody, async (req, res) => {
+    const id = pathId(req);
+    bodyFields(req.body, [], true);
+    const principal = principalOf(req);
+    const result = await queue.cancelJob(
+      id,
+      principal.username,
+      principal.isAdmin ? {} : { owner: principal.username },
+    );
+    switch (result.result) {
+      case 'not_found':
+        throw notFoundJob(id);
+      case 'finished':
+        throw new HttpError(409, 'already_finished', `job ${id} has already finished (${result.status})`);
+      default:
+        res.json({ id, status: result.status });
+    }
+  });
+
+  router.use(notFound);
+  router.use(errorHandler(log));
+  return router;
+}
+
+/** GET /tasks: the tasks this user may run (admin-only ones for admins alone). */
+export function createTasksRouter(deps: { db: Database; catalog: TaskCatalog; log?: Logger }): Router {
+  const router = Router();
+  router.get('/', authenticate(deps.db), (req, res) => {
+    const principal = principalOf(req);
+    const tasks = [...deps.catalog.current().values()]
+      .filter((task) => mayRun(principal, task))
+      .map((task) => ({
+        name: task.name,
+        description: task.description,
+        params: task.params,
+        adminOnly: task.adminOnly,
+      }));
+    res.json(tasks);
+  });
+  return router;
+}

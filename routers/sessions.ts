@@ -1,0 +1,116 @@
+// Sessions in the database (connect-session-sequelize on the migrated `Sessions` table), never in memory.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import connectSessionSequelize from 'connect-session-sequelize';
+import session, { type SessionData } from 'express-session';
+import type { RequestHandler } from 'express';
+import { ConfigError, type Config } from '../config';
+import type { Database } from '../models/database';
+
+export const SESSION_COOKIE = 'cj.sid';
+/** Sessions end this long after login (absolute: activity does not extend them). */
+export const SESSION_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+const SECRET_MIN_LENGTH = 32;
+
+const SequelizeStore = connectSessionSequelize(session.Store);
+
+// `table`: use our declared model instead of letting the store define (and sync) its own.
+// `disableTouch` (in 7.x, missing from its typings): sessions end a fixed time after login, so no write per request.
+const STORE_OPTIONS = { table: 'Session', disableTouch: true, checkExpirationInterval: 15 * 60 * 1000 };
+
+/** The store refuses (and deletes) an expired session: the library's get() does not look at `expires`. */
+class ExpiringSequelizeStore extends SequelizeStore {
+  constructor(private readonly db: Database) {
+    super({ db: db.sequelize, ...STORE_OPTIONS });
+  }
+
+  override get(sid: string, callback: (err: unknown, session?: SessionData | null) => void): void {
+    this.db.models.Session.findOne({ where: { sid } }).then(
+      (row) => {
+        if (!row || row.data === null) return callback(null, null);
+        if (row.expires === null || row.expires.getTime() <= Date.now()) {
+          this.destroy(sid, () => callback(null, null));
+          return;
+        }
+        let data: SessionData;
+        try {
+          data = JSON.parse(row.data) as SessionData;
+        } catch {
+          return callback(null, null);
+        }
+        callback(null, data);
+      },
+      (err: unknown) => callback(err),
+    );
+  }
+}
+
+export interface SessionOptions {
+  secret: string;
+  cookieSecure: boolean;
+}
+
+export function sessionMiddleware(db: Database, options: SessionOptions): RequestHandler {
+  return session({
+    name: SESSION_COOKIE,
+    secret: options.secret,
+    store: new ExpiringSequelizeStore(db),
+    resave: false,
+    saveUninitialized: false,
+    rolling: false,
+    unset: 'destroy',
+    cookie: {
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: options.cookieSecure,
+      maxAge: SESSION_MAX_AGE_MS,
+      path: '/',
+    },
+  });
+}
+
+/**
+ * SESSION_SECRET, required with MySQL (every API process must share it). With the embedded SQLite
+ * database a random secret is made once and kept beside the database file, mode 0600.
+ */
+export function resolveSessionSecret(config: Config): string {
+  const configured = config.http.sessionSecret;
+  if (configured !== undefined) {
+    if (configured.length < SECRET_MIN_LENGTH) {
+      throw new ConfigError(
+        `SESSION_SECRET is too short (${configured.length} characters; at least ${SECRET_MIN_LENGTH}, e.g. openssl rand -hex 32)`,
+      );
+    }
+    return configured;
+  }
+  if (config.database.dialect === 'mysql') {
+    throw new ConfigError('SESSION_SECRET is required with MySQL (at least 32 characters, e.g. openssl rand -hex 32)');
+  }
+  const file = `${config.database.storage}.session-secret`;
+  const existing = readSecret(file);
+  if (existing) return existing;
+  const secret = crypto.randomBytes(32).toString('hex');
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  try {
+    fs.writeFileSync(file, `${secret}\n`, { mode: 0o600, flag: 'wx' });
+    return secret;
+  } catch (err) {
+    // Another process wrote it first: use theirs.
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      const theirs = readSecret(file);
+      if (theirs) return theirs;
+    }
+    throw new ConfigError(`cannot keep the session secret in ${file}: ${(err as Error).message}`);
+  }
+}
+
+function readSecret(file: string): string | null {
+  try {
+    const text = fs.readFileSync(file, 'utf8').trim();
+    return text.length >= SECRET_MIN_LENGTH ? text : null;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new ConfigError(`cannot read the session secret ${file}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,267 @@
+// SPEC §2: the environment is parsed once into a typed object; a bad value is one line and exit 78.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, EX_CONFIG, loadConfig } from '../config';
+
+const ROOT = path.resolve(__dirname, '..');
+
+/** True when `message` names `variable` as a whole word (PORT must not be found inside MYSQL_PORT). */
+function namesVariable(message: string, variable: string): boolean {
+  return new RegExp(`(^|[^A-Z0-9_])${variable}([^A-Z0-9_]|$)`).test(message);
+}
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
+}
+
+describe('loadConfig defaults (SPEC §2)', () => {
+  const config = loadConfig({});
+
+  it('uses the embedded SQLite database at ./data/jobs.sqlite when MYSQL_HOST is unset', () => {
+    expect(config.database).toEqual({ dialect: 'sqlite', storage: path.resolve('./data/jobs.sqlite') });
+  });
+
+  it('reads task templates from ./tasks.json', () => {
+    expect(config.tasksFile).toBe(path.resolve('./tasks.json'));
+  });
+
+  it('has the runner defaults', () => {
+    expect(config.runner).toEqual({
+      pollMs: 2000,
+      concurrency: 2,
+      cwd: process.cwd(),
+      id: `${os.hostname()}:${process.pid}`,
+      heartbeatMs: 5000,
+      leaseMs: 60000,
+      outputMaxBytes: 16777216,
+      shutdownGraceMs: 30000,
+    });
+  });
+
+  it('has the HTTP defaults', () => {
+    expect(config.http).toEqual({
+      port: 3000,
+      host: '127.0.0.1',
+      sessionSecret: undefined,
+      cookieSecure: false,
+      trustProxy: undefined,
+      metricsToken: undefined,
+    });
+  });
+
+  it('treats an empty variable as unset', () => {
+    const blank = loadConfig({ JOB_RUNNER_POLL_MS: '', MYSQL_HOST: '', PORT: '', COOKIE_SECURE: '' });
+    expect(blank.runner.pollMs).toBe(2000);
+    expect(blank.database.dialect).toBe('sqlite');
+    expect(blank.http.port).toBe(3000);
+    expect(blank.http.cookieSecure).toBe(false);
+  });
+
+  it('keeps the runner environment for PATH/LANG/HOME and passEnv', () => {
+    const env = { PATH: '/usr/bin', PROXMOX_API_TOKEN: 'tok' };
+    expect(loadConfig(env).runnerEnv).toEqual(env);
+  });
+});
+
+describe('loadConfig with values set', () => {
+  it('switches to MySQL when MYSQL_HOST is set, with port 3306 by default', () => {
+    const config = loadConfig({
+      MYSQL_HOST: 'db.example',
+      MYSQL_USER: 'jobs',
+      MYSQL_PASSWORD: 'pw',
+      MYSQL_DATABASE: 'cj',
+    });
+    expect(config.database).toEqual({
+      dialect: 'mysql',
+      host: 'db.example',
+      port: 3306,
+      user: 'jobs',
+      password: 'pw',
+      database: 'cj',
+    });
+  });
+
+  it('reads MYSQL_PORT and an absent MYSQL_PASSWORD is empty', () => {
+    const config = loadConfig({ MYSQL_HOST: 'h', MYSQL_PORT: '3307', MYSQL_USER: 'u', MYSQL_DATABASE: 'd' });
+    expect(config.database).toMatchObject({ dialect: 'mysql', port: 3307, password: '' });
+  });
+
+  it('reads every other variable', () => {
+    const config = loadConfig({
+      JOBS_SQLITE_PATH: '/var/lib/cj/jobs.sqlite',
+      JOB_TASKS_FILE: '/etc/cj/tasks.json',
+      JOB_RUNNER_POLL_MS: '500',
+      JOB_RUNNER_CONCURRENCY: '8',
+      JOB_RUNNER_CWD: '/srv',
+      JOB_RUNNER_ID: 'runner-a',
+      JOB_RUNNER_HEARTBEAT_MS: '1000',
+      JOB_RUNNER_LEASE_MS: '2001',
+      JOB_OUTPUT_MAX_BYTES: '0',
+      JOB_SHUTDOWN_GRACE_MS: '0',
+      PORT: '8080',
+      HOST: '0.0.0.0',
+      SESSION_SECRET: 'secret',
+      COOKIE_SECURE: 'true',
+      TRUST_PROXY: 'loopback',
+      METRICS_TOKEN: 'metrics',
+    });
+    expect(config.database).toEqual({ dialect: 'sqlite', storage: '/var/lib/cj/jobs.sqlite' });
+    expect(config.tasksFile).toBe('/etc/cj/tasks.json');
+    expect(config.runner).toEqual({
+      pollMs: 500,
+      concurrency: 8,
+      cwd: '/srv',
+      id: 'runner-a',
+      heartbeatMs: 1000,
+      leaseMs: 2001,
+      outputMaxBytes: 0,
+      shutdownGraceMs: 0,
+    });
+    expect(config.http).toEqual({
+      port: 8080,
+      host: '0.0.0.0',
+      sessionSecret: 'secret',
+      cookieSecure: true,
+      trustProxy: 'loopback',
+      metricsToken: 'metrics',
+    });
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['yes', true],
+    ['false', false],
+    ['0', false],
+    ['no', false],
+  ])('COOKIE_SECURE=%s is %s', (raw, expected) => {
+    expect(loadConfig({ COOKIE_SECURE: raw }).http.cookieSecure).toBe(expected);
+  });
+});
+
+describe('loadConfig refuses invalid values with a ConfigError naming the variable', () => {
+  it.each<[string, Record<string, string>]>([
+    ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: 'abc' }],
+    ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: '1.5' }],
+    ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: '2s' }],
+    ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: '-100' }],
+    ['JOB_RUNNER_CONCURRENCY', { JOB_RUNNER_CONCURRENCY: '0' }],
+    ['JOB_RUNNER_CONCURRENCY', { JOB_RUNNER_CONCURRENCY: '-1' }],
+    ['JOB_RUNNER_CONCURRENCY', { JOB_RUNNER_CONCURRENCY: 'abc' }],
+    ['JOB_RUNNER_HEARTBEAT_MS', { JOB_RUNNER_HEARTBEAT_MS: 'often' }],
+    ['JOB_RUNNER_LEASE_MS', { JOB_RUNNER_LEASE_MS: '1e5' }],
+    ['JOB_OUTPUT_MAX_BYTES', { JOB_OUTPUT_MAX_BYTES: '16M' }],
+    ['JOB_SHUTDOWN_GRACE_MS', { JOB_SHUTDOWN_GRACE_MS: '-1' }],
+    ['COOKIE_SECURE', { COOKIE_SECURE: 'maybe' }],
+    ['COOKIE_SECURE', { COOKIE_SECURE: 'ture' }],
+    ['MYSQL_USER', { MYSQL_HOST: 'db.example', MYSQL_DATABASE: 'cj' }],
+    ['MYSQL_DATABASE', { MYSQL_HOST: 'db.example', MYSQL_USER: 'jobs' }],
+    ['MYSQL_HOST', { MYSQL_USER: 'jobs' }],
+    ['MYSQL_PORT', { MYSQL_HOST: 'h', MYSQL_USER: 'u', MYSQL_DATABASE: 'd', MYSQL_PORT: '0' }],
+    ['MYSQL_PORT', { MYSQL_HOST: 'h', MYSQL_USER: 'u', MYSQL_DATABASE: 'd', MYSQL_PORT: '65536' }],
+    ['MYSQL_PORT', { MYSQL_HOST: 'h', MYSQL_USER: 'u', MYSQL_DATABASE: 'd', MYSQL_PORT: 'mysql' }],
+    ['PORT', { PORT: '65536' }],
+    ['PORT', { PORT: '99999' }],
+    ['PORT', { PORT: 'http' }],
+  ])('%s in %j', (variable, env) => {
+    const err = configError(env);
+    expect(namesVariable(err.message, variable)).toBe(true);
+  });
+
+  it('requires the lease to be more than twice the heartbeat', () => {
+    const equal = configError({ JOB_RUNNER_HEARTBEAT_MS: '5000', JOB_RUNNER_LEASE_MS: '10000' });
+    expect(namesVariable(equal.message, 'JOB_RUNNER_LEASE_MS')).toBe(true);
+    const defaultHeartbeat = configError({ JOB_RUNNER_LEASE_MS: '7000' });
+    expect(namesVariable(defaultHeartbeat.message, 'JOB_RUNNER_LEASE_MS')).toBe(true);
+    const longHeartbeat = configError({ JOB_RUNNER_HEARTBEAT_MS: '40000' });
+    expect(namesVariable(longHeartbeat.message, 'JOB_RUNNER_HEARTBEAT_MS')).toBe(true);
+    expect(loadConfig({ JOB_RUNNER_HEARTBEAT_MS: '5000', JOB_RUNNER_LEASE_MS: '10001' }).runner.leaseMs).toBe(10001);
+  });
+
+  it('refuses a runner id longer than the column', () => {
+    const err = configError({ JOB_RUNNER_ID: 'r'.repeat(256) });
+    expect(namesVariable(err.message, 'JOB_RUNNER_ID')).toBe(true);
+  });
+
+  it('puts the message on one line', () => {
+    expect(configError({ JOB_RUNNER_CONCURRENCY: 'abc' }).message).not.toMatch(/\n/);
+  });
+});
+
+describe('entry points stop on a bad value with one line and exit 78 (EX_CONFIG)', () => {
+  let tmp: string;
+
+  beforeAll(() => {
+    expect(EX_CONFIG).toBe(78);
+    for (const entry of ['job-runner.js', 'cli.js']) {
+      if (!fs.existsSync(path.join(ROOT, 'dist', entry))) {
+        throw new Error(`dist/${entry} is missing: run "npm run build" first (npm test does it as pretest)`);
+      }
+    }
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-config-'));
+  });
+
+  afterAll(() => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** Only what a systemd unit would give the process, plus the variables under test. */
+  function run(entry: string, args: string[], env: Record<string, string>) {
+    const base: Record<string, string> = {};
+    for (const name of ['PATH', 'HOME', 'LANG']) {
+      const value = process.env[name];
+      if (value !== undefined) base[name] = value;
+    }
+    return spawnSync(process.execPath, [path.join('dist', entry), ...args], {
+      cwd: ROOT,
+      env: { ...base, JOBS_SQLITE_PATH: path.join(tmp, 'jobs.sqlite'), JOB_TASKS_FILE: 'tasks.json', ...env },
+      encoding: 'utf8',
+      timeout: 60000,
+    });
+  }
+
+  function expectConfigExit(result: ReturnType<typeof run>, variable: string): void {
+    expect(result.error).toBeUndefined();
+    expect(result.signal).toBeNull();
+    expect(result.status).toBe(78);
+    const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+    expect(lines).toHaveLength(1);
+    expect(namesVariable(lines[0], variable)).toBe(true);
+  }
+
+  it.each<[string, Record<string, string>]>([
+    ['JOB_RUNNER_CONCURRENCY', { JOB_RUNNER_CONCURRENCY: 'abc' }],
+    ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: '1.5' }],
+    ['JOB_RUNNER_LEASE_MS', { JOB_RUNNER_HEARTBEAT_MS: '5000', JOB_RUNNER_LEASE_MS: '10000' }],
+    ['COOKIE_SECURE', { COOKIE_SECURE: 'maybe' }],
+    ['MYSQL_USER', { MYSQL_HOST: '127.0.0.1', MYSQL_DATABASE: 'cj' }],
+  ])('job-runner with a bad %s', (variable, env) => {
+    const result = run('job-runner.js', [], env);
+    expectConfigExit(result, variable);
+    expect(result.stdout).toBe('');
+    // It stopped before touching the database.
+    expect(fs.existsSync(path.join(tmp, 'jobs.sqlite'))).toBe(false);
+  });
+
+  it('job-runner with an unreadable task file', () => {
+    const result = run('job-runner.js', [], { JOB_TASKS_FILE: path.join(tmp, 'missing.json') });
+    expect(result.status).toBe(78);
+    const lines = result.stderr.split('\n').filter((l) => l.trim() !== '');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('missing.json');
+  });
+
+  it('container-jobs with a bad JOB_RUNNER_CONCURRENCY', () => {
+    const result = run('cli.js', ['migrate'], { JOB_RUNNER_CONCURRENCY: '0' });
+    expectConfigExit(result, 'JOB_RUNNER_CONCURRENCY');
+    expect(fs.existsSync(path.join(tmp, 'jobs.sqlite'))).toBe(false);
+  });
+});
