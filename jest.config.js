@@ -4,7 +4,6 @@ const base = {
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
-  testTimeout: 120000,
 };
 
 const projects = [{ ...base, displayName: 'sqlite', setupFiles: ['<rootDir>/test/helpers/dialect-sqlite.js'] }];
@@ -14,4 +13,4 @@ if (process.env.MYSQL_HOST) {
   console.warn('MYSQL_HOST is not set: running the SQLite suite only');
 }
 
-module.exports = { projects, maxWorkers: 2 };
+module.exports = { projects, maxWorkers: 2, testTimeout: 120000 };

@@ -50,7 +50,7 @@ async function main(argv: string[]): Promise<number> {
   await runner.run();
   await runner.stop();
   await db.close();
-  log('stopped');
+  log(`stopped (peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)`);
   return 0;
 }
 

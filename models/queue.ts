@@ -113,44 +113,51 @@ export class Queue {
    */
   async claimDueJobs(runnerId: string, limit: number): Promise<ClaimedJob[]> {
     if (limit <= 0) return [];
+    return this.transaction((transaction) => this.claimIn(transaction, runnerId, limit));
+  }
+
+  private async claimIn(transaction: Transaction, runnerId: string, limit: number): Promise<ClaimedJob[]> {
+    if (limit <= 0) return [];
     const lock = this.mysql ? 'FOR UPDATE SKIP LOCKED' : '';
     const force = this.mysql ? 'FORCE INDEX (jobs_claim_order)' : '';
-    return this.transaction(async (transaction) => {
-      const rows = await this.select<Omit<ClaimedJob, 'lastSeq'>>(
-        `SELECT id, task, params, command, createdBy FROM Jobs ${force}
-         WHERE status = 'pending' AND runAt <= ${this.now}
-         ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${lock}`,
-        {},
-        transaction,
-      );
-      if (rows.length === 0) return [];
-      const ids = rows.map((r) => r.id);
-      await this.update(
-        `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${this.now},
-           heartbeatAt = ${this.now}, updatedAt = ${this.now}
-         WHERE id IN (:ids) AND status = 'pending'`,
-        { runnerId, ids },
-        transaction,
-      );
-      const seqs = await this.select<{ jobId: number; lastSeq: number }>(
-        'SELECT jobId, MAX(seq) AS lastSeq FROM JobStatuses WHERE jobId IN (:ids) GROUP BY jobId',
-        { ids },
-        transaction,
-      );
-      const lastSeq = new Map(seqs.map((s) => [Number(s.jobId), Number(s.lastSeq)]));
-      return rows.map((r) => ({
-        ...r,
-        id: Number(r.id),
-        params: parseJsonColumn<unknown>(r.params),
-        lastSeq: lastSeq.get(Number(r.id)) ?? 0,
-      }));
-    });
+    // lastSeq: a job put back to pending by hand keeps its earlier output; new lines follow it.
+    const rows = await this.select<ClaimedJob>(
+      `SELECT id, task, params, command, createdBy,
+         (SELECT COALESCE(MAX(s.seq), 0) FROM JobStatuses s WHERE s.jobId = Jobs.id) AS lastSeq
+       FROM Jobs ${force}
+       WHERE status = 'pending' AND runAt <= ${this.now}
+       ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${lock}`,
+      {},
+      transaction,
+    );
+    if (rows.length === 0) return [];
+    await this.update(
+      `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${this.now},
+         heartbeatAt = ${this.now}, updatedAt = ${this.now}
+       WHERE id IN (:ids) AND status = 'pending'`,
+      { runnerId, ids: rows.map((r) => r.id) },
+      transaction,
+    );
+    return rows.map((r) => ({
+      ...r,
+      id: Number(r.id),
+      params: parseJsonColumn<unknown>(r.params),
+      lastSeq: Number(r.lastSeq),
+    }));
   }
 
   private insertOutput(jobId: number, rows: OutputRow[], transaction: Transaction): Promise<unknown> {
+    return this.insertRows(
+      rows.map((row) => ({ jobId, row })),
+      transaction,
+    );
+  }
+
+  /** One multi-row INSERT; rows already stored (same jobId and seq) are skipped. */
+  private insertRows(rows: { jobId: number; row: OutputRow }[], transaction: Transaction): Promise<unknown> {
     const values: unknown[] = [];
-    const tuples = rows.map((r) => {
-      values.push(jobId, r.seq, r.stream, r.output);
+    const tuples = rows.map(({ jobId, row }) => {
+      values.push(jobId, row.seq, row.stream, row.output);
       return '(?, ?, ?, ?)';
     });
     return this.db.sequelize.query(
@@ -183,22 +190,61 @@ export class Queue {
   }
 
   /**
-   * Writes a claimed job's last output rows and its outcome in one transaction, fenced by its owner.
-   * False when the job was no longer this runner's (nothing is written then).
+   * Writes claimed jobs' last output rows and outcomes in one transaction (one commit for many
+   * jobs), each fenced by its owner, and may claim their successors in the same transaction.
+   * `finished[i]` is false when job i was no longer this runner's (nothing is written for it).
    */
-  async finishJob(fence: Fence, outcome: Outcome, rows: OutputRow[]): Promise<boolean> {
+  async finishJobs(
+    jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
+    refill?: { runnerId: string; limit: number },
+  ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
     return this.transaction(async (transaction) => {
-      const changed = await this.update(
-        `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
-           command = COALESCE(command, :command), finishedAt = ${this.now}, updatedAt = ${this.now}
-         WHERE id = :jobId AND runnerId = :runnerId AND status = 'running'`,
-        { ...fence, ...outcome, command: outcome.command ?? null },
-        transaction,
+      // The fence for the whole batch in one read: the rows this runner still owns, locked.
+      const lock = this.mysql ? 'FOR UPDATE' : '';
+      const owned = new Set(
+        (
+          await this.select<{ id: number }>(
+            `SELECT id FROM Jobs WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${lock}`,
+            { ids: jobs.map((j) => j.fence.jobId), runnerId: jobs[0].fence.runnerId },
+            transaction,
+          )
+        ).map((r) => Number(r.id)),
       );
-      if (changed !== 1) return false;
-      if (rows.length > 0) await this.insertOutput(fence.jobId, rows, transaction);
-      return true;
+      const mine = jobs.filter((j) => owned.has(j.fence.jobId) && j.fence.runnerId === jobs[0].fence.runnerId);
+      // Jobs that ended alike (the common case: all exit 0) share one UPDATE.
+      const groups = new Map<string, { outcome: Outcome; ids: number[] }>();
+      for (const { fence, outcome } of mine) {
+        const key = JSON.stringify([
+          outcome.status,
+          outcome.exitCode,
+          outcome.signal,
+          outcome.error,
+          outcome.command ?? null,
+          outcome.command ? fence.jobId : 0,
+        ]);
+        const group = groups.get(key) ?? { outcome, ids: [] };
+        group.ids.push(fence.jobId);
+        groups.set(key, group);
+      }
+      for (const { outcome, ids } of groups.values()) {
+        await this.update(
+          `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
+             command = COALESCE(command, :command), finishedAt = ${this.now}, updatedAt = ${this.now}
+           WHERE id IN (:ids) AND status = 'running'`,
+          { ...outcome, command: outcome.command ?? null, ids },
+          transaction,
+        );
+      }
+      const rows = mine.flatMap(({ fence, rows: jobRows }) => jobRows.map((row) => ({ jobId: fence.jobId, row })));
+      if (rows.length > 0) await this.insertRows(rows, transaction);
+      const claimed = refill ? await this.claimIn(transaction, refill.runnerId, refill.limit) : [];
+      return { finished: jobs.map((j) => mine.includes(j)), claimed };
     });
+  }
+
+  async finishJob(fence: Fence, outcome: Outcome, rows: OutputRow[]): Promise<boolean> {
+    const { finished } = await this.finishJobs([{ fence, outcome, rows }]);
+    return finished[0];
   }
 
   /**

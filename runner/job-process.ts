@@ -31,8 +31,24 @@ export interface JobExit {
   stopReason: StopReason | null;
 }
 
-/** The program as `spawn` would find it (PATH of the job's env, relative to cwd), or an error. */
+const RESOLVE_TTL_MS = 2000;
+const resolved = new Map<string, { at: number; result: { path: string } | { error: string } }>();
+
+/**
+ * The program as `spawn` would find it (PATH of the job's env, relative to cwd), or an error.
+ * Remembered for a moment: a busy runner starts the same few programs many times a second.
+ */
 export function resolveProgram(program: string, cwd: string, envPath: string): { path: string } | { error: string } {
+  const key = `${program}\0${cwd}\0${envPath}`;
+  const hit = resolved.get(key);
+  if (hit && Date.now() - hit.at < RESOLVE_TTL_MS) return hit.result;
+  const result = lookupProgram(program, cwd, envPath);
+  if (resolved.size > 1000) resolved.clear();
+  resolved.set(key, { at: Date.now(), result });
+  return result;
+}
+
+function lookupProgram(program: string, cwd: string, envPath: string): { path: string } | { error: string } {
   const candidates = program.includes('/')
     ? [path.resolve(cwd, program)]
     : envPath
@@ -93,8 +109,8 @@ export class JobProcess {
   }
 
   start(): void {
-    const resolved = resolveProgram(this.o.argv[0], this.o.cwd, this.o.env.PATH ?? '');
-    if ('error' in resolved) return this.settle({ exitCode: null, signal: null, spawnError: resolved.error });
+    const program = resolveProgram(this.o.argv[0], this.o.cwd, this.o.env.PATH ?? '');
+    if ('error' in program) return this.settle({ exitCode: null, signal: null, spawnError: program.error });
     const limitFlags = limitArgs(this.o.limits);
     if (limitFlags.length > 0 && !this.o.prlimitPath) {
       return this.settle({
@@ -105,8 +121,8 @@ export class JobProcess {
     }
     const [file, args] =
       limitFlags.length > 0
-        ? [this.o.prlimitPath!, [...limitFlags, '--', resolved.path, ...this.o.argv.slice(1)]]
-        : [resolved.path, this.o.argv.slice(1)];
+        ? [this.o.prlimitPath!, [...limitFlags, '--', program.path, ...this.o.argv.slice(1)]]
+        : [program.path, this.o.argv.slice(1)];
     let child: ChildProcess;
     try {
       child = spawn(file, args, {

@@ -14,6 +14,10 @@ export function splitLongLine(line: string, maxBytes = MAX_LINE_BYTES): string[]
     let end = Math.min(start + maxBytes, buf.length);
     // Never cut inside a multi-byte character: back up over continuation bytes.
     while (end < buf.length && end > start && (buf[end] & 0xc0) === 0x80) end--;
+    // A limit smaller than one character still moves forward by a whole character.
+    if (end === start)
+      do end++;
+      while (end < buf.length && (buf[end] & 0xc0) === 0x80);
     parts.push(buf.toString('utf8', start, end));
     start = end;
   }

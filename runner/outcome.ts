@@ -6,6 +6,11 @@ import type { JobExit } from './job-process';
 /** Words a program prints when an allocation failed (RLIMIT_DATA gives no other sign). */
 const OUT_OF_MEMORY = /MemoryError|out of memory|Cannot allocate memory|allocation failed|bad_alloc|ENOMEM/i;
 
+/** Whether a stderr line says an allocation failed (the runner remembers it: a stack trace may follow). */
+export function mentionsOutOfMemory(line: string): boolean {
+  return OUT_OF_MEMORY.test(line);
+}
+
 export interface OutcomeInput {
   exit: JobExit;
   template: TaskTemplate;
@@ -39,7 +44,7 @@ export function describeOutcome({ exit, template, durationMs, stderrTail }: Outc
     case 'timeout':
       return {
         outcome: { status: 'failure', ...base, error: 'timeout' },
-        line: `timed out after ${template.timeoutSec} s and was stopped (${how})`,
+        line: `timed out (limit ${template.timeoutSec} s) and was stopped after ${took} (${how})`,
       };
     case 'shutdown':
       return {

@@ -14,6 +14,8 @@ export interface OutputWriterOptions {
   batchBytes?: number;
   /** Above this many unsent bytes the producer is asked to pause (bounded memory). */
   highWaterBytes?: number;
+  /** Writes the outcome (default: queue.finishJob; the runner batches finishes across jobs). */
+  finishJob?: (fence: Fence, outcome: Outcome, rows: OutputRow[]) => Promise<boolean>;
   /** Told when the producer should pause (true) or may resume (false). */
   onPressure?: (paused: boolean) => void;
   /** Told once when the fence is lost: the job is no longer ours. */
@@ -41,7 +43,9 @@ export class OutputWriter {
   private paused = false;
   private abandoned = false;
   lost = false;
-  private readonly o: Required<Omit<OutputWriterOptions, 'onPressure' | 'onLost' | 'onDbError' | 'onDbOk'>> &
+  private readonly o: Required<
+    Omit<OutputWriterOptions, 'onPressure' | 'onLost' | 'onDbError' | 'onDbOk' | 'finishJob'>
+  > &
     OutputWriterOptions;
 
   constructor(options: OutputWriterOptions) {
@@ -59,7 +63,8 @@ export class OutputWriter {
   add(stream: OutputStream, output: string): void {
     if (this.lost) return;
     const bytes = Buffer.byteLength(output);
-    if (this.storedBytes + bytes > this.o.maxBytes) {
+    // Once a line is dropped, so is everything after it: what is stored stays the beginning of the output.
+    if (this.droppedLines > 0 || this.storedBytes + bytes > this.o.maxBytes) {
       this.droppedBytes += bytes;
       this.droppedLines += 1;
       return;
@@ -190,7 +195,11 @@ export class OutputWriter {
     this.pendingBytes = 0;
     let finished = false;
     await this.withRetry(async () => {
-      finished = await this.o.queue.finishJob(this.o.fence, outcome, rows);
+      finished = await (this.o.finishJob ?? ((f, o, r) => this.o.queue.finishJob(f, o, r)))(
+        this.o.fence,
+        outcome,
+        rows,
+      );
       return finished;
     });
     return finished;

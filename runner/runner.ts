@@ -5,7 +5,8 @@ import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { prepareJob, renderEnvironment, ParamsError } from '../tasks/render';
 import { JobProcess, type StopReason } from './job-process';
 import { LineSplitter } from './line-splitter';
-import { describeOutcome } from './outcome';
+import { FinishBatcher } from './finish-batcher';
+import { describeOutcome, mentionsOutOfMemory } from './outcome';
 import { OutputWriter } from './output-writer';
 
 export type Logger = (line: string) => void;
@@ -62,6 +63,7 @@ export class Runner {
   private readonly active = new Map<number, ActiveJob>();
   private readonly log: Logger;
   private readonly health: DbHealth;
+  private readonly finisher: FinishBatcher;
   private stopping = false;
   private wakeUp: (() => void) | null = null;
   private loop: Promise<void> | null = null;
@@ -76,6 +78,12 @@ export class Runner {
   constructor(private readonly o: RunnerOptions) {
     this.log = o.log ?? ((line) => console.log(line));
     this.health = new DbHealth(this.log);
+    this.finisher = new FinishBatcher(
+      o.queue,
+      o.config.id,
+      (ending) => (this.stopping ? 0 : Math.max(0, Math.min(ending, o.config.concurrency - this.active.size + ending))),
+      (job) => this.launch(job),
+    );
   }
 
   get runnerId(): string {
@@ -143,7 +151,6 @@ export class Runner {
         await this.sleep(backoff / 2 + Math.random() * (backoff / 2));
         continue;
       }
-      if (claimed.length > 0) this.lastClaimAt = Date.now();
       for (const job of claimed) this.launch(job);
       if (claimed.length === free) continue; // slots full or more may be due: claim again at once
       if (this.o.once && claimed.length === 0) {
@@ -166,6 +173,7 @@ export class Runner {
       fence: { jobId: job.id, runnerId: this.runnerId },
       lastSeq: job.lastSeq,
       maxBytes: this.o.config.outputMaxBytes,
+      finishJob: (fence, outcome, rows) => this.finisher.finish(fence, outcome, rows),
       onPressure: (paused) => entry.process?.setPaused(paused),
       onLost: () => {
         entry.lost = true;
@@ -176,6 +184,7 @@ export class Runner {
     });
     this.active.set(job.id, entry);
     this.jobsStarted++;
+    this.lastClaimAt = Date.now();
     entry.done = this.execute(job, entry)
       .catch((err) => this.log(`job ${job.id}: runner error: ${(err as Error)?.stack ?? String(err)}`))
       .finally(() => {
@@ -199,9 +208,12 @@ export class Runner {
     }
     const started = Date.now();
     const stderrTail: string[] = [];
+    // An out-of-memory message may be far above the tail (node prints a native stack trace after it).
+    let outOfMemoryLine: string | null = null;
     const out = new LineSplitter((line) => writer.add('stdout', line));
     const errOut = new LineSplitter((line) => {
       writer.add('stderr', line);
+      if (mentionsOutOfMemory(line)) outOfMemoryLine = line;
       stderrTail.push(line);
       if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
     });
@@ -226,7 +238,7 @@ export class Runner {
       exit,
       template: template as TaskTemplate,
       durationMs: Date.now() - started,
-      stderrTail,
+      stderrTail: outOfMemoryLine === null ? stderrTail : [outOfMemoryLine, ...stderrTail],
     });
     outcome.command = job.command === null ? prepared.command : null;
     if (entry.lost) return;

@@ -1,0 +1,227 @@
+// bench/runner: the runner's throughput next to the bare cost of what it wraps, measured in one run.
+//   MYSQL_HOST=127.0.0.1 MYSQL_USER=root node dist/bench/runner.js     (uses/recreates database cj_bench)
+// Prints: drain jobs/s of 2,000 `/bin/true` jobs at concurrency 8 vs a bare spawn loop; output
+// lines/s persisted for a job printing 1,000,000 lines vs bare batched INSERTs; peak RSS of a
+// runner whose job prints 200 MB.
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { QueryTypes, Sequelize } from 'sequelize';
+import { loadConfig, type DatabaseConfig } from '../config';
+import { createDatabase, type Database } from '../models/database';
+import { migrate } from '../models/migrate';
+import { Queue } from '../models/queue';
+import { Runner } from '../runner/runner';
+import { TaskCatalog } from '../tasks/catalog';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const TASKS_FILE = path.join(ROOT, 'bench', 'tasks.json');
+const JOBS = Number(process.env.BENCH_JOBS ?? 2000);
+const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
+const LINES = Number(process.env.BENCH_LINES ?? 1_000_000);
+
+function benchDatabaseConfig(): DatabaseConfig {
+  const base = loadConfig({ ...process.env, MYSQL_DATABASE: process.env.MYSQL_DATABASE ?? 'cj_bench' }).database;
+  if (base.dialect === 'sqlite') {
+    return { dialect: 'sqlite', storage: path.join(os.tmpdir(), `cj-bench-${process.pid}.sqlite`) };
+  }
+  return { ...base, database: process.env.BENCH_DATABASE ?? 'cj_bench' };
+}
+
+async function freshDatabase(config: DatabaseConfig): Promise<Database> {
+  if (config.dialect === 'mysql') {
+    const admin = new Sequelize({
+      dialect: 'mysql',
+      host: config.host,
+      port: config.port,
+      username: config.user,
+      password: config.password,
+      logging: false,
+    });
+    await admin.query(`DROP DATABASE IF EXISTS \`${config.database}\``);
+    await admin.query(`CREATE DATABASE \`${config.database}\` CHARACTER SET utf8mb4`);
+    await admin.close();
+  } else {
+    for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
+  }
+  const db = createDatabase(config, { poolMax: CONCURRENCY + 4 });
+  await migrate(db);
+  return db;
+}
+
+async function clear(db: Database): Promise<void> {
+  await db.sequelize.query('DELETE FROM JobStatuses');
+  await db.sequelize.query('DELETE FROM Jobs');
+}
+
+function runnerConfig(db: Database) {
+  return {
+    queue: new Queue(db),
+    catalog: new TaskCatalog(TASKS_FILE),
+    config: {
+      ...loadConfig({}).runner,
+      concurrency: CONCURRENCY,
+      cwd: ROOT,
+      id: `bench:${process.pid}`,
+      outputMaxBytes: 1024 * 1024 * 1024,
+    },
+    runnerEnv: { PATH: process.env.PATH },
+    once: true,
+    log: () => {},
+  };
+}
+
+async function enqueueMany(db: Database, task: string, count: number): Promise<void> {
+  const tuple = `(${db.sequelize.escape(task)}, '{}', 'bench')`;
+  for (let i = 0; i < count; i += 1000) {
+    const n = Math.min(1000, count - i);
+    await db.sequelize.query(`INSERT INTO Jobs (task, params, createdBy) VALUES ${Array(n).fill(tuple).join(', ')}`);
+  }
+}
+
+/** Seconds from the first job's start to the last one's end, on the database clock. */
+async function drainSeconds(db: Database): Promise<number> {
+  const [row] = await db.sequelize.query<{ first: string | Date; last: string | Date; n: number }>(
+    "SELECT MIN(startedAt) AS first, MAX(finishedAt) AS last, COUNT(*) AS n FROM Jobs WHERE status = 'success'",
+    { type: QueryTypes.SELECT },
+  );
+  const ms = (v: string | Date) => (v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`));
+  return (ms(row.last) - ms(row.first)) / 1000;
+}
+
+/** The bare cost: `count` spawns of /bin/true, `concurrency` in flight. */
+async function bareSpawn(count: number, concurrency: number): Promise<number> {
+  const started = process.hrtime.bigint();
+  let next = 0;
+  const worker = async () => {
+    while (next < count) {
+      next++;
+      await new Promise<void>((resolve, reject) => {
+        const child = spawn('/bin/true', [], { stdio: 'ignore' });
+        child.on('error', reject);
+        child.on('close', () => resolve());
+      });
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+/** The bare cost: the same rows by multi-row INSERTs of the runner's batch size, one connection. */
+async function bareInsert(db: Database, lines: number, batch = 2000): Promise<number> {
+  await db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('lines', '{}', 'bench')");
+  const [{ id }] = await db.sequelize.query<{ id: number }>('SELECT MAX(id) AS id FROM Jobs', {
+    type: QueryTypes.SELECT,
+  });
+  const started = process.hrtime.bigint();
+  for (let seq = 1; seq <= lines; seq += batch) {
+    const values: unknown[] = [];
+    const tuples: string[] = [];
+    for (let k = seq; k < seq + batch && k <= lines; k++) {
+      values.push(id, k, 'stdout', String(k));
+      tuples.push('(?, ?, ?, ?)');
+    }
+    await db.sequelize.query(`INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES ${tuples.join(', ')}`, {
+      replacements: values,
+    });
+  }
+  return Number(process.hrtime.bigint() - started) / 1e9;
+}
+
+function runnerPeakRss(config: DatabaseConfig): string {
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    JOB_TASKS_FILE: TASKS_FILE,
+    JOB_RUNNER_CWD: ROOT,
+  };
+  if (config.dialect === 'mysql') {
+    Object.assign(env, {
+      MYSQL_HOST: config.host,
+      MYSQL_PORT: String(config.port),
+      MYSQL_USER: config.user,
+      MYSQL_PASSWORD: config.password,
+      MYSQL_DATABASE: config.database,
+    });
+  } else {
+    env.JOBS_SQLITE_PATH = config.storage;
+  }
+  const result = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'job-runner.js'), '--once'], {
+    env,
+    encoding: 'utf8',
+  });
+  return /peak RSS (\d+ MB)/.exec(result.stdout)?.[1] ?? `unknown (exit ${result.status}: ${result.stderr.trim()})`;
+}
+
+async function main(): Promise<void> {
+  const config = benchDatabaseConfig();
+  const db = await freshDatabase(config);
+  console.log(
+    `bench/runner on ${config.dialect === 'mysql' ? `MySQL ${config.host}:${config.port}/${config.database}` : 'SQLite'}, node ${process.version}, ${os.cpus().length} CPUs`,
+  );
+
+  // 1. Drain: 2,000 `/bin/true` jobs, concurrency 8, against the bare spawn loop.
+  await enqueueMany(db, 'true', JOBS);
+  const wall = process.hrtime.bigint();
+  const cpu = process.cpuUsage();
+  await new Runner(runnerConfig(db)).run();
+  const runnerWall = Number(process.hrtime.bigint() - wall) / 1e9;
+  const cpuUsed = process.cpuUsage(cpu);
+  const cpuPerJob = (cpuUsed.user + cpuUsed.system) / 1000 / JOBS;
+  const drain = await drainSeconds(db);
+  const bare = await bareSpawn(JOBS, CONCURRENCY);
+  const drainRate = JOBS / drain;
+  const bareRate = JOBS / bare;
+  console.log(
+    `drain      ${JOBS} jobs of /bin/true at concurrency ${CONCURRENCY}: ${drainRate.toFixed(0)} jobs/s (first start to last end ${drain.toFixed(2)} s; runner wall ${runnerWall.toFixed(2)} s, runner CPU ${cpuPerJob.toFixed(2)} ms/job)`,
+  );
+  console.log(`bare spawn ${JOBS} x /bin/true, ${CONCURRENCY} in flight:       ${bareRate.toFixed(0)} spawns/s`);
+  console.log(`ratio      runner / bare spawn = ${(drainRate / bareRate).toFixed(2)}   (aim >= 0.8)`);
+
+  if (process.env.BENCH_ONLY === 'drain') return void (await db.close());
+  // 2. Output: one job printing 1,000,000 lines, against bare batched INSERTs of as many rows.
+  await clear(db);
+  await db.sequelize.query(
+    `INSERT INTO Jobs (task, params, createdBy) VALUES ('lines', ${db.sequelize.escape(JSON.stringify({ n: LINES }))}, 'bench')`,
+  );
+  await new Runner(runnerConfig(db)).run();
+  const outSeconds = await drainSeconds(db);
+  const [{ stored }] = await db.sequelize.query<{ stored: number }>(
+    "SELECT COUNT(*) AS stored FROM JobStatuses WHERE stream = 'stdout'",
+    { type: QueryTypes.SELECT },
+  );
+  await clear(db);
+  const bareSeconds = await bareInsert(db, LINES);
+  const outRate = Number(stored) / outSeconds;
+  const bareInsertRate = LINES / bareSeconds;
+  console.log(
+    `output     ${Number(stored)} lines persisted from one job: ${outRate.toFixed(0)} lines/s (${outSeconds.toFixed(2)} s)`,
+  );
+  console.log(
+    `bare       batched INSERT of ${LINES} rows (2000 a statement): ${bareInsertRate.toFixed(0)} rows/s (${bareSeconds.toFixed(2)} s)`,
+  );
+  console.log(`ratio      runner / bare insert = ${(outRate / bareInsertRate).toFixed(2)}   (aim >= 0.5)`);
+
+  // 3. Memory: a runner process whose job prints ~200 MB (default 16 MiB output cap).
+  await clear(db);
+  await db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('flood', '{}', 'bench')");
+  const rss = runnerPeakRss(config);
+  const [{ bytes }] = await db.sequelize.query<{ bytes: number }>(
+    "SELECT COALESCE(SUM(LENGTH(output)), 0) AS bytes FROM JobStatuses WHERE stream <> 'system'",
+    { type: QueryTypes.SELECT },
+  );
+  const [dropped] = await db.sequelize.query<{ output: string }>(
+    "SELECT output FROM JobStatuses WHERE stream = 'system' AND output LIKE 'output limit%'",
+    { type: QueryTypes.SELECT },
+  );
+  console.log(
+    `memory     runner peak RSS with a job printing 202 MB: ${rss}; stored ${bytes} bytes; ${dropped?.output ?? 'no drop row'}`,
+  );
+  await db.close();
+  if (config.dialect === 'sqlite') fs.rmSync(config.storage, { force: true });
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,63 @@
+// Group commit for outcomes: jobs that end while one finish is being written share the next one,
+// and their successors are claimed in the same transaction (one commit per turn of a slot).
+import type { ClaimedJob, Fence, Outcome, OutputRow, Queue } from '../models/queue';
+
+interface Pending {
+  fence: Fence;
+  outcome: Outcome;
+  rows: OutputRow[];
+  resolve: (finished: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
+const MAX_BATCH = 64;
+/** Two batches in flight: one fills while the other waits for its commit. */
+const WRITERS = 2;
+
+export class FinishBatcher {
+  private waiting: Pending[] = [];
+  private writers = 0;
+
+  /**
+   * `refill(n)` says how many successors to claim in the same transaction when n jobs end
+   * (0 while draining); `launch` starts what was claimed.
+   */
+  constructor(
+    private readonly queue: Queue,
+    private readonly runnerId: string,
+    private readonly refill: (ending: number) => number,
+    private readonly launch: (job: ClaimedJob) => void,
+  ) {}
+
+  /** Same contract as Queue.finishJob; a failed batch rejects each caller, who retries. */
+  finish(fence: Fence, outcome: Outcome, rows: OutputRow[]): Promise<boolean> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ fence, outcome, rows, resolve, reject });
+      void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    if (this.writers >= WRITERS) return;
+    this.writers++;
+    try {
+      while (this.waiting.length > 0) {
+        const batch = this.waiting.splice(0, MAX_BATCH);
+        try {
+          const limit = this.refill(batch.length);
+          const { finished, claimed } = await this.queue.finishJobs(
+            batch,
+            limit > 0 ? { runnerId: this.runnerId, limit } : undefined,
+          );
+          // Successors start before the finished jobs give up their slots: the loop sees no gap to fill.
+          for (const job of claimed) this.launch(job);
+          batch.forEach((item, i) => item.resolve(finished[i]));
+        } catch (err) {
+          for (const item of batch) item.reject(err);
+        }
+      }
+    } finally {
+      this.writers--;
+    }
+  }
+}
