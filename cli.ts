@@ -5,6 +5,7 @@ import { createDatabase, type Database } from './models/database';
 import { migrate } from './models/migrate';
 import { openDatabase } from './models/open';
 import { Queue } from './models/queue';
+import { parseDuration, pruneFinishedJobs } from './models/prune';
 import {
   UserError,
   createApiToken,
@@ -19,7 +20,7 @@ import {
 import { createApp } from './routers/app';
 import { closeServer, listen, serverUrl } from './routers/listen';
 import { resolveSessionSecret } from './routers/sessions';
-import { findPrlimit } from './runner/job-process';
+import { hostTools } from './runner/job-process';
 import { Runner } from './runner/runner';
 import { TaskCatalog, TaskFileError, loadTaskFile } from './tasks/catalog';
 import { ParamsError, displayCommand, paramsFromStrings, renderArgv } from './tasks/render';
@@ -42,6 +43,7 @@ const USAGE = `usage: container-jobs <command>
   token create NAME [--name LABEL]          make an API token for a user; printed once, on the last line
   token list [NAME]                         list API tokens (not the tokens themselves)
   token revoke ID                           delete an API token
+  prune --older-than 30d                    delete jobs finished longer ago (s, m, h, d, w) and their output
   start                                     API and runner in one process (the quick start)
 `;
 
@@ -270,9 +272,12 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
     catalog,
     config: config.runner,
     runnerEnv: config.runnerEnv,
-    prlimitPath: findPrlimit(),
+    ...hostTools(config.runnerEnv),
     log,
   });
+  // Both the second signal and the end of main() close the database: once (SQLite throws on a second close).
+  let closing: Promise<void> | undefined;
+  const closeDb = () => (closing ??= db.close());
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
@@ -284,7 +289,7 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
     } else {
       log(`${signal} again: stopping every job now`);
       server.closeAllConnections();
-      void runner.stopNow().then(() => db.close().finally(() => process.exit(0)));
+      void runner.stopNow().then(() => closeDb().finally(() => process.exit(0)));
     }
   };
   process.on('SIGTERM', onSignal);
@@ -295,8 +300,22 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
   await runner.run();
   await runner.stop();
   await closeServer(server);
-  await db.close();
+  await closeDb();
   log('stopped');
+  return 0;
+}
+
+async function cmdPrune(config: Config, args: string[]): Promise<number> {
+  const parsed = parseArgs(args);
+  only(parsed, ['older-than']);
+  if (parsed.positional.length > 0) throw new UsageError('prune takes no arguments');
+  const raw = parsed.options.get('older-than')?.at(-1);
+  if (raw === undefined) throw new UsageError('prune needs --older-than (e.g. 30d)');
+  const seconds = parseDuration(raw);
+  if (seconds === undefined)
+    throw new UsageError(`--older-than ${JSON.stringify(raw)} is not a duration like 30d, 12h, 90m`);
+  const result = await withDatabase(config, (db) => pruneFinishedJobs(db, seconds));
+  console.log(`pruned ${result.jobs} finished job(s) and ${result.outputRows} output row(s) older than ${raw}`);
   return 0;
 }
 
@@ -321,6 +340,8 @@ async function main(args: string[]): Promise<number> {
       return cmdToken(config, rest);
     case 'start':
       return cmdStart(config, rest);
+    case 'prune':
+      return cmdPrune(config, rest);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }

@@ -22,7 +22,13 @@ export interface RunnerConfig {
   leaseMs: number;
   outputMaxBytes: number;
   shutdownGraceMs: number;
+  /** Test-only fault injection (JOB_RUNNER_TEST_CRASH): the runner SIGKILLs itself at this point. */
+  testCrash?: TestCrashPoint;
 }
+
+/** Where JOB_RUNNER_TEST_CRASH makes the runner kill itself (the chaos tests). */
+export const TEST_CRASH_POINTS = ['after-claim', 'before-finish'] as const;
+export type TestCrashPoint = (typeof TEST_CRASH_POINTS)[number];
 
 export interface HttpConfig {
   port: number;
@@ -78,6 +84,18 @@ function envBool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a boolean (true/false)`);
 }
 
+function envTestCrash(env: Env): TestCrashPoint | undefined {
+  const raw = envString(env, 'JOB_RUNNER_TEST_CRASH');
+  if (raw === undefined) return undefined;
+  const point = TEST_CRASH_POINTS.find((p) => p === raw.trim());
+  if (!point) {
+    throw new ConfigError(
+      `JOB_RUNNER_TEST_CRASH=${JSON.stringify(raw)} is not one of ${TEST_CRASH_POINTS.join(', ')} (test-only; leave it unset)`,
+    );
+  }
+  return point;
+}
+
 function parseDatabase(env: Env): DatabaseConfig {
   const host = envString(env, 'MYSQL_HOST');
   if (host === undefined) {
@@ -113,6 +131,8 @@ export function loadConfig(env: Env = process.env): Config {
     outputMaxBytes: envInt(env, 'JOB_OUTPUT_MAX_BYTES', 16 * 1024 * 1024, 0, 2 ** 40),
     shutdownGraceMs: envInt(env, 'JOB_SHUTDOWN_GRACE_MS', 30000, 0, 86_400_000),
   };
+  const testCrash = envTestCrash(env);
+  if (testCrash) runner.testCrash = testCrash;
   if (runner.id.length > 255) throw new ConfigError('JOB_RUNNER_ID is longer than 255 characters');
   if (runner.leaseMs <= runner.heartbeatMs * 2) {
     throw new ConfigError(

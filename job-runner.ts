@@ -3,7 +3,7 @@
 import { ConfigError, EX_CONFIG, describeDatabase, loadConfig } from './config';
 import { openDatabase } from './models/open';
 import { Queue } from './models/queue';
-import { findPrlimit } from './runner/job-process';
+import { hostTools } from './runner/job-process';
 import { Runner } from './runner/runner';
 import { TaskCatalog, TaskFileError } from './tasks/catalog';
 
@@ -27,10 +27,13 @@ async function main(argv: string[]): Promise<number> {
     catalog,
     config: config.runner,
     runnerEnv: config.runnerEnv,
-    prlimitPath: findPrlimit(),
+    ...hostTools(config.runnerEnv),
     log,
     once,
   });
+  // Both the second signal and the end of main() close the database: once (SQLite throws on a second close).
+  let closing: Promise<void> | undefined;
+  const closeDb = () => (closing ??= db.close());
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals) => {
     signals++;
@@ -39,7 +42,7 @@ async function main(argv: string[]): Promise<number> {
       void runner.stop();
     } else {
       log(`${signal} again: stopping every job now`);
-      void runner.stopNow().then(() => db.close().finally(() => process.exit(0)));
+      void runner.stopNow().then(() => closeDb().finally(() => process.exit(0)));
     }
   };
   process.on('SIGTERM', onSignal);
@@ -49,7 +52,7 @@ async function main(argv: string[]): Promise<number> {
   );
   await runner.run();
   await runner.stop();
-  await db.close();
+  await closeDb();
   log(`stopped (peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)`);
   return 0;
 }

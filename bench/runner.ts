@@ -7,9 +7,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { QueryTypes, Sequelize } from 'sequelize';
+import { QueryTypes } from 'sequelize';
 import { loadConfig, type DatabaseConfig } from '../config';
-import { createDatabase, type Database } from '../models/database';
+import { createDatabase, recreateMysqlDatabase, type Database } from '../models/database';
 import { migrate } from '../models/migrate';
 import { Queue } from '../models/queue';
 import { Runner } from '../runner/runner';
@@ -31,17 +31,7 @@ function benchDatabaseConfig(): DatabaseConfig {
 
 async function freshDatabase(config: DatabaseConfig): Promise<Database> {
   if (config.dialect === 'mysql') {
-    const admin = new Sequelize({
-      dialect: 'mysql',
-      host: config.host,
-      port: config.port,
-      username: config.user,
-      password: config.password,
-      logging: false,
-    });
-    await admin.query(`DROP DATABASE IF EXISTS \`${config.database}\``);
-    await admin.query(`CREATE DATABASE \`${config.database}\` CHARACTER SET utf8mb4`);
-    await admin.close();
+    await recreateMysqlDatabase(config);
   } else {
     for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
   }
@@ -55,7 +45,7 @@ async function clear(db: Database): Promise<void> {
   await db.sequelize.query('DELETE FROM Jobs');
 }
 
-function runnerConfig(db: Database) {
+function runnerConfig(db: Database, overrides: { pollMs?: number; once?: boolean } = {}) {
   return {
     queue: new Queue(db),
     catalog: new TaskCatalog(TASKS_FILE),
@@ -65,9 +55,10 @@ function runnerConfig(db: Database) {
       cwd: ROOT,
       id: `bench:${process.pid}`,
       outputMaxBytes: 1024 * 1024 * 1024,
+      ...(overrides.pollMs ? { pollMs: overrides.pollMs } : {}),
     },
     runnerEnv: { PATH: process.env.PATH },
-    once: true,
+    once: overrides.once ?? true,
     log: () => {},
   };
 }
@@ -153,6 +144,63 @@ function runnerPeakRss(config: DatabaseConfig): string {
   return /peak RSS (\d+ MB)/.exec(result.stdout)?.[1] ?? `unknown (exit ${result.status}: ${result.stderr.trim()})`;
 }
 
+/** BENCH_ONLY=drain,pickup … runs only those sections (default: all). */
+const only = process.env.BENCH_ONLY?.split(',');
+const want = (section: string) => !only || only.includes(section);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** Enqueue → running on the database clock, with an idle runner polling every `pollMs`. */
+async function pickupLatency(db: Database, pollMs: number, samples: number): Promise<{ p50: number; p95: number }> {
+  await clear(db);
+  const runner = new Runner(runnerConfig(db, { pollMs, once: false }));
+  const running = runner.run();
+  await sleep(pollMs + 100);
+  for (let i = 0; i < samples; i++) {
+    // Arrivals at random moments, so they fall anywhere in the poll cycle.
+    await sleep(Math.random() * Math.min(pollMs, 1000));
+    await db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('true', '{}', 'bench')");
+  }
+  while ((await countWhere(db, "status IN ('pending', 'running')")) > 0) await sleep(50);
+  await runner.stop();
+  await running;
+  const rows = await db.sequelize.query<{ ms: number }>(
+    db.dialect === 'mysql'
+      ? 'SELECT TIMESTAMPDIFF(MICROSECOND, createdAt, startedAt) / 1000 AS ms FROM Jobs'
+      : 'SELECT (julianday(startedAt) - julianday(createdAt)) * 86400000 AS ms FROM Jobs',
+    { type: QueryTypes.SELECT },
+  );
+  const sorted = rows.map((r) => Number(r.ms)).sort((a, b) => a - b);
+  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95) };
+}
+
+async function countWhere(db: Database, where: string): Promise<number> {
+  const [{ n }] = await db.sequelize.query<{ n: number }>(`SELECT COUNT(*) AS n FROM Jobs WHERE ${where}`, {
+    type: QueryTypes.SELECT,
+  });
+  return Number(n);
+}
+
+/** Statements an idle runner (default settings) sends, counted on its own connection pool. */
+async function idleQueriesPerSecond(config: DatabaseConfig, seconds: number): Promise<number> {
+  let statements = 0;
+  const db = createDatabase(config, { logging: () => statements++ });
+  const runner = new Runner({ ...runnerConfig(db, { once: false }), queue: new Queue(db) });
+  const running = runner.run();
+  await sleep(1000); // past the start-up reap
+  const before = statements;
+  await sleep(seconds * 1000);
+  const perSecond = (statements - before) / seconds;
+  await runner.stop();
+  await running;
+  await db.close();
+  return perSecond;
+}
+
 async function main(): Promise<void> {
   const config = benchDatabaseConfig();
   const db = await freshDatabase(config);
@@ -160,63 +208,81 @@ async function main(): Promise<void> {
     `bench/runner on ${config.dialect === 'mysql' ? `MySQL ${config.host}:${config.port}/${config.database}` : 'SQLite'}, node ${process.version}, ${os.cpus().length} CPUs`,
   );
 
-  // 1. Drain: 2,000 `/bin/true` jobs, concurrency 8, against the bare spawn loop.
-  await enqueueMany(db, 'true', JOBS);
-  const wall = process.hrtime.bigint();
-  const cpu = process.cpuUsage();
-  await new Runner(runnerConfig(db)).run();
-  const runnerWall = Number(process.hrtime.bigint() - wall) / 1e9;
-  const cpuUsed = process.cpuUsage(cpu);
-  const cpuPerJob = (cpuUsed.user + cpuUsed.system) / 1000 / JOBS;
-  const drain = await drainSeconds(db);
-  const bare = await bareSpawn(JOBS, CONCURRENCY);
-  const drainRate = JOBS / drain;
-  const bareRate = JOBS / bare;
-  console.log(
-    `drain      ${JOBS} jobs of /bin/true at concurrency ${CONCURRENCY}: ${drainRate.toFixed(0)} jobs/s (first start to last end ${drain.toFixed(2)} s; runner wall ${runnerWall.toFixed(2)} s, runner CPU ${cpuPerJob.toFixed(2)} ms/job)`,
-  );
-  console.log(`bare spawn ${JOBS} x /bin/true, ${CONCURRENCY} in flight:       ${bareRate.toFixed(0)} spawns/s`);
-  console.log(`ratio      runner / bare spawn = ${(drainRate / bareRate).toFixed(2)}   (aim >= 0.8)`);
-
-  if (process.env.BENCH_ONLY === 'drain') return void (await db.close());
-  // 2. Output: one job printing 1,000,000 lines, against bare batched INSERTs of as many rows.
-  await clear(db);
-  await db.sequelize.query(
-    `INSERT INTO Jobs (task, params, createdBy) VALUES ('lines', ${db.sequelize.escape(JSON.stringify({ n: LINES }))}, 'bench')`,
-  );
-  await new Runner(runnerConfig(db)).run();
-  const outSeconds = await drainSeconds(db);
-  const [{ stored }] = await db.sequelize.query<{ stored: number }>(
-    "SELECT COUNT(*) AS stored FROM JobStatuses WHERE stream = 'stdout'",
-    { type: QueryTypes.SELECT },
-  );
-  await clear(db);
-  const bareSeconds = await bareInsert(db, LINES);
-  const outRate = Number(stored) / outSeconds;
-  const bareInsertRate = LINES / bareSeconds;
-  console.log(
-    `output     ${Number(stored)} lines persisted from one job: ${outRate.toFixed(0)} lines/s (${outSeconds.toFixed(2)} s)`,
-  );
-  console.log(
-    `bare       batched INSERT of ${LINES} rows (2000 a statement): ${bareInsertRate.toFixed(0)} rows/s (${bareSeconds.toFixed(2)} s)`,
-  );
-  console.log(`ratio      runner / bare insert = ${(outRate / bareInsertRate).toFixed(2)}   (aim >= 0.5)`);
-
-  // 3. Memory: a runner process whose job prints ~200 MB (default 16 MiB output cap).
-  await clear(db);
-  await db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('flood', '{}', 'bench')");
-  const rss = runnerPeakRss(config);
-  const [{ bytes }] = await db.sequelize.query<{ bytes: number }>(
-    "SELECT COALESCE(SUM(LENGTH(output)), 0) AS bytes FROM JobStatuses WHERE stream <> 'system'",
-    { type: QueryTypes.SELECT },
-  );
-  const [dropped] = await db.sequelize.query<{ output: string }>(
-    "SELECT output FROM JobStatuses WHERE stream = 'system' AND output LIKE 'output limit%'",
-    { type: QueryTypes.SELECT },
-  );
-  console.log(
-    `memory     runner peak RSS with a job printing 202 MB: ${rss}; stored ${bytes} bytes; ${dropped?.output ?? 'no drop row'}`,
-  );
+  if (want('drain')) {
+    // 1. Drain: 2,000 `/bin/true` jobs, concurrency 8, against the bare spawn loop.
+    await enqueueMany(db, 'true', JOBS);
+    const wall = process.hrtime.bigint();
+    const cpu = process.cpuUsage();
+    await new Runner(runnerConfig(db)).run();
+    const runnerWall = Number(process.hrtime.bigint() - wall) / 1e9;
+    const cpuUsed = process.cpuUsage(cpu);
+    const cpuPerJob = (cpuUsed.user + cpuUsed.system) / 1000 / JOBS;
+    const drain = await drainSeconds(db);
+    const bare = await bareSpawn(JOBS, CONCURRENCY);
+    const drainRate = JOBS / drain;
+    const bareRate = JOBS / bare;
+    console.log(
+      `drain      ${JOBS} jobs of /bin/true at concurrency ${CONCURRENCY}: ${drainRate.toFixed(0)} jobs/s (first start to last end ${drain.toFixed(2)} s; runner wall ${runnerWall.toFixed(2)} s, runner CPU ${cpuPerJob.toFixed(2)} ms/job)`,
+    );
+    console.log(`bare spawn ${JOBS} x /bin/true, ${CONCURRENCY} in flight:       ${bareRate.toFixed(0)} spawns/s`);
+    console.log(`ratio      runner / bare spawn = ${(drainRate / bareRate).toFixed(2)}   (aim >= 0.8)`);
+  }
+  if (want('output')) {
+    // 2. Output: one job printing 1,000,000 lines, against bare batched INSERTs of as many rows.
+    await clear(db);
+    await db.sequelize.query(
+      `INSERT INTO Jobs (task, params, createdBy) VALUES ('lines', ${db.sequelize.escape(JSON.stringify({ n: LINES }))}, 'bench')`,
+    );
+    await new Runner(runnerConfig(db)).run();
+    const outSeconds = await drainSeconds(db);
+    const [{ stored }] = await db.sequelize.query<{ stored: number }>(
+      "SELECT COUNT(*) AS stored FROM JobStatuses WHERE stream = 'stdout'",
+      { type: QueryTypes.SELECT },
+    );
+    await clear(db);
+    const bareSeconds = await bareInsert(db, LINES);
+    const outRate = Number(stored) / outSeconds;
+    const bareInsertRate = LINES / bareSeconds;
+    console.log(
+      `output     ${Number(stored)} lines persisted from one job: ${outRate.toFixed(0)} lines/s (${outSeconds.toFixed(2)} s)`,
+    );
+    console.log(
+      `bare       batched INSERT of ${LINES} rows (2000 a statement): ${bareInsertRate.toFixed(0)} rows/s (${bareSeconds.toFixed(2)} s)`,
+    );
+    console.log(`ratio      runner / bare insert = ${(outRate / bareInsertRate).toFixed(2)}   (aim >= 0.5)`);
+  }
+  if (want('memory')) {
+    // 3. Memory: a runner process whose job prints ~200 MB (default 16 MiB output cap).
+    await clear(db);
+    await db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('flood', '{}', 'bench')");
+    const rss = runnerPeakRss(config);
+    const [{ bytes }] = await db.sequelize.query<{ bytes: number }>(
+      "SELECT COALESCE(SUM(LENGTH(output)), 0) AS bytes FROM JobStatuses WHERE stream <> 'system'",
+      { type: QueryTypes.SELECT },
+    );
+    const [dropped] = await db.sequelize.query<{ output: string }>(
+      "SELECT output FROM JobStatuses WHERE stream = 'system' AND output LIKE 'output limit%'",
+      { type: QueryTypes.SELECT },
+    );
+    console.log(
+      `memory     runner peak RSS with a job printing 202 MB: ${rss}; stored ${bytes} bytes; ${dropped?.output ?? 'no drop row'}`,
+    );
+  }
+  if (want('pickup')) {
+    // 4. Pickup latency (enqueue -> running) with an idle runner, at the default poll and at 200 ms.
+    const samples = Number(process.env.BENCH_PICKUP_SAMPLES ?? 30);
+    for (const pollMs of [2000, 200]) {
+      const { p50, p95 } = await pickupLatency(db, pollMs, samples);
+      console.log(
+        `pickup     ${samples} jobs, idle runner polling every ${pollMs} ms: p50 ${p50.toFixed(0)} ms, p95 ${p95.toFixed(0)} ms`,
+      );
+    }
+  }
+  if (want('idle')) {
+    // 5. What an idle runner costs the database.
+    const idle = await idleQueriesPerSecond(config, Number(process.env.BENCH_IDLE_SECONDS ?? 20));
+    console.log(`idle       statements/s from an idle runner at default settings: ${idle.toFixed(2)}`);
+  }
   await db.close();
   if (config.dialect === 'sqlite') fs.rmSync(config.storage, { force: true });
 }

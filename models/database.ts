@@ -75,3 +75,29 @@ export function createDatabase(db: DatabaseConfig, options: DatabaseOptions = {}
     close: () => sequelize.close(),
   };
 }
+
+/**
+ * Runs `work` on a MySQL server connection with no database selected: creating and dropping
+ * databases (tests, benchmarks, first installs).
+ */
+export async function withMysqlServer<T>(
+  db: Extract<DatabaseConfig, { dialect: 'mysql' }>,
+  work: (server: Sequelize) => Promise<T>,
+): Promise<T> {
+  const { database: _database, ...options } = sequelizeOptions(db);
+  void _database;
+  const server = new Sequelize({ ...options, pool: { max: 1, min: 0 } });
+  try {
+    return await work(server);
+  } finally {
+    await server.close();
+  }
+}
+
+/** Drops and creates a MySQL database (utf8mb4), empty. */
+export function recreateMysqlDatabase(db: Extract<DatabaseConfig, { dialect: 'mysql' }>): Promise<void> {
+  return withMysqlServer(db, async (server) => {
+    await server.query(`DROP DATABASE IF EXISTS \`${db.database}\``);
+    await server.query(`CREATE DATABASE \`${db.database}\` CHARACTER SET utf8mb4`);
+  });
+}

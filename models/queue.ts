@@ -56,14 +56,59 @@ export function isRetryableLockError(err: unknown): boolean {
   return (errno !== undefined && DEADLOCK_CODES.has(errno)) || e?.original?.code === 'SQLITE_BUSY';
 }
 
+/** Runs async work one at a time, in call order; urgent work goes to the front of the line. */
+class Gate {
+  private busy = false;
+  private readonly waiting: (() => void)[] = [];
+  async run<T>(work: () => Promise<T>, urgent = false): Promise<T> {
+    if (this.busy) {
+      await new Promise<void>((resolve) => (urgent ? this.waiting.unshift(resolve) : this.waiting.push(resolve)));
+    }
+    this.busy = true;
+    try {
+      return await work();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next();
+      else this.busy = false;
+    }
+  }
+}
+
+/**
+ * SQLite: one write at a time per process and file. node-sqlite3 runs every statement on libuv's
+ * thread pool (4 threads); writes waiting for the file lock (busy timeout) each hold a thread, so a
+ * process with four of them starves its own transaction that holds the lock: it cannot run its next
+ * statement, and every process on the file stalls until busy timeouts expire (seen with 5 runners).
+ * SQLite admits one writer anyway, so queueing them in the process costs nothing.
+ */
+const sqliteWriteGates = new Map<string, Gate>();
+
+function sqliteWriteGate(db: Database): Gate {
+  const storage = String((db.sequelize as unknown as { options: { storage?: string } }).options.storage ?? '');
+  let gate = sqliteWriteGates.get(storage);
+  if (!gate) sqliteWriteGates.set(storage, (gate = new Gate()));
+  return gate;
+}
+
 export class Queue {
   private readonly mysql: boolean;
   /** "Now" on the database's clock, with milliseconds. */
   readonly now: string;
+  private readonly writeGate: Gate | null;
 
   constructor(readonly db: Database) {
     this.mysql = db.dialect === 'mysql';
     this.now = this.mysql ? 'NOW(3)' : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+    this.writeGate = this.mysql ? null : sqliteWriteGate(db);
+  }
+
+  /**
+   * A write (a transaction, or statements that take the write lock): on SQLite, one at a time in
+   * this process; `urgent` (lease renewal) goes before the writes already waiting.
+   */
+  private write<T>(work: () => Promise<T>, urgent = false): Promise<T> {
+    return this.writeGate ? this.writeGate.run(work, urgent) : work();
   }
 
   /** `now` minus `ms` milliseconds, on the database's clock. */
@@ -98,7 +143,7 @@ export class Queue {
   async transaction<T>(work: (t: Transaction) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.db.sequelize.transaction(work);
+        return await this.write(() => this.db.sequelize.transaction(work));
       } catch (err) {
         if (attempt >= 5 || !isRetryableLockError(err)) throw err;
         await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
@@ -253,6 +298,10 @@ export class Queue {
    */
   async renewLeases(runnerId: string, jobIds: number[]): Promise<LeaseReport> {
     if (jobIds.length === 0) return { lost: [], cancelRequested: [] };
+    return this.write(() => this.renewLeasesNow(runnerId, jobIds), true);
+  }
+
+  private async renewLeasesNow(runnerId: string, jobIds: number[]): Promise<LeaseReport> {
     const renewed = await this.update(
       `UPDATE Jobs SET heartbeatAt = ${this.now}
        WHERE id IN (:jobIds) AND runnerId = :runnerId AND status = 'running' AND cancelRequestedAt IS NULL`,
@@ -368,12 +417,14 @@ export class Queue {
     createdBy: string | null;
     priority?: number;
   }): Promise<number> {
-    const [insertId] = (await this.db.sequelize.query(
-      'INSERT INTO Jobs (task, params, command, createdBy, priority) VALUES (:task, :params, :command, :createdBy, :priority)',
-      {
-        type: QueryTypes.INSERT,
-        replacements: { ...job, params: JSON.stringify(job.params), priority: job.priority ?? 0 },
-      },
+    const [insertId] = (await this.write(() =>
+      this.db.sequelize.query(
+        'INSERT INTO Jobs (task, params, command, createdBy, priority) VALUES (:task, :params, :command, :createdBy, :priority)',
+        {
+          type: QueryTypes.INSERT,
+          replacements: { ...job, params: JSON.stringify(job.params), priority: job.priority ?? 0 },
+        },
+      ),
     )) as unknown as [number, number];
     return Number(insertId);
   }

@@ -1,5 +1,5 @@
 // What the API reads about jobs, always scoped to what the caller may see inside the SQL WHERE.
-import { Op, type WhereOptions } from 'sequelize';
+import { IndexHints, Op, type WhereOptions } from 'sequelize';
 import type { Database } from '../models/database';
 import type { Job, JobStatus, JobStatusName } from '../models/models';
 
@@ -95,16 +95,39 @@ export interface OutputQuery {
   offset?: number;
 }
 
-/** A job's output rows in output order (by id); the caller has checked the job is visible. */
+/** The (jobId, id) index: one job's rows, already in output order. */
+const OUTPUT_INDEX = 'jobstatuses_jobid_id';
+
+/**
+ * A job's output rows in output order (by id); the caller has checked the job is visible.
+ * On MySQL the (jobId, id) index is forced: for `ORDER BY id LIMIT n` MariaDB otherwise walks the
+ * primary key from the table's first row, expecting this job's rows spread evenly, so the first page
+ * of a job stored after another big job's output read every row of that job first (seconds).
+ * An offset is skipped in that index alone (it holds the ids), then only the page's rows are read.
+ */
 export async function readOutput(db: Database, jobId: number, q: OutputQuery): Promise<OutputRowJson[]> {
+  const { JobStatus } = db.models;
+  const hint = { indexHints: [{ type: IndexHints.FORCE, values: [OUTPUT_INDEX] }] };
   const where: Record<string | symbol, unknown> = { jobId };
   if (q.afterId !== undefined) where.id = { [Op.gt]: q.afterId };
-  const rows = await db.models.JobStatus.findAll({
+  if (q.offset) {
+    const [start] = await JobStatus.findAll({
+      ...hint,
+      attributes: ['id'],
+      where: where as WhereOptions<JobStatus>,
+      order: [['id', 'ASC']],
+      limit: 1,
+      offset: q.offset,
+    });
+    if (!start) return [];
+    where.id = { [Op.gte]: start.id };
+  }
+  const rows = await JobStatus.findAll({
+    ...hint,
     attributes: ['id', 'jobId', 'stream', 'output', 'createdAt'],
     where: where as WhereOptions<JobStatus>,
     order: [['id', 'ASC']],
     limit: q.limit,
-    offset: q.offset || undefined,
   });
   return rows.map(outputJson);
 }

@@ -17,6 +17,8 @@ export interface JobProcessOptions {
   limits: TaskLimits;
   /** util-linux prlimit, when limits are set. */
   prlimitPath?: string;
+  /** util-linux setpriv: when set, the job's main process dies with the runner (parent-death signal). */
+  setprivPath?: string;
   killGraceMs?: number;
   onStdout: (chunk: Buffer) => void;
   onStderr: (chunk: Buffer) => void;
@@ -78,11 +80,24 @@ export function limitArgs(limits: TaskLimits): string[] {
   return args;
 }
 
+function findTool(name: string): string | undefined {
+  return [`/usr/bin/${name}`, `/bin/${name}`, `/usr/local/bin/${name}`].find((candidate) => fs.existsSync(candidate));
+}
+
 export function findPrlimit(): string | undefined {
-  for (const candidate of ['/usr/bin/prlimit', '/bin/prlimit', '/usr/local/bin/prlimit']) {
-    if (fs.existsSync(candidate)) return candidate;
-  }
-  return undefined;
+  return findTool('prlimit');
+}
+
+/**
+ * The util-linux helpers a runner uses on this host. Under systemd (INVOCATION_ID is set) the
+ * unit's cgroup stops every job process with the runner; elsewhere `setpriv --pdeathsig KILL`
+ * makes the kernel kill a job's main process if the runner itself dies.
+ */
+export function hostTools(runnerEnv: Readonly<Record<string, string | undefined>>): {
+  prlimitPath?: string;
+  setprivPath?: string;
+} {
+  return { prlimitPath: findPrlimit(), setprivPath: runnerEnv.INVOCATION_ID ? undefined : findTool('setpriv') };
 }
 
 function signalName(signal: NodeJS.Signals | null): string | null {
@@ -119,10 +134,10 @@ export class JobProcess {
         spawnError: 'task has limits but prlimit (util-linux) is not installed',
       });
     }
-    const [file, args] =
-      limitFlags.length > 0
-        ? [this.o.prlimitPath!, [...limitFlags, '--', program.path, ...this.o.argv.slice(1)]]
-        : [program.path, this.o.argv.slice(1)];
+    let command = [program.path, ...this.o.argv.slice(1)];
+    if (limitFlags.length > 0) command = [this.o.prlimitPath!, ...limitFlags, '--', ...command];
+    if (this.o.setprivPath) command = [this.o.setprivPath, '--pdeathsig', 'KILL', '--', ...command];
+    const [file, ...args] = command;
     let child: ChildProcess;
     try {
       child = spawn(file, args, {
@@ -131,7 +146,7 @@ export class JobProcess {
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true, // its own process group, so the whole tree can be signalled
         shell: false,
-        argv0: this.o.argv[0],
+        argv0: file === program.path ? this.o.argv[0] : undefined,
       });
     } catch (err) {
       return this.settle({ exitCode: null, signal: null, spawnError: (err as Error).message });

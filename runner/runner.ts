@@ -1,5 +1,5 @@
 // The runner loop: claim into free slots, run, heartbeat, reap; drain on the first signal.
-import type { RunnerConfig } from '../config';
+import type { RunnerConfig, TestCrashPoint } from '../config';
 import type { ClaimedJob, Queue } from '../models/queue';
 import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { prepareJob, renderEnvironment, ParamsError } from '../tasks/render';
@@ -17,6 +17,7 @@ export interface RunnerOptions {
   config: RunnerConfig;
   runnerEnv: Readonly<Record<string, string | undefined>>;
   prlimitPath?: string;
+  setprivPath?: string;
   log?: Logger;
   /** Drain every due job, then resolve `run()` (tests and cron). */
   once?: boolean;
@@ -29,6 +30,12 @@ interface ActiveJob {
   process: JobProcess | null;
   writer: OutputWriter;
   lost: boolean;
+  /** Its outcome is being written (the process has ended): that write is fenced and reports a lost job itself. */
+  finishing: boolean;
+  /** Local time when its lease was last known renewed (claimed, or the start of a successful renewal). */
+  renewedAt: number;
+  /** Stopped because its lease could not be renewed in time. */
+  expired: boolean;
   done: Promise<void>;
 }
 
@@ -37,10 +44,8 @@ const STDERR_TAIL = 5;
 /** Tracks database health so trouble is logged once per change, not once per attempt. */
 class DbHealth {
   private down = false;
-  lastOkAt = Date.now();
   constructor(private readonly log: Logger) {}
   ok(): void {
-    this.lastOkAt = Date.now();
     if (this.down) {
       this.down = false;
       this.log('database reachable again; catching up');
@@ -70,7 +75,11 @@ export class Runner {
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private reaperTimer: NodeJS.Timeout | null = null;
   private heartbeatRunning = false;
+  private heartbeatStartedAt = 0;
+  private heartbeatHangReported = false;
   private stopped: Promise<void> | null = null;
+  /** Set once stopped: the database is being closed, so a heartbeat or reap still in flight may fail quietly. */
+  private closed = false;
   /** Claim statistics, for status lines and metrics. */
   lastClaimAt: number | null = null;
   jobsStarted = 0;
@@ -97,6 +106,9 @@ export class Runner {
   /** Starts the loop and the lease timers; resolves when the loop has ended (stop, or drained in once mode). */
   run(): Promise<void> {
     if (!this.loop) {
+      if (this.o.config.testCrash) {
+        this.log(`JOB_RUNNER_TEST_CRASH=${this.o.config.testCrash}: this runner will SIGKILL itself there (test only)`);
+      }
       this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.o.config.heartbeatMs);
       const reapEvery = Math.max(this.o.config.heartbeatMs, Math.floor(this.o.config.leaseMs / 4));
       this.reaperTimer = setInterval(() => void this.reap(), reapEvery);
@@ -163,22 +175,33 @@ export class Runner {
     if (this.o.once) await this.waitForJobs();
   }
 
+  /** Test-only fault injection (JOB_RUNNER_TEST_CRASH): die here as `kill -9` would, writing nothing more. */
+  private crashPoint(point: TestCrashPoint): void {
+    if (this.o.config.testCrash === point) process.kill(process.pid, 'SIGKILL');
+  }
+
   private launch(job: ClaimedJob): void {
+    // Every claim (the loop's, or a finish batch's refill) has committed by the time a job is launched.
+    this.crashPoint('after-claim');
     const entry = {} as ActiveJob;
     entry.id = job.id;
     entry.lost = false;
+    entry.finishing = false;
+    entry.renewedAt = Date.now();
+    entry.expired = false;
     entry.process = null;
     entry.writer = new OutputWriter({
       queue: this.o.queue,
       fence: { jobId: job.id, runnerId: this.runnerId },
       lastSeq: job.lastSeq,
       maxBytes: this.o.config.outputMaxBytes,
-      finishJob: (fence, outcome, rows) => this.finisher.finish(fence, outcome, rows),
-      onPressure: (paused) => entry.process?.setPaused(paused),
-      onLost: () => {
-        entry.lost = true;
-        entry.process?.kill('runner_lost');
+      finishJob: (fence, outcome, rows) => {
+        entry.finishing = true;
+        return this.finisher.finish(fence, outcome, rows);
       },
+      onPressure: (paused) => entry.process?.setPaused(paused),
+      // A fenced write found the job gone: the same as a heartbeat finding it so (and logged the same way).
+      onLost: () => this.loseJob(entry),
       onDbError: (err) => this.health.error(err),
       onDbOk: () => this.health.ok(),
     });
@@ -224,6 +247,7 @@ export class Runner {
       timeoutMs: template.timeoutSec * 1000,
       limits: template.limits,
       prlimitPath: this.o.prlimitPath,
+      setprivPath: this.o.setprivPath,
       killGraceMs: this.o.killGraceMs,
       onStdout: (chunk) => out.write(chunk),
       onStderr: (chunk) => errOut.write(chunk),
@@ -242,40 +266,75 @@ export class Runner {
     });
     outcome.command = job.command === null ? prepared.command : null;
     if (entry.lost) return;
+    this.crashPoint('before-finish');
     const recorded = await writer.finish(outcome, [line]);
     if (!recorded && !entry.lost) this.log(`job ${job.id}: no longer owned by this runner; outcome not recorded`);
   }
 
   /** One statement renews every lease; lost jobs are killed, cancel requests stopped. */
   private async heartbeat(): Promise<void> {
-    if (this.heartbeatRunning) return;
+    // Every tick, even while a renewal hangs (a partition resets nothing: a statement may wait for minutes).
+    this.stopUnrenewed();
+    if (this.heartbeatRunning) {
+      // No answer is trouble too, though nothing failed: say so, once per renewal, as for an error.
+      const waited = Date.now() - this.heartbeatStartedAt;
+      if (!this.heartbeatHangReported && waited > Math.min(this.o.config.leaseMs / 2, 10_000)) {
+        this.heartbeatHangReported = true;
+        this.health.error(new Error(`no answer to the lease renewal for ${Math.round(waited / 1000)} s`));
+      }
+      return;
+    }
     this.heartbeatRunning = true;
     try {
       const ids = [...this.active.keys()];
       if (ids.length === 0) return;
+      const startedAt = (this.heartbeatStartedAt = Date.now());
+      this.heartbeatHangReported = false;
       try {
         const report = await this.o.queue.renewLeases(this.runnerId, ids);
         this.health.ok();
-        for (const id of report.lost) this.loseJob(id, 'its lease was taken (reaped, or changed by someone else)');
+        for (const id of ids) {
+          const job = this.active.get(id);
+          if (job && !report.lost.includes(id)) job.renewedAt = startedAt;
+        }
+        for (const id of report.lost) {
+          const job = this.active.get(id);
+          // Our own finish may have committed before its acknowledgement reached us (InnoDB releases
+          // locks before the commit is flushed): not a lost lease. That fenced write reports a real loss.
+          if (job && !job.finishing) this.loseJob(job);
+        }
         for (const id of report.cancelRequested) this.active.get(id)?.process?.stop('cancelled');
       } catch (err) {
+        if (this.closed) return;
         this.health.error(err);
-        // Past the lease another runner may reap these jobs: stop them rather than run them unowned.
-        if (Date.now() - this.health.lastOkAt > this.o.config.leaseMs) {
-          for (const job of this.active.values()) job.process?.stop('runner_lost');
-        }
+        this.stopUnrenewed();
       }
     } finally {
       this.heartbeatRunning = false;
     }
   }
 
-  private loseJob(id: number, why: string): void {
-    const job = this.active.get(id);
-    if (!job || job.lost) return;
+  /** Past its lease another runner may reap a job: stop it rather than run it unowned. */
+  private stopUnrenewed(): void {
+    const now = Date.now();
+    for (const job of this.active.values()) {
+      if (job.expired || job.finishing || !job.process || now - job.renewedAt <= this.o.config.leaseMs) continue;
+      job.expired = true;
+      this.log(
+        `job ${job.id}: lease not renewed for ${Math.round((now - job.renewedAt) / 1000)} s (over JOB_RUNNER_LEASE_MS); stopping it`,
+      );
+      job.process.stop('runner_lost');
+    }
+  }
+
+  /** The job is no longer ours (reaped, or changed by someone else): kill it, write nothing more. Once. */
+  private loseJob(job: ActiveJob): void {
+    if (job.lost) return;
     job.lost = true;
     job.writer.abandon();
-    this.log(`job ${id}: ${why}; stopping its processes, writing nothing more`);
+    this.log(
+      `job ${job.id}: its lease was taken (reaped, or changed by someone else); stopping its processes, writing nothing more`,
+    );
     job.process?.kill('runner_lost');
   }
 
@@ -286,7 +345,7 @@ export class Runner {
       if (reaped.length > 0)
         this.log(`reaped ${reaped.length} job(s) whose runner stopped renewing: ${reaped.join(', ')}`);
     } catch (err) {
-      this.health.error(err);
+      if (!this.closed) this.health.error(err);
     }
   }
 
@@ -313,6 +372,7 @@ export class Runner {
         }
         await this.finishWrites();
         this.clearTimers();
+        this.closed = true;
       })();
     }
     return this.stopped;
@@ -325,6 +385,7 @@ export class Runner {
     this.stopAll('shutdown', true);
     await this.finishWrites(5000);
     this.clearTimers();
+    this.closed = true;
   }
 
   private stopAll(reason: StopReason, now: boolean): void {

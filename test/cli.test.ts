@@ -3,9 +3,9 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { QueryTypes, Sequelize } from 'sequelize';
+import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../config';
-import { createDatabase, type Database } from '../models/database';
+import { createDatabase, recreateMysqlDatabase, withMysqlServer, type Database } from '../models/database';
 import { parseJsonColumn } from '../models/models';
 import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig } from './helpers/database';
 
@@ -70,20 +70,7 @@ async function emptyDatabase(suffix: string): Promise<DatabaseConfig> {
   if (dialect === 'sqlite') return { dialect: 'sqlite', storage: path.join(tmp, `${suffix}.sqlite`) };
   const target = testDatabaseConfig(`cj_test_cli_w${worker}_${suffix}`);
   if (target.dialect !== 'mysql') throw new Error('expected a MySQL configuration');
-  const admin = new Sequelize({
-    dialect: 'mysql',
-    host: target.host,
-    port: target.port,
-    username: target.user,
-    password: target.password,
-    logging: false,
-  });
-  try {
-    await admin.query(`DROP DATABASE IF EXISTS \`${target.database}\``);
-    await admin.query(`CREATE DATABASE \`${target.database}\` CHARACTER SET utf8mb4`);
-  } finally {
-    await admin.close();
-  }
+  await recreateMysqlDatabase(target);
   extraMysqlDatabases.push(target.database);
   return target;
 }
@@ -143,16 +130,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await db?.close();
   if (extraMysqlDatabases.length > 0 && config.dialect === 'mysql') {
-    const admin = new Sequelize({
-      dialect: 'mysql',
-      host: config.host,
-      port: config.port,
-      username: config.user,
-      password: config.password,
-      logging: false,
+    await withMysqlServer(config, async (server) => {
+      for (const name of extraMysqlDatabases) await server.query(`DROP DATABASE IF EXISTS \`${name}\``);
     });
-    for (const name of extraMysqlDatabases) await admin.query(`DROP DATABASE IF EXISTS \`${name}\``);
-    await admin.close();
   }
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
 });

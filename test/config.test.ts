@@ -186,6 +186,15 @@ describe('loadConfig refuses invalid values with a ConfigError naming the variab
     expect(loadConfig({ JOB_RUNNER_HEARTBEAT_MS: '5000', JOB_RUNNER_LEASE_MS: '10001' }).runner.leaseMs).toBe(10001);
   });
 
+  it('refuses a JOB_RUNNER_TEST_CRASH other than after-claim or before-finish', () => {
+    for (const raw of ['yes', 'after_claim', 'before-spawn']) {
+      expect(namesVariable(configError({ JOB_RUNNER_TEST_CRASH: raw }).message, 'JOB_RUNNER_TEST_CRASH')).toBe(true);
+    }
+    expect(loadConfig({ JOB_RUNNER_TEST_CRASH: 'after-claim' }).runner.testCrash).toBe('after-claim');
+    expect(loadConfig({ JOB_RUNNER_TEST_CRASH: 'before-finish' }).runner.testCrash).toBe('before-finish');
+    expect(loadConfig({}).runner.testCrash).toBeUndefined();
+  });
+
   it('refuses a runner id longer than the column', () => {
     const err = configError({ JOB_RUNNER_ID: 'r'.repeat(256) });
     expect(namesVariable(err.message, 'JOB_RUNNER_ID')).toBe(true);

@@ -2,9 +2,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Sequelize } from 'sequelize';
 import type { DatabaseConfig } from '../../config';
-import { createDatabase, type Database } from '../../models/database';
+import { createDatabase, recreateMysqlDatabase, type Database } from '../../models/database';
 import { migrate } from '../../models/migrate';
 
 export const dialect = (process.env.CJ_TEST_DIALECT ?? 'sqlite') as 'sqlite' | 'mysql';
@@ -41,34 +40,23 @@ export function databaseEnv(config: DatabaseConfig): Record<string, string> {
     : { JOBS_SQLITE_PATH: config.storage };
 }
 
-async function recreateMysqlDatabase(config: Extract<DatabaseConfig, { dialect: 'mysql' }>): Promise<void> {
-  const admin = new Sequelize({
-    dialect: 'mysql',
-    host: config.host,
-    port: config.port,
-    username: config.user,
-    password: config.password,
-    logging: false,
-  });
+async function recreateTestDatabase(config: Extract<DatabaseConfig, { dialect: 'mysql' }>): Promise<void> {
   try {
-    await admin.authenticate();
+    await recreateMysqlDatabase(config);
   } catch (err) {
     throw new Error(
-      `MySQL at ${config.host}:${config.port} is not reachable as ${config.user} (${(err as Error).message}).\n` +
+      `MySQL at ${config.host}:${config.port} is not usable as ${config.user} (${(err as Error).message}).\n` +
         'Start it (start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd) or unset MYSQL_HOST.',
       { cause: err },
     );
   }
-  await admin.query(`DROP DATABASE IF EXISTS \`${config.database}\``);
-  await admin.query(`CREATE DATABASE \`${config.database}\` CHARACTER SET utf8mb4`);
-  await admin.close();
 }
 
 /** A fresh, migrated database for one test file. */
 export async function freshDatabase(name?: string): Promise<{ db: Database; config: DatabaseConfig }> {
   const config = testDatabaseConfig(name);
   if (config.dialect === 'mysql') {
-    await recreateMysqlDatabase(config);
+    await recreateTestDatabase(config);
     fs.mkdirSync(path.join(ROOT, 'test', 'artifacts'), { recursive: true });
     fs.appendFileSync(path.join(ROOT, 'test', 'artifacts', 'mysql-suites.txt'), `${expect.getState().testPath}\n`);
   } else {

@@ -1,0 +1,267 @@
+// bench/api: the HTTP API under load, measured in one run against the real server.
+//   MYSQL_HOST=127.0.0.1 MYSQL_USER=root node dist/bench/api.js     (uses/recreates database cj_bench_api)
+// Prints: POST /jobs requests/s and latency p50/p99 at 32 connections, by session cookie and by bearer
+// token (non-2xx must be 0; the Jobs table must grow by the 2xx count); GET /jobs/:id/status latency on a
+// job with 1,000,000 output rows (stored after another job's 250,000) at offset=0, offset=999000 and afterId
+// near the end. The API is dist/server.js in a child process, so the load generator (autocannon, here)
+// never shares its event loop; on a small machine both still share the CPUs with MariaDB: CPU is printed.
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import type { EventEmitter } from 'node:events';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { QueryTypes, Sequelize } from 'sequelize';
+import { loadConfig, type DatabaseConfig } from '../config';
+import { createDatabase, type Database } from '../models/database';
+import { migrate } from '../models/migrate';
+import { createApiToken, createUser } from '../models/users';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const TASKS_FILE = path.join(ROOT, 'bench', 'api-tasks.json');
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const ROWS = Number(process.env.BENCH_ROWS ?? 1_000_000);
+const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 200);
+const EARLIER_ROWS = Number(process.env.BENCH_EARLIER_ROWS ?? 250_000);
+const ROWS_PER_INSERT = 5000;
+const PAGE = 1000;
+const USER = 'bench';
+const PASSWORD = crypto.randomBytes(18).toString('base64url');
+const JOB_BODY = JSON.stringify({ task: 'echo', params: { message: 'hello from bench/api' } });
+
+// The part of autocannon's API used here (it ships no types).
+type Headers = Record<string, string>;
+type LoadOptions = { url: string; connections: number; duration?: number; amount?: number; headers?: Headers };
+type PostOptions = LoadOptions & { method?: string; body?: string };
+type LoadRun = EventEmitter & PromiseLike<{ '2xx': number; non2xx: number; errors: number; timeouts: number }>;
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const autocannon = require('autocannon') as (options: PostOptions) => LoadRun;
+
+interface Measured {
+  ok: number;
+  non2xx: number;
+  errors: number;
+  seconds: number;
+  latencies: number[];
+  /** Responses in each whole second of the run. */
+  ticks: number[];
+  /** Share of all CPUs busy during the run, and of one core used by the server and by this process. */
+  cpu: { machine: number; server: number; client: number };
+}
+type MysqlConfig = Extract<DatabaseConfig, { dialect: 'mysql' }>;
+
+/** MySQL/MariaDB only: the figures are about the deployed database (SQLite serialises every write). */
+function benchDatabaseConfig(): MysqlConfig {
+  const base = loadConfig({ ...process.env, MYSQL_DATABASE: 'cj_bench_api' }).database;
+  if (base.dialect !== 'mysql') throw new Error('bench/api needs MySQL/MariaDB: set MYSQL_HOST and MYSQL_USER');
+  return { ...base, database: process.env.BENCH_DATABASE ?? 'cj_bench_api' };
+}
+
+async function freshDatabase(config: MysqlConfig): Promise<Database> {
+  const { host, port, user: username, password, database } = config;
+  const admin = new Sequelize({ dialect: 'mysql', host, port, username, password, logging: false });
+  await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
+  await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`);
+  await admin.close();
+  const db = createDatabase(config);
+  await migrate(db);
+  return db;
+}
+
+/** dist/server.js with this database; resolves with its URL once it listens (PORT=0: an ephemeral port). */
+async function startServer(config: MysqlConfig): Promise<{ child: ChildProcess; url: string }> {
+  const env = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    ...{ PORT: '0', HOST: '127.0.0.1', JOB_TASKS_FILE: TASKS_FILE },
+    SESSION_SECRET: crypto.randomBytes(32).toString('hex'),
+    ...{ MYSQL_HOST: config.host, MYSQL_PORT: String(config.port), MYSQL_USER: config.user },
+    ...{ MYSQL_PASSWORD: config.password, MYSQL_DATABASE: config.database },
+  };
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
+    env,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`dist/server.js exited with ${code} before listening`)));
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      const match = /listening on (http:\/\/\S+)/.exec(line);
+      if (match) resolve(match[1]);
+    });
+  });
+  child.removeAllListeners('exit');
+  return { child, url };
+}
+
+/** CPU seconds a process has used, from /proc (Linux); 0 elsewhere. */
+function processCpuSeconds(pid: number): number {
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime + stime, in USER_HZ (100 on Linux)
+  } catch {
+    return 0;
+  }
+}
+
+/** Idle and total CPU milliseconds of the whole machine so far. */
+function machineTimes(): { idle: number; total: number } {
+  const all = os.cpus().map(({ times: t }) => ({ idle: t.idle, total: t.user + t.nice + t.sys + t.idle + t.irq }));
+  return all.reduce((a, b) => ({ idle: a.idle + b.idle, total: a.total + b.total }));
+}
+
+async function load(server: ChildProcess, options: PostOptions): Promise<Measured> {
+  const latencies: number[] = [];
+  const machine = machineTimes();
+  const serverCpu = processCpuSeconds(server.pid!);
+  const clientCpu = process.cpuUsage();
+  const started = process.hrtime.bigint();
+  const run = autocannon(options);
+  const ticks: number[] = [];
+  run.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
+  run.on('tick', ({ counter }: { counter: number }) => ticks.push(counter));
+  const result = await run;
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const client = process.cpuUsage(clientCpu);
+  const after = machineTimes();
+  return {
+    ok: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+    seconds,
+    latencies: latencies.sort((a, b) => a - b),
+    ticks,
+    cpu: {
+      machine: 1 - (after.idle - machine.idle) / (after.total - machine.total),
+      server: (processCpuSeconds(server.pid!) - serverCpu) / seconds,
+      client: (client.user + client.system) / 1e6 / seconds,
+    },
+  };
+}
+
+function percentile(sorted: number[], q: number): string {
+  if (sorted.length === 0) return 'n/a';
+  return `${sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)].toFixed(2)} ms`;
+}
+
+const pct = (share: number) => `${(share * 100).toFixed(0)}%`;
+
+async function countJobs(db: Database): Promise<number> {
+  const [row] = await db.sequelize.query<{ n: number }>('SELECT COUNT(*) AS n FROM Jobs', { type: QueryTypes.SELECT });
+  return Number(row.n);
+}
+
+async function login(url: string): Promise<string> {
+  const res = await fetch(`${url}/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Origin: url },
+    body: JSON.stringify({ username: USER, password: PASSWORD }),
+  });
+  const cookie = res.headers.getSetCookie().find((c) => c.startsWith('cj.sid='));
+  if (res.status !== 200 || !cookie) throw new Error(`login failed: ${res.status} ${await res.text()}`);
+  return cookie.split(';')[0];
+}
+
+/**
+ * POST /jobs at CONNECTIONS for ~SECONDS. A fixed request count, not a duration, so no request is cut off
+ * uncounted at the end: a 4 s warm-up's steady per-second rate (its median second after the first) sizes it.
+ */
+async function postJobs(db: Database, server: ChildProcess, url: string, label: string, auth: Headers) {
+  const headers = { 'Content-Type': 'application/json', ...auth };
+  const options = { url: `${url}/jobs`, connections: CONNECTIONS, method: 'POST', headers, body: JOB_BODY };
+  const steady = (await load(server, { ...options, duration: 4 })).ticks.slice(1).sort((a, b) => a - b);
+  await new Promise((resolve) => setTimeout(resolve, 500)); // requests cut off by the warm-up's end land
+  const before = await countJobs(db);
+  const amount = Math.max(CONNECTIONS * 10, Math.round((steady[steady.length >> 1] ?? 100) * SECONDS));
+  const m = await load(server, { ...options, amount });
+  const grew = (await countJobs(db)) - before;
+  console.log(
+    `POST /jobs ${label.padEnd(7)} ${CONNECTIONS} conns: ${(m.ok / m.seconds).toFixed(0)} req/s (${m.ok} in ${m.seconds.toFixed(2)} s), p50 ${percentile(m.latencies, 0.5)}, p99 ${percentile(m.latencies, 0.99)}; non-2xx ${m.non2xx}, errors ${m.errors}; Jobs rows +${grew} ${grew === m.ok ? '= 2xx' : `!= 2xx ${m.ok} (MISMATCH)`}; CPU machine ${pct(m.cpu.machine)}, server ${pct(m.cpu.server)} of a core, autocannon ${pct(m.cpu.client)}`,
+  );
+  if (m.non2xx !== 0 || m.errors !== 0 || grew !== m.ok) process.exitCode = 1;
+}
+
+/** A finished job with `rows` output rows, by multi-row INSERTs of ROWS_PER_INSERT; returns its id. */
+async function jobWithOutput(db: Database, rows: number): Promise<number> {
+  await db.sequelize.query(
+    `INSERT INTO Jobs (task, params, createdBy, status) VALUES ('echo', '{"message":"big"}', '${USER}', 'success')`,
+  );
+  const [{ id }] = await db.sequelize.query<{ id: number }>('SELECT MAX(id) AS id FROM Jobs', {
+    type: QueryTypes.SELECT,
+  });
+  for (let seq = 1; seq <= rows; seq += ROWS_PER_INSERT) {
+    const tuples: string[] = [];
+    for (let k = seq; k < seq + ROWS_PER_INSERT && k <= rows; k++) {
+      tuples.push(
+        `(${id}, ${k}, '${k % 5 ? 'stdout' : 'stderr'}', 'line ${k}: the quick brown fox jumps over the dog')`,
+      );
+    }
+    await db.sequelize.query(`INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES ${tuples.join(', ')}`);
+  }
+  return Number(id);
+}
+
+/** The big job's rows come after an earlier job's, as in any table that has seen more than one job. */
+async function bigJob(db: Database): Promise<number> {
+  const started = process.hrtime.bigint();
+  const earlier = await jobWithOutput(db, EARLIER_ROWS);
+  const id = await jobWithOutput(db, ROWS);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  console.log(
+    `insert     ${EARLIER_ROWS} output rows for job ${earlier}, then ${ROWS} for job ${id}, ${ROWS_PER_INSERT} a statement: ${((EARLIER_ROWS + ROWS) / seconds).toFixed(0)} rows/s (${seconds.toFixed(2)} s)`,
+  );
+  return id;
+}
+
+async function readPages(db: Database, server: ChildProcess, url: string, token: string, jobId: number) {
+  const [{ id: afterId }] = await db.sequelize.query<{ id: number }>(
+    `SELECT id FROM JobStatuses WHERE jobId = ? ORDER BY id DESC LIMIT 1 OFFSET ${PAGE}`,
+    { replacements: [jobId], type: QueryTypes.SELECT },
+  );
+  const headers = { Authorization: `Bearer ${token}` };
+  const cases = [`offset=0`, `offset=${ROWS - PAGE}`, `afterId=${afterId}`];
+  for (const query of cases) {
+    const target = `${url}/jobs/${jobId}/status?${query}&limit=${PAGE}`;
+    const check = await fetch(target, { headers });
+    const rows = (await check.json()) as unknown[];
+    const m = await load(server, { url: target, connections: 1, amount: SAMPLES, headers });
+    console.log(
+      `GET status ${query.padEnd(16)} limit=${PAGE}: p50 ${percentile(m.latencies, 0.5)}, p99 ${percentile(m.latencies, 0.99)} (${SAMPLES} sequential; ${rows.length} rows a page; non-2xx ${m.non2xx})`,
+    );
+    if (check.status !== 200 || rows.length !== PAGE || m.non2xx !== 0 || m.errors !== 0) process.exitCode = 1;
+  }
+  console.log(
+    'paging     offset=N walks past N rows (index entries) before its page, so its cost grows with the offset; afterId=K seeks the (jobId, id) index straight to K, so a page costs the same at any depth.',
+  );
+}
+
+async function main(): Promise<void> {
+  const config = benchDatabaseConfig();
+  const db = await freshDatabase(config);
+  await createUser(db, USER, PASSWORD);
+  const { token } = await createApiToken(db, USER, 'bench');
+  const { child, url } = await startServer(config);
+  console.log(
+    `bench/api on MySQL ${config.host}:${config.port}/${config.database}, node ${process.version}, ${os.cpus().length} CPUs (load avg ${os.loadavg()[0].toFixed(2)}); server: dist/server.js in a child process at ${url} (default pool of 10 connections), load: autocannon in this process`,
+  );
+  try {
+    const cookie = await login(url);
+    // 1. Creating jobs: cookie (with the same-origin Origin the CSRF check wants) and bearer token.
+    await postJobs(db, child, url, 'cookie', { Cookie: cookie, Origin: url });
+    await postJobs(db, child, url, 'bearer', { Authorization: `Bearer ${token}` });
+    // 2. Paging the output of a job with 1,000,000 rows.
+    await readPages(db, child, url, token, await bigJob(db));
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+    await db.close();
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
