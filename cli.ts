@@ -20,8 +20,7 @@ import {
 import { createApp } from './routers/app';
 import { closeServer, listen, serverUrl } from './routers/listen';
 import { resolveSessionSecret } from './routers/sessions';
-import { hostTools } from './runner/job-process';
-import { Runner } from './runner/runner';
+import { createRunner, onStopSignals } from './runner/daemon';
 import { TaskCatalog, TaskFileError, loadTaskFile } from './tasks/catalog';
 import { ParamsError, displayCommand, paramsFromStrings, renderArgv } from './tasks/render';
 
@@ -267,33 +266,23 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
   const shutdown = new AbortController();
   const app = createApp({ db, queue, catalog, config, sessionSecret, log, shutdown: shutdown.signal });
   const server = await listen(app, config.http);
-  const runner = new Runner({
-    queue,
-    catalog,
-    config: config.runner,
-    runnerEnv: config.runnerEnv,
-    ...hostTools(config.runnerEnv),
-    log,
-  });
+  const runner = createRunner(config, queue, catalog, log);
   // Both the second signal and the end of main() close the database: once (SQLite throws on a second close).
   let closing: Promise<void> | undefined;
   const closeDb = () => (closing ??= db.close());
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
+  onStopSignals({
+    drain: (signal) => {
       log(`${signal}: closing the API, no new claims; draining jobs (a second signal stops at once)`);
       shutdown.abort();
       void closeServer(server);
       void runner.stop();
-    } else {
+    },
+    stopNow: (signal) => {
       log(`${signal} again: stopping every job now`);
       server.closeAllConnections();
       void runner.stopNow().then(() => closeDb().finally(() => process.exit(0)));
-    }
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+    },
+  });
   log(
     `API listening on ${serverUrl(server)}; runner ${config.runner.id}: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}`,
   );

@@ -3,8 +3,7 @@
 import { ConfigError, EX_CONFIG, describeDatabase, loadConfig } from './config';
 import { openDatabase } from './models/open';
 import { Queue } from './models/queue';
-import { hostTools } from './runner/job-process';
-import { Runner } from './runner/runner';
+import { createRunner, onStopSignals } from './runner/daemon';
 import { TaskCatalog, TaskFileError } from './tasks/catalog';
 
 const log = (line: string) => console.log(`job-runner: ${line}`);
@@ -22,31 +21,20 @@ async function main(argv: string[]): Promise<number> {
     log(`task file not reloaded, keeping the last good one: ${err.message}`),
   );
   const db = await openDatabase(config.database, { log });
-  const runner = new Runner({
-    queue: new Queue(db),
-    catalog,
-    config: config.runner,
-    runnerEnv: config.runnerEnv,
-    ...hostTools(config.runnerEnv),
-    log,
-    once,
-  });
+  const runner = createRunner(config, new Queue(db), catalog, log, once);
   // Both the second signal and the end of main() close the database: once (SQLite throws on a second close).
   let closing: Promise<void> | undefined;
   const closeDb = () => (closing ??= db.close());
-  let signals = 0;
-  const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
-    if (signals === 1) {
+  onStopSignals({
+    drain: (signal) => {
       log(`${signal}: no new claims; draining (a second signal stops at once)`);
       void runner.stop();
-    } else {
+    },
+    stopNow: (signal) => {
       log(`${signal} again: stopping every job now`);
       void runner.stopNow().then(() => closeDb().finally(() => process.exit(0)));
-    }
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
+    },
+  });
   log(
     `runner ${config.runner.id} started: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}${once ? ', draining due jobs once' : ''}`,
   );
