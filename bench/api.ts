@@ -45,8 +45,8 @@ interface Measured {
   errors: number;
   seconds: number;
   latencies: number[];
-  /** Responses in each whole second of the run. */
-  ticks: number[];
+  /** When each response arrived, in ms from the start. */
+  doneAt: number[];
   /** Share of all CPUs busy during the run, and of one core used by the server and by this process. */
   cpu: { machine: number; server: number; client: number };
 }
@@ -117,9 +117,11 @@ async function load(server: ChildProcess, options: PostOptions): Promise<Measure
   const clientCpu = process.cpuUsage();
   const started = process.hrtime.bigint();
   const run = autocannon(options);
-  const ticks: number[] = [];
-  run.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => latencies.push(ms));
-  run.on('tick', ({ counter }: { counter: number }) => ticks.push(counter));
+  const doneAt: number[] = [];
+  run.on('response', (_client: unknown, _status: number, _bytes: number, ms: number) => {
+    latencies.push(ms);
+    doneAt.push(Number(process.hrtime.bigint() - started) / 1e6);
+  });
   const result = await run;
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   const client = process.cpuUsage(clientCpu);
@@ -130,7 +132,7 @@ async function load(server: ChildProcess, options: PostOptions): Promise<Measure
     errors: result.errors + result.timeouts,
     seconds,
     latencies: latencies.sort((a, b) => a - b),
-    ticks,
+    doneAt,
     cpu: {
       machine: 1 - (after.idle - machine.idle) / (after.total - machine.total),
       server: (processCpuSeconds(server.pid!) - serverCpu) / seconds,
@@ -164,15 +166,16 @@ async function login(url: string): Promise<string> {
 
 /**
  * POST /jobs at CONNECTIONS for ~SECONDS. A fixed request count, not a duration, so no request is cut off
- * uncounted at the end: a 4 s warm-up's steady per-second rate (its median second after the first) sizes it.
+ * uncounted at the end: the rate in the last 3 s of a 6 s warm-up sizes it.
  */
 async function postJobs(db: Database, server: ChildProcess, url: string, label: string, auth: Headers) {
   const headers = { 'Content-Type': 'application/json', ...auth };
   const options = { url: `${url}/jobs`, connections: CONNECTIONS, method: 'POST', headers, body: JOB_BODY };
-  const steady = (await load(server, { ...options, duration: 4 })).ticks.slice(1).sort((a, b) => a - b);
+  const warm = await load(server, { ...options, duration: 6 });
+  const rate = (warm.doneAt.filter((t) => t >= 3000).length / ((warm.doneAt.at(-1) ?? 0) - 3000)) * 1000;
   await new Promise((resolve) => setTimeout(resolve, 500)); // requests cut off by the warm-up's end land
   const before = await countJobs(db);
-  const amount = Math.max(CONNECTIONS * 10, Math.round((steady[steady.length >> 1] ?? 100) * SECONDS));
+  const amount = Math.max(CONNECTIONS * 10, Math.round(rate * SECONDS) || 0);
   const m = await load(server, { ...options, amount });
   const grew = (await countJobs(db)) - before;
   console.log(
