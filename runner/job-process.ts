@@ -119,10 +119,6 @@ export class JobProcess {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
-  get pid(): number | undefined {
-    return this.child?.pid;
-  }
-
   start(): void {
     const program = resolveProgram(this.o.argv[0], this.o.cwd, this.o.env.PATH ?? '');
     if ('error' in program) return this.settle({ exitCode: null, signal: null, spawnError: program.error });

@@ -29,6 +29,10 @@ export class FenceLostError extends Error {
   override name = 'FenceLostError';
 }
 
+/** What one pending row counts for in batch and buffer sizes: its UTF-8 bytes plus this. */
+const ROW_OVERHEAD = 32;
+const rowBytes = (output: string) => Buffer.byteLength(output) + ROW_OVERHEAD;
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class OutputWriter {
@@ -78,9 +82,9 @@ export class OutputWriter {
     if (!this.lost) this.push({ seq: ++this.seq, stream: 'system', output }, Buffer.byteLength(output));
   }
 
-  private push(row: OutputRow, bytes: number): void {
+  private push(row: OutputRow, utf8Bytes: number): void {
     this.pending.push(row);
-    this.pendingBytes += bytes + 32;
+    this.pendingBytes += utf8Bytes + ROW_OVERHEAD;
     if (this.pending.length >= this.o.batchRows || this.pendingBytes >= this.o.batchBytes) {
       this.kick();
     } else if (!this.timer) {
@@ -105,19 +109,19 @@ export class OutputWriter {
     }
   }
 
+  /** The oldest pending rows, up to one batch; `pendingBytes` drops by exactly what `push` added for them. */
   private takeBatch(): OutputRow[] {
     let rows = this.pending.length;
     let bytes = 0;
     for (let i = 0; i < this.pending.length; i++) {
-      bytes += this.pending[i].output.length + 32;
+      bytes += rowBytes(this.pending[i].output);
       if (i + 1 >= this.o.batchRows || bytes >= this.o.batchBytes) {
         rows = i + 1;
         break;
       }
     }
-    const batch = this.pending.splice(0, rows);
-    this.pendingBytes = this.pending.reduce((n, r) => n + r.output.length + 32, 0);
-    return batch;
+    this.pendingBytes -= bytes;
+    return this.pending.splice(0, rows);
   }
 
   private async flushLoop(): Promise<void> {

@@ -59,9 +59,6 @@ class DbHealth {
       );
     }
   }
-  get isDown(): boolean {
-    return this.down;
-  }
 }
 
 export class Runner {
@@ -80,9 +77,6 @@ export class Runner {
   private stopped: Promise<void> | null = null;
   /** Set once stopped: the database is being closed, so a heartbeat or reap still in flight may fail quietly. */
   private closed = false;
-  /** Claim statistics, for status lines and metrics. */
-  lastClaimAt: number | null = null;
-  jobsStarted = 0;
 
   constructor(private readonly o: RunnerOptions) {
     this.log = o.log ?? ((line) => console.log(line));
@@ -97,10 +91,6 @@ export class Runner {
 
   get runnerId(): string {
     return this.o.config.id;
-  }
-
-  get busySlots(): number {
-    return this.active.size;
   }
 
   /** Starts the loop and the lease timers; resolves when the loop has ended (stop, or drained in once mode). */
@@ -206,8 +196,6 @@ export class Runner {
       onDbOk: () => this.health.ok(),
     });
     this.active.set(job.id, entry);
-    this.jobsStarted++;
-    this.lastClaimAt = Date.now();
     entry.done = this.execute(job, entry)
       .catch((err) => this.log(`job ${job.id}: runner error: ${(err as Error)?.stack ?? String(err)}`))
       .finally(() => {
