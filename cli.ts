@@ -3,7 +3,9 @@
 import { ConfigError, EX_CONFIG, describeDatabase, loadConfig, type Config } from './config';
 import { createDatabase, type Database } from './models/database';
 import { migrate } from './models/migrate';
-import { openDatabase } from './models/open';
+import { pruneRunnerRows } from './models/metrics';
+import { DatabaseRefusedError, openDatabase } from './models/open';
+import { ServiceNotifier, openDatabaseForService } from './notify';
 import { Queue } from './models/queue';
 import { parseDuration, pruneFinishedJobs } from './models/prune';
 import {
@@ -256,7 +258,10 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
     if (err instanceof TaskFileError) throw new ConfigError(err.message);
     throw err;
   }
-  const db = await openDatabase(config.database, { log });
+  let status = () => '';
+  const notifier = new ServiceNotifier(config.service, { log, status: () => status() });
+  const db = await openDatabaseForService(config.database, notifier, log);
+  if (!db) return 0;
   const password = await ensureInitialAdmin(db);
   if (password !== null) {
     log('first start: created user "admin" (change it with: container-jobs user passwd admin)');
@@ -267,6 +272,8 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
   const app = createApp({ db, queue, catalog, config, sessionSecret, log, shutdown: shutdown.signal });
   const server = await listen(app, config.http);
   const runner = createRunner(config, queue, catalog, log);
+  const url = serverUrl(server);
+  status = () => `API on ${url}; ${runner.statusLine()}`;
   // Both the second signal and the end of main() close the database: once (SQLite throws on a second close).
   let closing: Promise<void> | undefined;
   const closeDb = () => (closing ??= db.close());
@@ -276,6 +283,7 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
       shutdown.abort();
       void closeServer(server);
       void runner.stop();
+      notifier.stopping(status());
     },
     stopNow: (signal) => {
       log(`${signal} again: stopping every job now`);
@@ -286,13 +294,17 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
   log(
     `API listening on ${serverUrl(server)}; runner ${config.runner.id}: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}`,
   );
+  notifier.ready();
   await runner.run();
   await runner.stop();
   await closeServer(server);
   await closeDb();
+  await notifier.close();
   log('stopped');
   return 0;
 }
+
+const RUNNER_REPORT_KEEP_SEC = 86400;
 
 async function cmdPrune(config: Config, args: string[]): Promise<number> {
   const parsed = parseArgs(args);
@@ -303,8 +315,15 @@ async function cmdPrune(config: Config, args: string[]): Promise<number> {
   const seconds = parseDuration(raw);
   if (seconds === undefined)
     throw new UsageError(`--older-than ${JSON.stringify(raw)} is not a duration like 30d, 12h, 90m`);
-  const result = await withDatabase(config, (db) => pruneFinishedJobs(db, seconds));
-  console.log(`pruned ${result.jobs} finished job(s) and ${result.outputRows} output row(s) older than ${raw}`);
+  const { result, runners } = await withDatabase(config, async (db) => ({
+    result: await pruneFinishedJobs(db, seconds),
+    // Reports of runners gone for a day: GET /metrics stopped showing them long ago.
+    runners: await pruneRunnerRows(db, Math.max(seconds, RUNNER_REPORT_KEEP_SEC)),
+  }));
+  console.log(
+    `pruned ${result.jobs} finished job(s) and ${result.outputRows} output row(s) older than ${raw}` +
+      (runners > 0 ? `, and ${runners} stale runner report(s)` : ''),
+  );
   return 0;
 }
 
@@ -343,9 +362,9 @@ main(process.argv.slice(2)).then(
       console.error(`container-jobs: ${err.message}\n\n${USAGE}`);
       process.exit(EX_USAGE);
     }
-    if (err instanceof ConfigError || err instanceof TaskFileError) {
+    if (err instanceof ConfigError || err instanceof TaskFileError || err instanceof DatabaseRefusedError) {
       console.error(`container-jobs: ${err.message}`);
-      process.exit(err instanceof ConfigError ? EX_CONFIG : EX_DATAERR);
+      process.exit(err instanceof TaskFileError ? EX_DATAERR : EX_CONFIG);
     }
     if (err instanceof ParamsError || err instanceof InputError || err instanceof UserError) {
       console.error(`container-jobs: ${err.message}`);

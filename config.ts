@@ -1,4 +1,5 @@
 // The one place that reads process.env: parsed once, typed, failing fast (exit 78).
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -39,11 +40,20 @@ export interface HttpConfig {
   metricsToken: string | undefined;
 }
 
+/** The systemd service-manager interface (sd_notify(3)); empty outside a Type=notify unit. */
+export interface ServiceConfig {
+  /** NOTIFY_SOCKET: where READY=1, WATCHDOG=1, STATUS= and STOPPING=1 go. */
+  notifySocket: string | undefined;
+  /** WatchdogSec= in ms (WATCHDOG_USEC), when the watchdog is meant for this process (WATCHDOG_PID). */
+  watchdogMs: number | undefined;
+}
+
 export interface Config {
   database: DatabaseConfig;
   tasksFile: string;
   runner: RunnerConfig;
   http: HttpConfig;
+  service: ServiceConfig;
   /** The runner's own environment: the source of PATH/LANG/HOME and `passEnv` for jobs. */
   runnerEnv: Readonly<Record<string, string | undefined>>;
 }
@@ -61,6 +71,8 @@ function envString(env: Env, name: string): string | undefined {
   const raw = env[name];
   return raw === undefined || raw === '' ? undefined : raw;
 }
+
+const emptyToUndefined = (value: string | undefined) => (value === '' ? undefined : value);
 
 function envInt(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const raw = envString(env, name);
@@ -82,6 +94,36 @@ function envBool(env: Env, name: string, fallback: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(lower)) return true;
   if (['0', 'false', 'no', 'off'].includes(lower)) return false;
   throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a boolean (true/false)`);
+}
+
+/**
+ * A secret: the variable when it is set, else the systemd credential of that name
+ * (LoadCredential= puts it in $CREDENTIALS_DIRECTORY), without its trailing newline.
+ */
+function envSecret(env: Env, name: string, credential: string): string | undefined {
+  if (env[name] !== undefined) return env[name];
+  const dir = envString(env, 'CREDENTIALS_DIRECTORY');
+  if (dir === undefined) return undefined;
+  const file = path.join(dir, credential);
+  try {
+    return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new ConfigError(`${name}: cannot read the credential ${file}: ${(err as Error).message}`);
+  }
+}
+
+function parseService(env: Env): ServiceConfig {
+  const notifySocket = envString(env, 'NOTIFY_SOCKET');
+  const watchdogUsec = envString(env, 'WATCHDOG_USEC');
+  const watchdogPid = envString(env, 'WATCHDOG_PID');
+  // sd_watchdog_enabled(3): the watchdog is for this process unless WATCHDOG_PID names another.
+  const forUs = watchdogPid === undefined || watchdogPid.trim() === String(process.pid);
+  if (watchdogUsec === undefined || !forUs) return { notifySocket, watchdogMs: undefined };
+  if (!/^\d+$/.test(watchdogUsec.trim()) || Number(watchdogUsec) === 0) {
+    throw new ConfigError(`WATCHDOG_USEC=${JSON.stringify(watchdogUsec)} is not a positive number of microseconds`);
+  }
+  return { notifySocket, watchdogMs: Math.max(1, Math.floor(Number(watchdogUsec) / 1000)) };
 }
 
 function envTestCrash(env: Env): TestCrashPoint | undefined {
@@ -115,7 +157,7 @@ function parseDatabase(env: Env): DatabaseConfig {
     host,
     port: envInt(env, 'MYSQL_PORT', 3306, 1, 65535),
     user,
-    password: env.MYSQL_PASSWORD ?? '',
+    password: envSecret(env, 'MYSQL_PASSWORD', 'mysql-password') ?? '',
     database,
   };
 }
@@ -146,11 +188,12 @@ export function loadConfig(env: Env = process.env): Config {
     http: {
       port: envInt(env, 'PORT', 3000, 0, 65535),
       host: envString(env, 'HOST') ?? '127.0.0.1',
-      sessionSecret: envString(env, 'SESSION_SECRET'),
+      sessionSecret: emptyToUndefined(envSecret(env, 'SESSION_SECRET', 'session-secret')),
       cookieSecure: envBool(env, 'COOKIE_SECURE', false),
       trustProxy: envString(env, 'TRUST_PROXY'),
-      metricsToken: envString(env, 'METRICS_TOKEN'),
+      metricsToken: emptyToUndefined(envSecret(env, 'METRICS_TOKEN', 'metrics-token')),
     },
+    service: parseService(env),
     runnerEnv: { ...env },
   };
 }

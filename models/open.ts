@@ -34,3 +34,60 @@ export async function openDatabase(
     throw err;
   }
 }
+
+/** MySQL errors no retry can fix: the credentials or the database name are wrong (configuration). */
+const PERMANENT_MYSQL_ERRORS = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_BAD_DB_ERROR']);
+
+export class DatabaseRefusedError extends Error {
+  override name = 'DatabaseRefusedError';
+}
+
+function errorCode(err: unknown): string | undefined {
+  const e = err as { original?: { code?: string }; parent?: { code?: string }; code?: string };
+  return e?.original?.code ?? e?.parent?.code ?? e?.code;
+}
+
+/**
+ * openDatabase for a daemon: while MySQL does not answer, or its schema waits for `migrate`, it
+ * says why (once per reason, and through `waiting` each time) and tries again with backoff, until
+ * `signal` aborts (then it throws). Wrong credentials are not waited out: DatabaseRefusedError.
+ * SQLite is local: its errors are final.
+ */
+export async function openDatabaseWhenReady(
+  config: DatabaseConfig,
+  options: DatabaseOptions & { log: (line: string) => void; waiting?: (reason: string) => void; signal?: AbortSignal },
+): Promise<Database> {
+  let delay = 500;
+  let lastReason = '';
+  for (;;) {
+    try {
+      const db = await openDatabase(config, options);
+      if (lastReason) options.log('database ready');
+      return db;
+    } catch (err) {
+      if (config.dialect === 'sqlite') throw err;
+      if (PERMANENT_MYSQL_ERRORS.has(errorCode(err) ?? '')) {
+        throw new DatabaseRefusedError(`the database refused us: ${(err as Error).message}`, { cause: err });
+      }
+      const reason =
+        err instanceof SchemaNotCurrentError ? err.message : `database unavailable: ${(err as Error).message}`;
+      if (reason !== lastReason) options.log(`${reason}; waiting for it (retrying with backoff)`);
+      lastReason = reason;
+      options.waiting?.(reason);
+    }
+    await new Promise<void>((resolve, reject) => {
+      if (options.signal?.aborted) return reject(new Error('stopped while waiting for the database'));
+      const timer = setTimeout(done, delay);
+      function done() {
+        options.signal?.removeEventListener('abort', aborted);
+        resolve();
+      }
+      function aborted() {
+        clearTimeout(timer);
+        reject(new Error('stopped while waiting for the database'));
+      }
+      options.signal?.addEventListener('abort', aborted, { once: true });
+    });
+    delay = Math.min(15_000, delay * 2);
+  }
+}

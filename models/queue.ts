@@ -57,6 +57,10 @@ export function isRetryableLockError(err: unknown): boolean {
 }
 
 /** Runs async work one at a time, in call order; urgent work goes to the front of the line. */
+/** What Queue.observe reports: a claim, an output flush, or a finish (which may claim successors). */
+export type QueueOp = 'claim' | 'flush' | 'finish';
+export type QueueObserver = (op: QueueOp, seconds: number, claimed: number) => void;
+
 class Gate {
   private busy = false;
   private readonly waiting: (() => void)[] = [];
@@ -96,6 +100,7 @@ export class Queue {
   /** "Now" on the database's clock, with milliseconds. */
   readonly now: string;
   private readonly writeGate: Gate | null;
+  private readonly observers = new Set<QueueObserver>();
 
   constructor(readonly db: Database) {
     this.mysql = db.dialect === 'mysql';
@@ -109,6 +114,21 @@ export class Queue {
    */
   private write<T>(work: () => Promise<T>, urgent = false): Promise<T> {
     return this.writeGate ? this.writeGate.run(work, urgent) : work();
+  }
+
+  /** Calls `observer` after each claim, output flush and finish that succeeded; returns its remover. */
+  observe(observer: QueueObserver): () => void {
+    this.observers.add(observer);
+    return () => this.observers.delete(observer);
+  }
+
+  private async timed<T>(op: QueueOp, work: () => Promise<T>, claimed: (result: T) => number): Promise<T> {
+    if (this.observers.size === 0) return work();
+    const started = performance.now();
+    const result = await work();
+    const seconds = (performance.now() - started) / 1000;
+    for (const observer of this.observers) observer(op, seconds, claimed(result));
+    return result;
   }
 
   /** `now` minus `ms` milliseconds, on the database's clock. */
@@ -158,7 +178,11 @@ export class Queue {
    */
   async claimDueJobs(runnerId: string, limit: number): Promise<ClaimedJob[]> {
     if (limit <= 0) return [];
-    return this.transaction((transaction) => this.claimIn(transaction, runnerId, limit));
+    return this.timed(
+      'claim',
+      () => this.transaction((transaction) => this.claimIn(transaction, runnerId, limit)),
+      (jobs) => jobs.length,
+    );
   }
 
   private async claimIn(transaction: Transaction, runnerId: string, limit: number): Promise<ClaimedJob[]> {
@@ -227,11 +251,16 @@ export class Queue {
    */
   async appendOutput(fence: Fence, rows: OutputRow[]): Promise<boolean> {
     if (rows.length === 0) return true;
-    return this.transaction(async (transaction) => {
-      if (!(await this.holdsFence(fence, transaction))) return false;
-      await this.insertOutput(fence.jobId, rows, transaction);
-      return true;
-    });
+    return this.timed(
+      'flush',
+      () =>
+        this.transaction(async (transaction) => {
+          if (!(await this.holdsFence(fence, transaction))) return false;
+          await this.insertOutput(fence.jobId, rows, transaction);
+          return true;
+        }),
+      () => 0,
+    );
   }
 
   /**
@@ -240,6 +269,17 @@ export class Queue {
    * `finished[i]` is false when job i was no longer this runner's (nothing is written for it).
    */
   async finishJobs(
+    jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
+    refill?: { runnerId: string; limit: number },
+  ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
+    return this.timed(
+      'finish',
+      () => this.finishJobsIn(jobs, refill),
+      (result) => result.claimed.length,
+    );
+  }
+
+  private finishJobsIn(
     jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
     refill?: { runnerId: string; limit: number },
   ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
@@ -427,5 +467,18 @@ export class Queue {
       ),
     )) as unknown as [number, number];
     return Number(insertId);
+  }
+
+  /** Upserts this runner's report (JobRunners) on the database clock: what GET /metrics reads. */
+  async reportRunner(runnerId: string, report: object): Promise<void> {
+    const upsert = this.mysql
+      ? 'ON DUPLICATE KEY UPDATE seenAt = VALUES(seenAt), report = VALUES(report)'
+      : 'ON CONFLICT(id) DO UPDATE SET seenAt = excluded.seenAt, report = excluded.report';
+    await this.write(() =>
+      this.db.sequelize.query(
+        `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${this.now}, ${this.now}, :report) ${upsert}`,
+        { replacements: { id: runnerId, report: JSON.stringify(report) } },
+      ),
+    );
   }
 }

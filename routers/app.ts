@@ -7,6 +7,7 @@ import type { TaskCatalog } from '../tasks/catalog';
 import { errorHandler, notFound, type Logger } from './errors';
 import { createJobsRouter, createTasksRouter } from './jobs';
 import { createLoginRouter, type LoginLimits } from './login';
+import { createMetricsRouter } from './metrics';
 import { resolveSessionSecret, sessionMiddleware } from './sessions';
 
 export interface AppDeps {
@@ -95,6 +96,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(createLoginRouter(deps));
   app.use('/tasks', createTasksRouter(deps));
   app.use('/jobs', createJobsRouter({ ...deps, log }));
+  app.use('/metrics', createMetricsRouter({ db: deps.db, metricsToken: http.metricsToken }));
   app.use(notFound);
   app.use(errorHandler(log));
   return app;

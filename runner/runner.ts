@@ -6,6 +6,7 @@ import { prepareJob, renderEnvironment, ParamsError } from '../tasks/render';
 import { JobProcess, type StopReason } from './job-process';
 import { LineSplitter } from './line-splitter';
 import { FinishBatcher } from './finish-batcher';
+import { RunnerMetrics, describeRunner } from './metrics';
 import { describeOutcome, mentionsOutOfMemory } from './outcome';
 import { OutputWriter } from './output-writer';
 
@@ -23,6 +24,8 @@ export interface RunnerOptions {
   once?: boolean;
   /** SIGTERM-to-SIGKILL grace for a job being stopped (10 s in production). */
   killGraceMs?: number;
+  /** How often the runner reports to JobRunners for GET /metrics (15 s, or the heartbeat if longer). */
+  reportMs?: number;
 }
 
 interface ActiveJob {
@@ -43,17 +46,27 @@ const STDERR_TAIL = 5;
 
 /** Tracks database health so trouble is logged once per change, not once per attempt. */
 class DbHealth {
-  private down = false;
-  constructor(private readonly log: Logger) {}
+  private downSince: number | null = null;
+  constructor(
+    private readonly log: Logger,
+    private readonly metrics: RunnerMetrics,
+  ) {}
   ok(): void {
-    if (this.down) {
-      this.down = false;
+    if (this.downSince !== null) {
+      this.downSince = null;
       this.log('database reachable again; catching up');
     }
   }
+  /** "database unavailable for 40s" while it is; null when it answers. */
+  trouble(): string | null {
+    return this.downSince === null
+      ? null
+      : `database unavailable for ${Math.round((Date.now() - this.downSince) / 1000)}s`;
+  }
   error(err: unknown): void {
-    if (!this.down) {
-      this.down = true;
+    this.metrics.databaseError();
+    if (this.downSince === null) {
+      this.downSince = Date.now();
       this.log(
         `database unavailable (${(err as Error)?.message ?? String(err)}); jobs keep running, retrying with backoff`,
       );
@@ -71,6 +84,9 @@ export class Runner {
   private loop: Promise<void> | null = null;
   private heartbeatTimer: NodeJS.Timeout | null = null;
   private reaperTimer: NodeJS.Timeout | null = null;
+  private reportTimer: NodeJS.Timeout | null = null;
+  private readonly metrics = new RunnerMetrics();
+  private readonly unobserve: () => void;
   private heartbeatRunning = false;
   private heartbeatStartedAt = 0;
   private heartbeatHangReported = false;
@@ -80,7 +96,8 @@ export class Runner {
 
   constructor(private readonly o: RunnerOptions) {
     this.log = o.log ?? ((line) => console.log(line));
-    this.health = new DbHealth(this.log);
+    this.health = new DbHealth(this.log, this.metrics);
+    this.unobserve = o.queue.observe(this.metrics.onQueueOp);
     this.finisher = new FinishBatcher(
       o.queue,
       o.config.id,
@@ -93,6 +110,31 @@ export class Runner {
     return this.o.config.id;
   }
 
+  /** For systemd's STATUS=: "2/4 slots busy, last claim 3s ago" and any trouble. */
+  statusLine(): string {
+    return describeRunner(
+      {
+        slots: this.o.config.concurrency,
+        busy: this.active.size,
+        draining: this.stopping,
+        lastClaimAgoSec: this.metrics.lastClaimAgoSec(),
+      },
+      this.health.trouble(),
+    );
+  }
+
+  /** Upserts this runner's counters into JobRunners (GET /metrics); a failure waits for the next turn. */
+  private async report(): Promise<void> {
+    try {
+      await this.o.queue.reportRunner(
+        this.runnerId,
+        this.metrics.report(this.o.config.concurrency, this.active.size, this.stopping),
+      );
+    } catch (err) {
+      if (!this.closed) this.health.error(err);
+    }
+  }
+
   /** Starts the loop and the lease timers; resolves when the loop has ended (stop, or drained in once mode). */
   run(): Promise<void> {
     if (!this.loop) {
@@ -103,7 +145,13 @@ export class Runner {
       const reapEvery = Math.max(this.o.config.heartbeatMs, Math.floor(this.o.config.leaseMs / 4));
       this.reaperTimer = setInterval(() => void this.reap(), reapEvery);
       void this.reap();
-      this.loop = this.claimLoop().finally(() => this.clearTimers());
+      const reportEvery = this.o.reportMs ?? Math.max(15_000, this.o.config.heartbeatMs);
+      this.reportTimer = setInterval(() => void this.report(), reportEvery);
+      void this.report();
+      // Once mode ends here: its last report (a draining runner reports again when stop() is done).
+      this.loop = this.claimLoop()
+        .then(() => (this.o.once ? this.report() : undefined))
+        .finally(() => this.clearTimers());
     }
     return this.loop;
   }
@@ -111,7 +159,8 @@ export class Runner {
   private clearTimers(): void {
     if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
     if (this.reaperTimer) clearInterval(this.reaperTimer);
-    this.heartbeatTimer = this.reaperTimer = null;
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    this.heartbeatTimer = this.reaperTimer = this.reportTimer = null;
   }
 
   private wake(): void {
@@ -196,6 +245,7 @@ export class Runner {
       onDbOk: () => this.health.ok(),
     });
     this.active.set(job.id, entry);
+    this.metrics.jobStarted();
     entry.done = this.execute(job, entry)
       .catch((err) => this.log(`job ${job.id}: runner error: ${(err as Error)?.stack ?? String(err)}`))
       .finally(() => {
@@ -207,8 +257,10 @@ export class Runner {
   private async execute(job: ClaimedJob, entry: ActiveJob): Promise<void> {
     const { writer } = entry;
     const template = this.o.catalog.get(job.task);
-    const invalid = (reason: string) =>
-      writer.finish({ status: 'failure', exitCode: null, signal: null, error: 'invalid_template' }, [reason]);
+    const invalid = async (reason: string) => {
+      const outcome = { status: 'failure', exitCode: null, signal: null, error: 'invalid_template' } as const;
+      if (await writer.finish(outcome, [reason])) this.metrics.jobFinished(outcome.status, null);
+    };
     if (!template) return void (await invalid(`task "${job.task}" is not in the task file; job not run`));
     let prepared;
     try {
@@ -246,16 +298,18 @@ export class Runner {
     const exit = await proc.done;
     out.end();
     errOut.end();
+    const durationMs = Date.now() - started;
     const { outcome, line } = describeOutcome({
       exit,
       template: template as TaskTemplate,
-      durationMs: Date.now() - started,
+      durationMs,
       stderrTail: outOfMemoryLine === null ? stderrTail : [outOfMemoryLine, ...stderrTail],
     });
     outcome.command = job.command === null ? prepared.command : null;
     if (entry.lost) return;
     this.crashPoint('before-finish');
     const recorded = await writer.finish(outcome, [line]);
+    if (recorded) this.metrics.jobFinished(outcome.status, durationMs);
     if (!recorded && !entry.lost) this.log(`job ${job.id}: no longer owned by this runner; outcome not recorded`);
   }
 
@@ -360,6 +414,11 @@ export class Runner {
         }
         await this.finishWrites();
         this.clearTimers();
+        // The last report, unless the database keeps us waiting: exiting in time matters more.
+        let reportTimer: NodeJS.Timeout | undefined;
+        await Promise.race([this.report(), new Promise<void>((r) => (reportTimer = setTimeout(r, 3000)))]);
+        clearTimeout(reportTimer);
+        this.unobserve();
         this.closed = true;
       })();
     }
@@ -373,6 +432,7 @@ export class Runner {
     this.stopAll('shutdown', true);
     await this.finishWrites(5000);
     this.clearTimers();
+    this.unobserve();
     this.closed = true;
   }
 

@@ -205,6 +205,55 @@ describe('loadConfig refuses invalid values with a ConfigError naming the variab
   });
 });
 
+describe('systemd: credentials (LoadCredential=) and the notify/watchdog variables', () => {
+  const mysql = { MYSQL_HOST: 'db', MYSQL_USER: 'jobs', MYSQL_DATABASE: 'cj' };
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-creds-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('reads mysql-password, session-secret and metrics-token from $CREDENTIALS_DIRECTORY, without the newline', () => {
+    fs.writeFileSync(path.join(dir, 'mysql-password'), 's3cret pass\n');
+    fs.writeFileSync(path.join(dir, 'session-secret'), 'x'.repeat(40));
+    fs.writeFileSync(path.join(dir, 'metrics-token'), 'scrape\r\n');
+    const config = loadConfig({ ...mysql, CREDENTIALS_DIRECTORY: dir });
+    expect(config.database).toMatchObject({ password: 's3cret pass' });
+    expect(config.http.sessionSecret).toBe('x'.repeat(40));
+    expect(config.http.metricsToken).toBe('scrape');
+  });
+
+  it('a variable set in the environment wins over the credential; a missing credential is simply unset', () => {
+    fs.writeFileSync(path.join(dir, 'mysql-password'), 'from-file');
+    expect(loadConfig({ ...mysql, MYSQL_PASSWORD: 'from-env', CREDENTIALS_DIRECTORY: dir }).database).toMatchObject({
+      password: 'from-env',
+    });
+    const none = loadConfig({ ...mysql, CREDENTIALS_DIRECTORY: dir });
+    expect(none.http.metricsToken).toBeUndefined();
+    expect(none.http.sessionSecret).toBeUndefined();
+  });
+
+  it('an unreadable credential is a configuration error naming the variable', () => {
+    fs.mkdirSync(path.join(dir, 'mysql-password')); // a directory: EISDIR
+    const err = configError({ ...mysql, CREDENTIALS_DIRECTORY: dir });
+    expect(namesVariable(err.message, 'MYSQL_PASSWORD')).toBe(true);
+  });
+
+  it('NOTIFY_SOCKET and WATCHDOG_USEC/WATCHDOG_PID as sd_watchdog_enabled(3) reads them', () => {
+    expect(loadConfig({}).service).toEqual({ notifySocket: undefined, watchdogMs: undefined });
+    expect(loadConfig({ NOTIFY_SOCKET: '/run/systemd/notify', WATCHDOG_USEC: '30000000' }).service).toEqual({
+      notifySocket: '/run/systemd/notify',
+      watchdogMs: 30000,
+    });
+    expect(loadConfig({ WATCHDOG_USEC: '30000000', WATCHDOG_PID: String(process.pid) }).service.watchdogMs).toBe(30000);
+    // The watchdog of another process (our parent's unit, say) is not ours to feed.
+    expect(loadConfig({ WATCHDOG_USEC: '30000000', WATCHDOG_PID: '1' }).service.watchdogMs).toBeUndefined();
+    for (const bad of ['0', 'soon', '-5']) {
+      expect(namesVariable(configError({ WATCHDOG_USEC: bad }).message, 'WATCHDOG_USEC')).toBe(true);
+    }
+  });
+});
+
 describe('entry points stop on a bad value with one line and exit 78 (EX_CONFIG)', () => {
   let tmp: string;
 

@@ -10,6 +10,9 @@ export const dialect = (process.env.CJ_TEST_DIALECT ?? 'sqlite') as 'sqlite' | '
 const worker = process.env.JEST_WORKER_ID ?? '0';
 export const ROOT = path.resolve(__dirname, '..', '..');
 
+// CJ_TEST_DB_SUFFIX keeps two jest runs against one MySQL server apart (say, two checkouts at once).
+const runSuffix = (process.env.CJ_TEST_DB_SUFFIX ?? '').replace(/[^A-Za-z0-9_]/g, '');
+
 export function testDatabaseConfig(name = `cj_test_w${worker}`): DatabaseConfig {
   if (dialect === 'mysql') {
     return {
@@ -18,7 +21,7 @@ export function testDatabaseConfig(name = `cj_test_w${worker}`): DatabaseConfig 
       port: Number(process.env.MYSQL_PORT ?? 3306),
       user: process.env.MYSQL_USER ?? 'root',
       password: process.env.MYSQL_PASSWORD ?? '',
-      database: name,
+      database: runSuffix ? `${name}_${runSuffix}` : name,
     };
   }
   return {
@@ -70,7 +73,7 @@ export async function freshDatabase(name?: string): Promise<{ db: Database; conf
 
 /** Empties every table between tests (children first). */
 export async function truncateAll(db: Database): Promise<void> {
-  for (const table of ['JobStatuses', 'Jobs', 'ApiTokens', 'Users', 'Sessions']) {
+  for (const table of ['JobStatuses', 'Jobs', 'ApiTokens', 'Users', 'Sessions', 'JobRunners']) {
     await db.sequelize.query(db.dialect === 'mysql' ? `DELETE FROM \`${table}\`` : `DELETE FROM "${table}"`);
   }
 }

@@ -1,0 +1,176 @@
+// GET /metrics (SPEC §6): admins or the METRICS_TOKEN bearer only; Prometheus text with the queue's
+// gauges from the Jobs table and each runner's counters and latency histograms from its report.
+import type { DatabaseConfig } from '../config';
+import type { Database } from '../models/database';
+import { createApiToken } from '../models/users';
+import { addUser, login, startApi, type Agent, type Api } from './helpers/api';
+import { freshDatabase } from './helpers/database';
+import { insertJob, runOnce } from './helpers/runner';
+
+const METRICS_TOKEN = 'scrape-token-0123456789abcdef';
+
+let db: Database;
+let database: DatabaseConfig;
+let api: Api;
+let alice: Agent;
+let root: Agent;
+
+beforeAll(async () => {
+  ({ db, config: database } = await freshDatabase(`cj_test_metrics_w${process.env.JEST_WORKER_ID ?? '0'}`));
+  api = await startApi(db, database, { env: { METRICS_TOKEN } });
+  await addUser(db, 'alice');
+  await addUser(db, 'root', true);
+  ({ agent: alice } = await login(api, 'alice'));
+  ({ agent: root } = await login(api, 'root'));
+});
+
+afterAll(async () => {
+  await api.close();
+  await db.close();
+});
+
+beforeEach(async () => {
+  await db.sequelize.query('DELETE FROM JobStatuses');
+  await db.sequelize.query('DELETE FROM Jobs');
+  await db.sequelize.query('DELETE FROM JobRunners');
+});
+
+/** `name{labels} value` lines of an exposition, as a map from `name{labels}` to the value. */
+function samples(text: string): Map<string, number> {
+  const map = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const space = line.lastIndexOf(' ');
+    map.set(line.slice(0, space), Number(line.slice(space + 1)));
+  }
+  return map;
+}
+
+async function scrape(): Promise<Map<string, number>> {
+  const res = await api
+    .agent()
+    .get('/metrics')
+    .set('Authorization', `Bearer ${METRICS_TOKEN}`)
+    .expect(200)
+    .expect('Content-Type', /^text\/plain; version=0\.0\.4/);
+  return samples(res.text);
+}
+
+describe('who may read /metrics', () => {
+  test('no credentials: 401; a user: 403 admin_only; an admin session: 200', async () => {
+    const anonymous = await api.agent().get('/metrics').expect(401);
+    expect(anonymous.body.error.code).toBe('unauthenticated');
+    const user = await alice.get('/metrics').expect(403);
+    expect(user.body.error.code).toBe('admin_only');
+    await root.get('/metrics').expect(200);
+  });
+
+  test('the METRICS_TOKEN bearer: 200 without a user; a wrong token: 401; an admin API token: 200', async () => {
+    await api.agent().get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}`).expect(200);
+    const wrong = await api.agent().get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}x`).expect(401);
+    expect(wrong.body.error.code).toBe('invalid_token');
+    const { token: adminToken } = await createApiToken(db, 'root', 'grafana');
+    await api.agent().get('/metrics').set('Authorization', `Bearer ${adminToken}`).expect(200);
+    const { token: userToken } = await createApiToken(db, 'alice', 'laptop');
+    await api.agent().get('/metrics').set('Authorization', `Bearer ${userToken}`).expect(403);
+  });
+
+  test('without METRICS_TOKEN configured, no bearer string gets in but an API token', async () => {
+    const open = await startApi(db, database);
+    try {
+      await open.agent().get('/metrics').set('Authorization', 'Bearer ').expect(401);
+      await open.agent().get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}`).expect(401);
+    } finally {
+      await open.close();
+    }
+  });
+});
+
+describe('what /metrics shows', () => {
+  test('queue gauges: pending depth, due jobs, the oldest due job age, running jobs, jobs by status', async () => {
+    const old = await insertJob(db, 'hello', { times: 1 });
+    await db.sequelize.query(
+      db.dialect === 'mysql'
+        ? 'UPDATE Jobs SET runAt = NOW(3) - INTERVAL 90 SECOND WHERE id = ?'
+        : "UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '-90 seconds') WHERE id = ?",
+      { replacements: [old] },
+    );
+    await insertJob(db, 'hello', { times: 1 });
+    const later = await insertJob(db, 'hello', { times: 1 });
+    await db.sequelize.query(
+      db.dialect === 'mysql'
+        ? 'UPDATE Jobs SET runAt = NOW(3) + INTERVAL 1 HOUR WHERE id = ?'
+        : "UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '+3600 seconds') WHERE id = ?",
+      { replacements: [later] },
+    );
+    const running = await insertJob(db, 'hello', { times: 1 });
+    await db.sequelize.query("UPDATE Jobs SET status = 'running' WHERE id = ?", { replacements: [running] });
+    const done = await insertJob(db, 'hello', { times: 1 });
+    await db.sequelize.query("UPDATE Jobs SET status = 'failure' WHERE id = ?", { replacements: [done] });
+
+    const m = await scrape();
+    expect(m.get('container_jobs_pending_jobs')).toBe(3);
+    expect(m.get('container_jobs_due_jobs')).toBe(2);
+    expect(m.get('container_jobs_oldest_due_job_age_seconds')).toBeGreaterThanOrEqual(90);
+    expect(m.get('container_jobs_oldest_due_job_age_seconds')).toBeLessThan(3600);
+    expect(m.get('container_jobs_running_jobs')).toBe(1);
+    expect(m.get('container_jobs_jobs{status="failure"}')).toBe(1);
+    expect(m.get('container_jobs_jobs{status="success"}')).toBe(0);
+    expect(m.get('container_jobs_runners')).toBe(0);
+  });
+
+  test('an empty queue: zero depth and age', async () => {
+    const m = await scrape();
+    expect(m.get('container_jobs_pending_jobs')).toBe(0);
+    expect(m.get('container_jobs_oldest_due_job_age_seconds')).toBe(0);
+  });
+
+  test("a runner's report: finished jobs by status, job durations, claim/flush/finish latency, errors", async () => {
+    for (let i = 0; i < 3; i++) await insertJob(db, 'hello', { times: 2 });
+    await insertJob(db, 'exit-code', { code: 3 });
+    await insertJob(db, 'no-such-task', {});
+    // Enough lines for output batches of their own, before the outcome's.
+    await insertJob(db, 'flood', { lines: 20000 });
+    await runOnce(db);
+
+    const m = await scrape();
+    const r = 'runner="test-runner"';
+    expect(m.get('container_jobs_runners')).toBe(1);
+    expect(m.get(`container_jobs_runner_slots{${r}}`)).toBe(2);
+    expect(m.get(`container_jobs_runner_busy_slots{${r}}`)).toBe(0);
+    expect(m.get(`container_jobs_runner_jobs_started_total{${r}}`)).toBe(6);
+    expect(m.get(`container_jobs_runner_jobs_finished_total{${r},status="success"}`)).toBe(4);
+    expect(m.get(`container_jobs_runner_jobs_finished_total{${r},status="failure"}`)).toBe(2);
+    expect(m.get(`container_jobs_runner_database_errors_total{${r}}`)).toBe(0);
+    expect(m.get(`container_jobs_runner_report_age_seconds{${r}}`)).toBeLessThan(600);
+    // Jobs that ran (not the one refused for its unknown task) have a duration.
+    expect(m.get(`container_jobs_job_duration_seconds_count{${r}}`)).toBe(5);
+    expect(m.get(`container_jobs_job_duration_seconds_bucket{${r},le="+Inf"}`)).toBe(5);
+    expect(m.get(`container_jobs_job_duration_seconds_sum{${r}}`)).toBeGreaterThan(0);
+    for (const name of ['claim', 'output_flush', 'finish']) {
+      const count = m.get(`container_jobs_${name}_duration_seconds_count{${r}}`) ?? 0;
+      expect(count).toBeGreaterThan(0);
+      expect(m.get(`container_jobs_${name}_duration_seconds_bucket{${r},le="+Inf"}`)).toBe(count);
+      // Buckets are cumulative: never decreasing.
+      const buckets = [...m.entries()]
+        .filter(([k]) => k.startsWith(`container_jobs_${name}_duration_seconds_bucket{${r},`))
+        .map(([, v]) => v);
+      expect(buckets).toEqual([...buckets].sort((a, b) => a - b));
+    }
+  });
+
+  test('the exposition is well formed: every sample belongs to a family declared with HELP and TYPE', async () => {
+    await insertJob(db, 'hello', { times: 1 });
+    await runOnce(db);
+    const res = await root.get('/metrics').expect(200);
+    const declared = new Set<string>();
+    for (const line of res.text.trimEnd().split('\n')) {
+      const type = /^# TYPE (\S+) (gauge|counter|histogram)$/.exec(line);
+      if (type) declared.add(type[1]);
+      if (line.startsWith('#')) continue;
+      expect(line).toMatch(/^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$|Inf$/);
+      const name = line.split(/[{ ]/)[0].replace(/_(bucket|sum|count)$/, '');
+      expect(declared.has(name) || declared.has(line.split(/[{ ]/)[0])).toBe(true);
+    }
+  });
+});

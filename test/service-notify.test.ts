@@ -1,0 +1,178 @@
+// Type=notify, from the outside: the real entries (dist/job-runner.js, dist/server.js) under a real
+// notify socket send READY=1 only once the database answers and the schema is current, WATCHDOG=1
+// pings while they run, STATUS= lines, and STOPPING=1 on SIGTERM; a job never sees NOTIFY_SOCKET.
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import type { DatabaseConfig } from '../config';
+import type { Database } from '../models/database';
+import { migrate } from '../models/migrate';
+import { TcpProxy, killRunners, startRunner, waitForExit, waitForFinal, waitForLog, worker } from './helpers/chaos';
+import { ROOT, databaseEnv, dialect, freshDatabase } from './helpers/database';
+import { NotifyListener } from './helpers/notify-listener';
+import { RUNNER_TASKS_FILE, insertJob, lines, statusRows, waitFor } from './helpers/runner';
+
+let db: Database;
+let config: DatabaseConfig;
+const listeners: NotifyListener[] = [];
+
+async function listener(): Promise<NotifyListener> {
+  const l = await NotifyListener.start();
+  listeners.push(l);
+  return l;
+}
+
+/** The variables systemd gives a Type=notify service with WatchdogSec=0.6s (pings every 300 ms). */
+const notifyEnv = (l: NotifyListener) => ({ NOTIFY_SOCKET: l.socketPath, WATCHDOG_USEC: '600000' });
+
+beforeAll(async () => {
+  ({ db, config } = await freshDatabase(`cj_test_notify_w${worker}`));
+});
+
+afterAll(async () => {
+  killRunners();
+  for (const l of listeners) l.close();
+  await db.close();
+});
+
+test('runner: READY=1 after the database answers, WATCHDOG=1 pings, STATUS= slots, STOPPING=1 on SIGTERM, exit 0', async () => {
+  const notify = await listener();
+  const runner = startRunner(config, {
+    id: `notify-runner-w${worker}`,
+    env: { ...notifyEnv(notify), JOB_TASKS_FILE: RUNNER_TASKS_FILE, JOB_RUNNER_CONCURRENCY: '3' },
+  });
+  await notify.waitFor('READY=1');
+  await waitForLog(runner, /started: 3 slot/);
+  const ready = notify.indexesOf('READY=1')[0];
+  // Pings keep coming after readiness, from the event loop's timer.
+  await waitFor(() => notify.indexesOf('WATCHDOG=1').filter((i) => i > ready).length >= 3);
+  expect(notify.indexesOf('WATCHDOG=1').filter((i) => i > ready).length).toBeGreaterThanOrEqual(3);
+  expect(notify.statuses().some((s) => /^0\/3 slots busy, no claim yet$/.test(s))).toBe(true);
+
+  // A job run under the notify socket: its environment carries none of the service manager's variables.
+  const id = await insertJob(db, 'env', {});
+  expect((await waitForFinal(db, id)).status).toBe('success');
+  const env = JSON.parse(lines(await statusRows(db, id), 'stdout')[0]) as Record<string, string>;
+  for (const name of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'CREDENTIALS_DIRECTORY']) {
+    expect(env).not.toHaveProperty(name);
+  }
+  await waitFor(() => notify.statuses().some((s) => /slots busy, last claim \d+s ago/.test(s)));
+  expect(notify.statuses().some((s) => /^0\/3 slots busy, last claim \d+s ago$/.test(s))).toBe(true);
+
+  runner.child.kill('SIGTERM');
+  expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+  const stopping = notify.indexesOf('STOPPING=1');
+  expect(stopping).toHaveLength(1);
+  expect(stopping[0]).toBeGreaterThan(ready);
+  expect(notify.messages[stopping[0]]).toMatch(/STATUS=.*draining/);
+  expect(notify.indexesOf('READY=1')).toHaveLength(1);
+});
+
+test('runner: a SIGTERM while a job runs sends STOPPING=1 at once, then drains', async () => {
+  const notify = await listener();
+  const runner = startRunner(config, {
+    id: `notify-drain-w${worker}`,
+    env: { ...notifyEnv(notify), JOB_SHUTDOWN_GRACE_MS: '60000' },
+  });
+  await notify.waitFor('READY=1');
+  const id = await insertJob(db, 'tick', { count: 20, everyMs: 100, tailMs: 0 });
+  await waitFor(async () => lines(await statusRows(db, id), 'stdout').length > 0);
+  runner.child.kill('SIGTERM');
+  await notify.waitFor('STOPPING=1');
+  expect(notify.messages[notify.indexesOf('STOPPING=1')[0]]).toMatch(/STATUS=1\/2 slots busy, .*draining/);
+  expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+  expect((await waitForFinal(db, id)).status).toBe('success');
+});
+
+test('API server: READY=1 once it listens on the database, STOPPING=1 on SIGTERM, exit 0', async () => {
+  const notify = await listener();
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env.PATH,
+      ...databaseEnv(config),
+      ...notifyEnv(notify),
+      PORT: '0',
+      SESSION_SECRET: 'notify-test-secret-0123456789abcdef',
+      JOB_TASKS_FILE: path.join(ROOT, 'tasks.json'),
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  child.stdout!.on('data', (d) => (log += d));
+  child.stderr!.on('data', (d) => (log += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  try {
+    await notify.waitFor('READY=1');
+    const url = /listening on (http:\/\/\S+)/.exec(log)?.[1];
+    expect(url).toBeDefined();
+    // Ready means ready: the health check answers from the database.
+    const health = await fetch(`${url}/health`);
+    expect(health.status).toBe(200);
+    expect(notify.statuses()).toContain(`listening on ${url}`);
+    child.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(notify.indexesOf('STOPPING=1')).toHaveLength(1);
+    expect(notify.indexesOf('STOPPING=1')[0]).toBeGreaterThan(notify.indexesOf('READY=1')[0]);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+const mysqlOnly = dialect === 'mysql' ? test : test.skip;
+
+mysqlOnly('runner (MySQL): while the database does not answer, STATUS= says so and no READY=1 is sent', async () => {
+  const mysql = config as Extract<DatabaseConfig, { dialect: 'mysql' }>;
+  const proxy = new TcpProxy(mysql.host, mysql.port);
+  await proxy.listen();
+  await proxy.cut(); // the port now refuses connections
+  const notify = await listener();
+  try {
+    const runner = startRunner(
+      { ...mysql, host: '127.0.0.1', port: proxy.port },
+      { id: `notify-wait-w${worker}`, env: notifyEnv(notify) },
+    );
+    await waitFor(() => notify.statuses().some((s) => s.startsWith('waiting: database unavailable')));
+    // Waiting is not hanging: the watchdog is fed meanwhile, and the process is still there.
+    await notify.waitFor('WATCHDOG=1', 3);
+    expect(notify.indexesOf('READY=1')).toEqual([]);
+    expect(runner.exit).toBeNull();
+    expect(proxy.accepted).toBe(0);
+    const beforeResume = notify.messages.length;
+    await proxy.resume();
+    await notify.waitFor('READY=1');
+    expect(notify.indexesOf('READY=1')[0]).toBeGreaterThanOrEqual(beforeResume);
+    expect(proxy.accepted).toBeGreaterThan(0);
+    expect(runner.log()).toMatch(/database ready/);
+    runner.child.kill('SIGTERM');
+    expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+  } finally {
+    await proxy.close();
+  }
+});
+
+mysqlOnly('runner (MySQL): while a migration is pending, STATUS= asks for `migrate`; READY=1 follows it', async () => {
+  const notify = await listener();
+  // The schema one release behind: the last migration not applied.
+  await db.sequelize.query('DROP TABLE JobRunners');
+  await db.sequelize.query("DELETE FROM SequelizeMeta WHERE name LIKE '%create-jobrunners%'");
+  const runner = startRunner(config, { id: `notify-schema-w${worker}`, env: notifyEnv(notify) });
+  await waitFor(() => notify.statuses().some((s) => /schema is not current.*container-jobs migrate/.test(s)));
+  expect(notify.indexesOf('READY=1')).toEqual([]);
+  const beforeMigrate = notify.messages.length;
+  await migrate(db);
+  await notify.waitFor('READY=1');
+  expect(notify.indexesOf('READY=1')[0]).toBeGreaterThanOrEqual(beforeMigrate);
+  runner.child.kill('SIGTERM');
+  expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+});
+
+mysqlOnly('runner (MySQL): wrong credentials are configuration: one line and exit 78, no READY=1', async () => {
+  const notify = await listener();
+  const runner = startRunner(
+    { ...(config as Extract<DatabaseConfig, { dialect: 'mysql' }>), user: 'no_such_user_cj', password: 'nope' },
+    { id: `notify-denied-w${worker}`, env: notifyEnv(notify) },
+  );
+  expect(await waitForExit(runner)).toEqual({ code: 78, signal: null });
+  expect(runner.log()).toMatch(/the database refused us/);
+  expect(notify.indexesOf('READY=1')).toEqual([]);
+});
