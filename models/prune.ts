@@ -40,14 +40,21 @@ export async function pruneFinishedJobs(
     ).map((r) => Number(r.id));
     if (ids.length === 0) return result;
     for (;;) {
-      const deleted = (await db.sequelize.query(
-        mysql
-          ? `DELETE FROM JobStatuses WHERE jobId IN (:ids) LIMIT ${rowBatch}`
-          : `DELETE FROM JobStatuses WHERE id IN (SELECT id FROM JobStatuses WHERE jobId IN (:ids) LIMIT ${rowBatch})`,
-        { type: QueryTypes.BULKDELETE, replacements: { ids } },
-      )) as unknown as number;
-      result.outputRows += deleted;
-      if (deleted < rowBatch) break;
+      // Read the rows first (no locks), then delete them by primary key: a `DELETE … WHERE jobId IN
+      // … LIMIT` that MySQL plans as a table scan (stale statistics, many lines a job) locks every row.
+      const rowIds = (
+        await db.sequelize.query<{ id: number }>(`SELECT id FROM JobStatuses WHERE jobId IN (:ids) LIMIT ${rowBatch}`, {
+          type: QueryTypes.SELECT,
+          replacements: { ids },
+        })
+      ).map((r) => Number(r.id));
+      if (rowIds.length > 0) {
+        result.outputRows += (await db.sequelize.query('DELETE FROM JobStatuses WHERE id IN (:rowIds)', {
+          type: QueryTypes.BULKDELETE,
+          replacements: { rowIds },
+        })) as unknown as number;
+      }
+      if (rowIds.length < rowBatch) break;
     }
     result.jobs += (await db.sequelize.query(`DELETE FROM Jobs WHERE id IN (:ids) AND ${finished}`, {
       type: QueryTypes.BULKDELETE,
