@@ -50,43 +50,38 @@ function formatNumber(value: number): string {
 }
 
 function runnerFamilies(out: Exposition, runners: RunnerRow[]): void {
-  const perRunner = (name: string, type: 'gauge' | 'counter', help: string, value: (r: RunnerRow) => number) => {
+  const perRunner: [string, 'gauge' | 'counter', string, (r: RunnerRow) => number][] = [
+    [
+      'container_jobs_runner_slots',
+      'gauge',
+      'Job slots of the runner (JOB_RUNNER_CONCURRENCY).',
+      (r) => r.report.slots,
+    ],
+    [
+      'container_jobs_runner_busy_slots',
+      'gauge',
+      'Jobs the runner was running at its last report.',
+      (r) => r.report.busy,
+    ],
+    ['container_jobs_runner_draining', 'gauge', '1 while the runner drains for shutdown.', (r) => +r.report.draining],
+    [
+      'container_jobs_runner_report_age_seconds',
+      'gauge',
+      'Seconds since the runner last reported (database clock); runners silent for 10 minutes are left out.',
+      (r) => r.reportAgeSec,
+    ],
+    ['container_jobs_runner_jobs_started_total', 'counter', 'Jobs the runner started.', (r) => r.report.jobsStarted],
+    [
+      'container_jobs_runner_database_errors_total',
+      'counter',
+      'Failed database statements seen by the runner (claims, output, outcomes, leases, reports).',
+      (r) => r.report.databaseErrors,
+    ],
+  ];
+  for (const [name, type, help, value] of perRunner) {
     out.family(name, type, help);
     for (const r of runners) out.sample(name, { runner: r.id }, value(r));
-  };
-  perRunner(
-    'container_jobs_runner_slots',
-    'gauge',
-    'Job slots of the runner (JOB_RUNNER_CONCURRENCY).',
-    (r) => r.report.slots,
-  );
-  perRunner(
-    'container_jobs_runner_busy_slots',
-    'gauge',
-    'Jobs the runner was running at its last report.',
-    (r) => r.report.busy,
-  );
-  perRunner('container_jobs_runner_draining', 'gauge', '1 while the runner drains for shutdown.', (r) =>
-    r.report.draining ? 1 : 0,
-  );
-  perRunner(
-    'container_jobs_runner_report_age_seconds',
-    'gauge',
-    'Seconds since the runner last reported (database clock); runners silent for 10 minutes are left out.',
-    (r) => r.reportAgeSec,
-  );
-  perRunner(
-    'container_jobs_runner_jobs_started_total',
-    'counter',
-    'Jobs the runner started.',
-    (r) => r.report.jobsStarted,
-  );
-  perRunner(
-    'container_jobs_runner_database_errors_total',
-    'counter',
-    'Failed database statements seen by the runner (claims, output, outcomes, leases).',
-    (r) => r.report.databaseErrors,
-  );
+  }
   out.family('container_jobs_runner_jobs_finished_total', 'counter', 'Jobs the runner finished, by final status.');
   for (const r of runners) {
     for (const [status, n] of Object.entries(r.report.finished)) {

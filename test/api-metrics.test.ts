@@ -86,23 +86,22 @@ describe('who may read /metrics', () => {
   });
 });
 
+/** Moves a job's runAt `seconds` from now on the database clock (negative: into the past). */
+async function setRunAt(id: number, seconds: number): Promise<void> {
+  await db.sequelize.query(
+    db.dialect === 'mysql'
+      ? `UPDATE Jobs SET runAt = NOW(3) + INTERVAL ${seconds} SECOND WHERE id = ?`
+      : `UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '${seconds} seconds') WHERE id = ?`,
+    { replacements: [id] },
+  );
+}
+
 describe('what /metrics shows', () => {
   test('queue gauges: pending depth, due jobs, the oldest due job age, running jobs, jobs by status', async () => {
     const old = await insertJob(db, 'hello', { times: 1 });
-    await db.sequelize.query(
-      db.dialect === 'mysql'
-        ? 'UPDATE Jobs SET runAt = NOW(3) - INTERVAL 90 SECOND WHERE id = ?'
-        : "UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '-90 seconds') WHERE id = ?",
-      { replacements: [old] },
-    );
+    await setRunAt(old, -90);
     await insertJob(db, 'hello', { times: 1 });
-    const later = await insertJob(db, 'hello', { times: 1 });
-    await db.sequelize.query(
-      db.dialect === 'mysql'
-        ? 'UPDATE Jobs SET runAt = NOW(3) + INTERVAL 1 HOUR WHERE id = ?'
-        : "UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '+3600 seconds') WHERE id = ?",
-      { replacements: [later] },
-    );
+    await setRunAt(await insertJob(db, 'hello', { times: 1 }), 3600);
     const running = await insertJob(db, 'hello', { times: 1 });
     await db.sequelize.query("UPDATE Jobs SET status = 'running' WHERE id = ?", { replacements: [running] });
     const done = await insertJob(db, 'hello', { times: 1 });
