@@ -1,38 +1,26 @@
 // Chaos: cancel requests racing with jobs' normal exits. Whoever wins, each job ends in exactly one
 // consistent final state, never stuck running, and its last system row says the same as its status.
 import { QueryTypes } from 'sequelize';
-import type { DatabaseConfig } from '../../config';
-import type { Database } from '../../models/database';
 import { Queue, type CancelResult } from '../../models/queue';
-import { freshDatabase } from '../helpers/database';
-import { killRunners, runningJobsOf, startRunner, waitForExit, worker } from '../helpers/chaos';
+
+import { runningJobsOf, startRunner, waitForExit, worker, useChaosDatabase } from '../helpers/chaos';
 import { expectSeqsInOrder, insertJob, jobRow, statusRows, waitFor } from '../helpers/runner';
 
 const JOBS = 50;
 
-let db: Database;
-let config: DatabaseConfig;
-
-beforeAll(async () => {
-  ({ db, config } = await freshDatabase(`cj_test_chaos_cancel_w${worker}`));
-});
-
-afterAll(async () => {
-  killRunners();
-  await db.close();
-});
+const chaos = useChaosDatabase('cancel');
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 test(`${JOBS} short jobs cancelled at random moments around their exit: one consistent final state each`, async () => {
-  const queue = new Queue(db);
+  const queue = new Queue(chaos.db);
   const napMs = new Map<number, number>();
   for (let i = 0; i < JOBS; i++) {
     const ms = 100 + Math.floor(Math.random() * 300);
-    napMs.set(await insertJob(db, 'nap', { seconds: (ms / 1000).toFixed(3) }), ms);
+    napMs.set(await insertJob(chaos.db, 'nap', { seconds: (ms / 1000).toFixed(3) }), ms);
   }
   const ids = [...napMs.keys()];
-  const runner = startRunner(config, {
+  const runner = startRunner(chaos.config, {
     id: `chaos-cancel-w${worker}`,
     env: { JOB_RUNNER_CONCURRENCY: '8', JOB_RUNNER_HEARTBEAT_MS: '100', JOB_RUNNER_POLL_MS: '50' },
   });
@@ -48,7 +36,7 @@ test(`${JOBS} short jobs cancelled at random moments around their exit: one cons
   for (const id of ids.slice(-5)) cancelAfter(id, Math.random() * 200);
   await waitFor(
     async () => {
-      const rows = await db.sequelize.query<{ id: number; status: string }>('SELECT id, status FROM Jobs', {
+      const rows = await chaos.db.sequelize.query<{ id: number; status: string }>('SELECT id, status FROM Jobs', {
         type: QueryTypes.SELECT,
       });
       for (const row of rows) {
@@ -66,7 +54,7 @@ test(`${JOBS} short jobs cancelled at random moments around their exit: one cons
   for (const [id, result] of results) outcomes.set(id, await result);
 
   await waitFor(async () => {
-    const [row] = await db.sequelize.query<{ n: number }>(
+    const [row] = await chaos.db.sequelize.query<{ n: number }>(
       "SELECT COUNT(*) AS n FROM Jobs WHERE status IN ('pending', 'running')",
       { type: QueryTypes.SELECT },
     );
@@ -75,8 +63,8 @@ test(`${JOBS} short jobs cancelled at random moments around their exit: one cons
 
   const seen = { cancelledPending: 0, cancelledRunning: 0, successRequested: 0, successPlain: 0 };
   for (const id of ids) {
-    const job = await jobRow(db, id);
-    const rows = await statusRows(db, id);
+    const job = await jobRow(chaos.db, id);
+    const rows = await statusRows(chaos.db, id);
     const result = outcomes.get(id)!;
     expectSeqsInOrder(rows);
     // Exactly one system row, the last one, and it agrees with the status.
@@ -113,7 +101,7 @@ test(`${JOBS} short jobs cancelled at random moments around their exit: one cons
   }
   expect(Object.values(seen).reduce((a, b) => a + b)).toBe(JOBS);
 
-  expect(await runningJobsOf(db, runner.id)).toEqual([]);
+  expect(await runningJobsOf(chaos.db, runner.id)).toEqual([]);
   runner.child.kill('SIGTERM');
   expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
   expect(runner.log()).not.toMatch(/runner error|unhandled|no longer owned|lease was taken/);

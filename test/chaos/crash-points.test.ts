@@ -1,55 +1,29 @@
 // Chaos: a runner that dies (SIGKILL, via JOB_RUNNER_TEST_CRASH) between claim and spawn, and between
 // its job's exit and the final write. Another runner reaps the job as runner_lost and never runs it.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import type { DatabaseConfig } from '../../config';
-import type { Database } from '../../models/database';
-import { freshDatabase, truncateAll } from '../helpers/database';
-import { killRunners, startRunner, waitForExit, waitForFinal, waitForLog, worker } from '../helpers/chaos';
-import { expectSeqsInOrder, insertJob, jobRow, killQuietly, lines, statusRows } from '../helpers/runner';
 
-let db: Database;
-let config: DatabaseConfig;
-let markers: string;
-const seenPids: number[] = [];
+import { startRunner, waitForExit, waitForFinal, waitForLog, worker, useChaosDatabase } from '../helpers/chaos';
+import { expectSeqsInOrder, insertJob, jobRow, lines, statusRows } from '../helpers/runner';
 
-beforeAll(async () => {
-  ({ db, config } = await freshDatabase(`cj_test_chaos_crash_w${worker}`));
-});
-
-afterAll(async () => {
-  killRunners();
-  killQuietly(seenPids);
-  await db.close();
-});
-
-beforeEach(async () => {
-  await truncateAll(db);
-  markers = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-chaos-crash-'));
-});
-
-afterEach(() => {
-  killRunners();
-  fs.rmSync(markers, { recursive: true, force: true });
-});
+const chaos = useChaosDatabase('crash', { markers: true });
 
 /** Runs a crashing runner on the due jobs until it kills itself; the job is then left 'running' as its. */
 async function crashAt(point: 'after-claim' | 'before-finish', id: number) {
-  const crashing = startRunner(config, {
+  const crashing = startRunner(chaos.config, {
     id: `chaos-crash-${point}-w${worker}`,
-    env: { MARKER_DIR: markers, JOB_RUNNER_TEST_CRASH: point },
+    env: { MARKER_DIR: chaos.markers, JOB_RUNNER_TEST_CRASH: point },
   });
   expect(await waitForExit(crashing)).toEqual({ code: null, signal: 'SIGKILL' });
   expect(crashing.log()).toMatch(new RegExp(`JOB_RUNNER_TEST_CRASH=${point}`));
-  expect(await jobRow(db, id)).toMatchObject({ status: 'running', runnerId: crashing.id });
+  expect(await jobRow(chaos.db, id)).toMatchObject({ status: 'running', runnerId: crashing.id });
   return crashing;
 }
 
 /** A healthy runner reaps the job after the lease; the job's row and the reaper's system row are returned. */
 async function reapWithAnotherRunner(id: number) {
-  const reaper = startRunner(config, { id: `chaos-reaper-w${worker}`, env: { MARKER_DIR: markers } });
-  const job = await waitForFinal(db, id);
+  const reaper = startRunner(chaos.config, { id: `chaos-reaper-w${worker}`, env: { MARKER_DIR: chaos.markers } });
+  const job = await waitForFinal(chaos.db, id);
   await waitForLog(reaper, new RegExp(`reaped 1 job\\(s\\) whose runner stopped renewing: ${id}\\b`));
   reaper.child.kill('SIGTERM');
   expect(await waitForExit(reaper)).toEqual({ code: 0, signal: null });
@@ -59,15 +33,15 @@ async function reapWithAnotherRunner(id: number) {
 }
 
 test('killed after the claim committed, before the spawn: reaped as runner_lost, never run', async () => {
-  const id = await insertJob(db, 'sleep', { seconds: 0, mode: 'alone' });
+  const id = await insertJob(chaos.db, 'sleep', { seconds: 0, mode: 'alone' });
   const crashing = await crashAt('after-claim', id);
 
   const job = await reapWithAnotherRunner(id);
   expect(job).toMatchObject({ status: 'failure', error: 'runner_lost', runnerId: crashing.id, exitCode: null });
   expect(job.startedAt).not.toBeNull();
   // Never started, by either runner: no marker, and the reaper's row is the only output.
-  expect(fs.readdirSync(markers)).toEqual([]);
-  expect(await statusRows(db, id)).toEqual([
+  expect(fs.readdirSync(chaos.markers)).toEqual([]);
+  expect(await statusRows(chaos.db, id)).toEqual([
     expect.objectContaining({
       seq: 1,
       stream: 'system',
@@ -78,12 +52,12 @@ test('killed after the claim committed, before the spawn: reaped as runner_lost,
 
 test('killed after the job exited, before the final write: reaped as runner_lost, flushed output kept once', async () => {
   // Ten lines, then a second of quiet: every line is flushed (250 ms) before the job exits.
-  const id = await insertJob(db, 'tick', { count: 10, everyMs: 20, tailMs: 1000 });
+  const id = await insertJob(chaos.db, 'tick', { count: 10, everyMs: 20, tailMs: 1000 });
   const crashing = await crashAt('before-finish', id);
-  const rowsAtCrash = await statusRows(db, id);
+  const rowsAtCrash = await statusRows(chaos.db, id);
   const [pidLine, ...ticks] = lines(rowsAtCrash, 'stdout');
   const { pid } = JSON.parse(pidLine) as { pid: number };
-  seenPids.push(pid);
+  chaos.seenPids.push(pid);
   expect(ticks).toEqual(Array.from({ length: 10 }, (_, i) => `line ${i + 1}`));
   expect(rowsAtCrash.every((r) => r.stream === 'stdout')).toBe(true);
 
@@ -91,7 +65,7 @@ test('killed after the job exited, before the final write: reaped as runner_lost
   expect(job).toMatchObject({ status: 'failure', error: 'runner_lost', runnerId: crashing.id, exitCode: null });
 
   // What was flushed stays, once, in order; then only the reaper's row. One start: not run again.
-  const rows = await statusRows(db, id);
+  const rows = await statusRows(chaos.db, id);
   expectSeqsInOrder(rows);
   expect(rows.slice(0, rowsAtCrash.length)).toEqual(rowsAtCrash);
   expect(rows.slice(rowsAtCrash.length)).toEqual([
@@ -101,5 +75,5 @@ test('killed after the job exited, before the final write: reaped as runner_lost
       output: expect.stringMatching(new RegExp(`^runner ${crashing.id} stopped renewing its lease .*runner_lost`)),
     }),
   ]);
-  expect(fs.readFileSync(path.join(markers, `starts-${id}`), 'utf8')).toBe(`${pid}\n`);
+  expect(fs.readFileSync(path.join(chaos.markers, `starts-${id}`), 'utf8')).toBe(`${pid}\n`);
 });

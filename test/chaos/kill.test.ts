@@ -1,12 +1,8 @@
 // Chaos: `kill -9` of a runner mid-job, and of a job's process. Real runner processes, real database.
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import type { DatabaseConfig } from '../../config';
-import type { Database } from '../../models/database';
-import { freshDatabase, truncateAll } from '../helpers/database';
+
 import {
-  killRunners,
   printedPids,
   runningJobsOf,
   startRunner,
@@ -14,75 +10,44 @@ import {
   waitForFinal,
   waitForLog,
   worker,
+  useChaosDatabase,
 } from '../helpers/chaos';
-import {
-  expectSeqsInOrder,
-  insertJob,
-  jobRow,
-  killQuietly,
-  lines,
-  statusRows,
-  survivors,
-  waitFor,
-} from '../helpers/runner';
+import { expectSeqsInOrder, insertJob, jobRow, lines, statusRows, survivors, waitFor } from '../helpers/runner';
 
-let db: Database;
-let config: DatabaseConfig;
-let markers: string;
-const seenPids: number[] = [];
-
-beforeAll(async () => {
-  ({ db, config } = await freshDatabase(`cj_test_chaos_kill_w${worker}`));
-});
-
-afterAll(async () => {
-  killRunners();
-  killQuietly(seenPids);
-  await db.close();
-});
-
-beforeEach(async () => {
-  await truncateAll(db);
-  markers = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-chaos-kill-'));
-});
-
-afterEach(() => {
-  killRunners();
-  fs.rmSync(markers, { recursive: true, force: true });
-});
+const chaos = useChaosDatabase('kill', { markers: true });
 
 /** The pids a job printed, once it has printed them. */
 async function pidsOf(id: number): Promise<number[]> {
-  await waitFor(async () => lines(await statusRows(db, id), 'stdout').length > 0);
-  const pids = printedPids(await statusRows(db, id));
-  seenPids.push(...pids);
+  await waitFor(async () => lines(await statusRows(chaos.db, id), 'stdout').length > 0);
+  const pids = printedPids(await statusRows(chaos.db, id));
+  chaos.seenPids.push(...pids);
   return pids;
 }
 
 test('kill -9 of a runner mid-job: another runner reaps the job as runner_lost, the job dies with its runner, nobody reruns it', async () => {
-  const id = await insertJob(db, 'sleep', { seconds: 300, mode: 'alone' });
-  const doomed = startRunner(config, { id: `chaos-doomed-w${worker}`, env: { MARKER_DIR: markers } });
+  const id = await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'alone' });
+  const doomed = startRunner(chaos.config, { id: `chaos-doomed-w${worker}`, env: { MARKER_DIR: chaos.markers } });
   const [jobPid] = await pidsOf(id);
-  expect((await jobRow(db, id)).status).toBe('running');
+  expect((await jobRow(chaos.db, id)).status).toBe('running');
 
   // A second runner is up (it finds nothing pending) before the first one dies.
-  const survivor = startRunner(config, { id: `chaos-survivor-w${worker}`, env: { MARKER_DIR: markers } });
+  const survivor = startRunner(chaos.config, { id: `chaos-survivor-w${worker}`, env: { MARKER_DIR: chaos.markers } });
   await waitForLog(survivor, /started:/);
   process.kill(doomed.pid, 'SIGKILL');
   expect(await waitForExit(doomed)).toEqual({ code: null, signal: 'SIGKILL' });
-  const rowsAtDeath = await statusRows(db, id);
+  const rowsAtDeath = await statusRows(chaos.db, id);
 
   // setpriv --pdeathsig KILL: the job's main process does not outlive its runner.
   expect(await survivors([jobPid])).toEqual([]);
 
   // After the lease (2 s) and a reaper period, the surviving runner marks it runner_lost.
-  const job = await waitForFinal(db, id);
+  const job = await waitForFinal(chaos.db, id);
   expect(job).toMatchObject({ status: 'failure', error: 'runner_lost', runnerId: doomed.id });
   await waitForLog(survivor, new RegExp(`reaped 1 job\\(s\\) whose runner stopped renewing: ${id}\\b`));
   expect(survivor.log()).toMatch(new RegExp(`reaped 1 job\\(s\\) whose runner stopped renewing: ${id}\\b`));
 
   // Nobody ran it again: one start, the dead runner's output and then only the reaper's row.
-  const rows = await statusRows(db, id);
+  const rows = await statusRows(chaos.db, id);
   expectSeqsInOrder(rows);
   expect(rows.slice(0, rowsAtDeath.length)).toEqual(rowsAtDeath);
   expect(rows.slice(rowsAtDeath.length)).toEqual([
@@ -92,39 +57,39 @@ test('kill -9 of a runner mid-job: another runner reaps the job as runner_lost, 
     }),
   ]);
   expect(lines(rows, 'stdout')).toEqual([JSON.stringify({ pid: jobPid, grandchildren: [] })]);
-  expect(fs.readFileSync(path.join(markers, `starts-${id}`), 'utf8')).toBe(`${jobPid}\n`);
+  expect(fs.readFileSync(path.join(chaos.markers, `starts-${id}`), 'utf8')).toBe(`${jobPid}\n`);
 
   survivor.child.kill('SIGTERM');
   expect(await waitForExit(survivor)).toEqual({ code: 0, signal: null });
-  expect(await jobRow(db, id)).toMatchObject({ status: 'failure', error: 'runner_lost', runnerId: doomed.id });
+  expect(await jobRow(chaos.db, id)).toMatchObject({ status: 'failure', error: 'runner_lost', runnerId: doomed.id });
   expect(survivor.log()).not.toMatch(/runner error|unhandled|no longer owned/);
 });
 
 test('kill -9 of a job: failure with signal SIGKILL, and the runner carries on with the next job', async () => {
-  const victim = await insertJob(db, 'sleep', { seconds: 300, mode: 'alone' });
-  const next = await insertJob(db, 'tick', { count: 3, everyMs: 10, tailMs: 0 });
-  const runner = startRunner(config, {
+  const victim = await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'alone' });
+  const next = await insertJob(chaos.db, 'tick', { count: 3, everyMs: 10, tailMs: 0 });
+  const runner = startRunner(chaos.config, {
     id: `chaos-carry-on-w${worker}`,
-    env: { MARKER_DIR: markers, JOB_RUNNER_CONCURRENCY: '1' },
+    env: { MARKER_DIR: chaos.markers, JOB_RUNNER_CONCURRENCY: '1' },
   });
   const [victimPid] = await pidsOf(victim);
-  expect((await jobRow(db, next)).status).toBe('pending');
+  expect((await jobRow(chaos.db, next)).status).toBe('pending');
 
   process.kill(victimPid, 'SIGKILL');
 
-  const killed = await waitForFinal(db, victim);
+  const killed = await waitForFinal(chaos.db, victim);
   expect(killed).toMatchObject({ status: 'failure', error: 'signal', signal: 'SIGKILL', exitCode: null });
-  const killedRows = await statusRows(db, victim);
+  const killedRows = await statusRows(chaos.db, victim);
   expectSeqsInOrder(killedRows);
   expect(killedRows.at(-1)).toMatchObject({ stream: 'system', output: expect.stringMatching(/killed by SIGKILL/) });
 
-  const after = await waitForFinal(db, next);
+  const after = await waitForFinal(chaos.db, next);
   expect(after).toMatchObject({ status: 'success', exitCode: 0, runnerId: runner.id });
-  expect(lines(await statusRows(db, next), 'stdout').slice(1)).toEqual(['line 1', 'line 2', 'line 3']);
+  expect(lines(await statusRows(chaos.db, next), 'stdout').slice(1)).toEqual(['line 1', 'line 2', 'line 3']);
 
   expect(runner.exit).toBeNull();
   runner.child.kill('SIGTERM');
   expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
-  expect(await runningJobsOf(db, runner.id)).toEqual([]);
+  expect(await runningJobsOf(chaos.db, runner.id)).toEqual([]);
   expect(runner.log()).not.toMatch(/runner error|unhandled|no longer owned|lease was taken/);
 });

@@ -1,36 +1,24 @@
 // Chaos: five runners started together on thousands of due jobs (--once): each job runs exactly once.
 import { QueryTypes } from 'sequelize';
-import type { DatabaseConfig } from '../../config';
-import type { Database } from '../../models/database';
-import { dialect, freshDatabase } from '../helpers/database';
-import { killRunners, startRunner, waitForExit, worker } from '../helpers/chaos';
+import { dialect } from '../helpers/database';
+import { startRunner, waitForExit, worker, useChaosDatabase } from '../helpers/chaos';
 
 const RUNNERS = 5;
 // 5,000 on MySQL (SKIP LOCKED claims under contention); SQLite serialises writers, so fewer prove the same there.
 const JOBS = dialect === 'mysql' ? 5000 : 500;
 
-let db: Database;
-let config: DatabaseConfig;
-
-beforeAll(async () => {
-  ({ db, config } = await freshDatabase(`cj_test_chaos_many_w${worker}`));
-});
-
-afterAll(async () => {
-  killRunners();
-  await db.close();
-});
+const chaos = useChaosDatabase('many');
 
 test(`${RUNNERS} runners × ${JOBS} jobs at once: every job ran exactly once, all success`, async () => {
   const values = Array.from({ length: JOBS }, () => "('print-id', '{}', 'chaos')");
   for (let i = 0; i < values.length; i += 1000) {
-    await db.sequelize.query(
+    await chaos.db.sequelize.query(
       `INSERT INTO Jobs (task, params, createdBy) VALUES ${values.slice(i, i + 1000).join(', ')}`,
     );
   }
 
   const runners = Array.from({ length: RUNNERS }, (_, i) =>
-    startRunner(config, {
+    startRunner(chaos.config, {
       id: `chaos-many-${i}-w${worker}`,
       once: true,
       // Leases are not what this test is about: ten runner processes on two cores may be slow to renew.
@@ -48,7 +36,7 @@ test(`${RUNNERS} runners × ${JOBS} jobs at once: every job ran exactly once, al
     expect(trouble).toEqual([]);
   }
 
-  const jobs = await db.sequelize.query<{ id: number; status: string; runnerId: string }>(
+  const jobs = await chaos.db.sequelize.query<{ id: number; status: string; runnerId: string }>(
     'SELECT id, status, runnerId FROM Jobs ORDER BY id',
     { type: QueryTypes.SELECT },
   );
@@ -58,7 +46,7 @@ test(`${RUNNERS} runners × ${JOBS} jobs at once: every job ran exactly once, al
   expect(new Set(jobs.map((j) => j.runnerId)).size).toBeGreaterThan(1);
 
   // Each job printed its own JOB_ID: every id printed exactly once, by that job, and nothing else printed.
-  const printed = await db.sequelize.query<{ jobId: number; output: string }>(
+  const printed = await chaos.db.sequelize.query<{ jobId: number; output: string }>(
     "SELECT jobId, output FROM JobStatuses WHERE stream <> 'system'",
     { type: QueryTypes.SELECT },
   );

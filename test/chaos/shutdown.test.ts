@@ -1,9 +1,6 @@
 // Chaos: SIGTERM drains (jobs finish within the grace, the rest are stopped), a second SIGTERM stops at once.
-import type { DatabaseConfig } from '../../config';
-import type { Database } from '../../models/database';
-import { freshDatabase, truncateAll } from '../helpers/database';
+
 import {
-  killRunners,
   printedPids,
   runningJobsOf,
   startRunner,
@@ -11,42 +8,19 @@ import {
   waitForLog,
   worker,
   type RunnerProcess,
+  useChaosDatabase,
 } from '../helpers/chaos';
-import {
-  expectSeqsInOrder,
-  insertJob,
-  jobRow,
-  killQuietly,
-  lines,
-  statusRows,
-  survivors,
-  waitFor,
-} from '../helpers/runner';
+import { expectSeqsInOrder, insertJob, jobRow, lines, statusRows, survivors, waitFor } from '../helpers/runner';
 
-let db: Database;
-let config: DatabaseConfig;
-const seenPids: number[] = [];
-
-beforeAll(async () => {
-  ({ db, config } = await freshDatabase(`cj_test_chaos_shutdown_w${worker}`));
-});
-
-afterAll(async () => {
-  killRunners();
-  killQuietly(seenPids);
-  await db.close();
-});
-
-beforeEach(() => truncateAll(db));
-afterEach(() => killRunners());
+const chaos = useChaosDatabase('shutdown');
 
 /** Starts a runner on one job of `seconds` (with a sleeping grandchild) and returns once it runs. */
 async function runnerOnJob(seconds: number, name: string, env: Record<string, string> = {}) {
-  const id = await insertJob(db, 'sleep', { seconds, mode: 'tree' });
-  const runner = startRunner(config, { id: `chaos-${name}-w${worker}`, env });
-  await waitFor(async () => lines(await statusRows(db, id), 'stdout').length > 0);
-  const pids = printedPids(await statusRows(db, id));
-  seenPids.push(...pids);
+  const id = await insertJob(chaos.db, 'sleep', { seconds, mode: 'tree' });
+  const runner = startRunner(chaos.config, { id: `chaos-${name}-w${worker}`, env });
+  await waitFor(async () => lines(await statusRows(chaos.db, id), 'stdout').length > 0);
+  const pids = printedPids(await statusRows(chaos.db, id));
+  chaos.seenPids.push(...pids);
   return { id, runner, pids };
 }
 
@@ -55,7 +29,7 @@ async function expectCleanExit(runner: RunnerProcess, pids: number[]) {
   const exit = await waitForExit(runner);
   if (exit?.code !== 0) console.log(runner.log()); // why, should it not exit 0
   expect(exit).toEqual({ code: 0, signal: null });
-  expect(await runningJobsOf(db, runner.id)).toEqual([]);
+  expect(await runningJobsOf(chaos.db, runner.id)).toEqual([]);
   expect(await survivors(pids)).toEqual([]);
   expect(runner.log()).not.toMatch(/runner error|unhandled|no longer owned|outcome\(s\) unrecorded/);
 }
@@ -65,15 +39,15 @@ test('SIGTERM: a job that ends within the grace finishes with success, no new cl
   runner.child.kill('SIGTERM');
   // Once the runner says it is draining its claim loop has ended: a job enqueued now is not taken.
   await waitForLog(runner, /draining: 1 job\(s\) running/);
-  const late = await insertJob(db, 'sleep', { seconds: 0, mode: 'alone' });
+  const late = await insertJob(chaos.db, 'sleep', { seconds: 0, mode: 'alone' });
 
   await expectCleanExit(runner, pids);
-  const job = await jobRow(db, id);
+  const job = await jobRow(chaos.db, id);
   expect(job).toMatchObject({ status: 'success', exitCode: 0, error: null, runnerId: runner.id });
-  const rows = await statusRows(db, id);
+  const rows = await statusRows(chaos.db, id);
   expectSeqsInOrder(rows);
   expect(rows.at(-1)).toMatchObject({ stream: 'system', output: expect.stringMatching(/^succeeded in/) });
-  expect(await jobRow(db, late)).toMatchObject({ status: 'pending', runnerId: null });
+  expect(await jobRow(chaos.db, late)).toMatchObject({ status: 'pending', runnerId: null });
 });
 
 test('SIGTERM: a job still running after JOB_SHUTDOWN_GRACE_MS is stopped (failure/shutdown), its group gone, exit 0', async () => {
@@ -81,9 +55,9 @@ test('SIGTERM: a job still running after JOB_SHUTDOWN_GRACE_MS is stopped (failu
   runner.child.kill('SIGTERM');
 
   await expectCleanExit(runner, pids);
-  const job = await jobRow(db, id);
+  const job = await jobRow(chaos.db, id);
   expect(job).toMatchObject({ status: 'failure', error: 'shutdown', signal: 'SIGTERM', runnerId: runner.id });
-  const rows = await statusRows(db, id);
+  const rows = await statusRows(chaos.db, id);
   expectSeqsInOrder(rows);
   expect(rows.at(-1)).toMatchObject({
     stream: 'system',
@@ -96,14 +70,14 @@ test('a second SIGTERM stops at once: the job is killed (failure/shutdown), exit
   const { id, runner, pids } = await runnerOnJob(120, 'twice', { JOB_SHUTDOWN_GRACE_MS: '3600000' });
   runner.child.kill('SIGTERM');
   await waitForLog(runner, /draining: 1 job\(s\) running/);
-  expect((await jobRow(db, id)).status).toBe('running');
+  expect((await jobRow(chaos.db, id)).status).toBe('running');
   runner.child.kill('SIGTERM');
 
   await expectCleanExit(runner, pids);
   expect(runner.log()).toMatch(/SIGTERM again: stopping every job now/);
-  const job = await jobRow(db, id);
+  const job = await jobRow(chaos.db, id);
   expect(job).toMatchObject({ status: 'failure', error: 'shutdown', signal: 'SIGKILL', runnerId: runner.id });
-  const rows = await statusRows(db, id);
+  const rows = await statusRows(chaos.db, id);
   expectSeqsInOrder(rows);
   expect(rows.at(-1)).toMatchObject({
     stream: 'system',

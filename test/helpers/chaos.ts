@@ -1,12 +1,14 @@
 // Chaos tests: real runner processes (dist/job-runner.js) against the test database, killed,
 // signalled and cut off from it; and a TCP proxy that can cut the database away and bring it back.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../../config';
 import type { Database } from '../../models/database';
-import { ROOT, databaseEnv } from './database';
+import { ROOT, databaseEnv, freshDatabase, truncateAll } from './database';
 import { jobRow, killQuietly, lines, waitFor, type JobRow, type StatusRow } from './runner';
 
 export const CHAOS_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'chaos', 'tasks.json');
@@ -220,4 +222,38 @@ export class TcpProxy {
   async close(): Promise<void> {
     await this.cut();
   }
+}
+
+export interface ChaosDatabase {
+  db: Database;
+  config: DatabaseConfig;
+  /** A fresh directory per test for the fixtures' start markers (MARKER_DIR), with `markers: true`. */
+  markers: string;
+  /** Job pids a test saw: killed after the file, whatever happened. */
+  seenPids: number[];
+}
+
+/**
+ * The hooks every chaos file needs: its own migrated database (`cj_test_chaos_<name>_w<worker>`),
+ * emptied before each test; runners and seen job pids killed after each test and the file.
+ */
+export function useChaosDatabase(name: string, options: { markers?: boolean } = {}): ChaosDatabase {
+  const chaos = { markers: '', seenPids: [] as number[] } as ChaosDatabase;
+  beforeAll(async () => {
+    Object.assign(chaos, await freshDatabase(`cj_test_chaos_${name}_w${worker}`));
+  });
+  afterAll(async () => {
+    killRunners();
+    killQuietly(chaos.seenPids);
+    await chaos.db.close();
+  });
+  beforeEach(async () => {
+    await truncateAll(chaos.db);
+    if (options.markers) chaos.markers = fs.mkdtempSync(path.join(os.tmpdir(), `cj-chaos-${name}-`));
+  });
+  afterEach(() => {
+    killRunners();
+    if (chaos.markers) fs.rmSync(chaos.markers, { recursive: true, force: true });
+  });
+  return chaos;
 }
