@@ -23,6 +23,21 @@ module.exports = tseslint.config(
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },
   {
+    // The web UI: ES modules run by the browser as they are (no bundler).
+    files: ['public/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        (
+          'window document location history fetch EventSource URLSearchParams Node ResizeObserver getComputedStyle ' +
+          'requestAnimationFrame cancelAnimationFrame setTimeout clearTimeout setInterval clearInterval console'
+        )
+          .split(' ')
+          .map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },

@@ -9,6 +9,7 @@ import { createJobsRouter, createTasksRouter } from './jobs';
 import { createLoginRouter, type LoginLimits } from './login';
 import { createMetricsRouter } from './metrics';
 import { resolveSessionSecret, sessionMiddleware } from './sessions';
+import { createUiRouter } from './ui';
 
 export interface AppDeps {
   db: Database;
@@ -97,6 +98,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/tasks', createTasksRouter(deps));
   app.use('/jobs', createJobsRouter({ ...deps, log }));
   app.use('/metrics', createMetricsRouter({ db: deps.db, metricsToken: http.metricsToken }));
+  app.use(createUiRouter());
   app.use(notFound);
   app.use(errorHandler(log));
   return app;

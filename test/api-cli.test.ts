@@ -1,5 +1,5 @@
 // SPEC §7: `container-jobs user …`, `token …` and `start`, and server.ts, run as compiled commands.
-import { spawn, spawnSync, type ChildProcessWithoutNullStreams, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, type ChildProcessWithoutNullStreams, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +9,7 @@ import type { DatabaseConfig } from '../config';
 import type { Database } from '../models/database';
 import { authenticateApiToken, verifyCredentials } from '../models/users';
 import { TASKS_FILE, collectText, parseSse } from './helpers/api';
+import { runScript, show } from './helpers/cli';
 import { ROOT, databaseEnv, freshDatabase, truncateAll } from './helpers/database';
 
 const worker = process.env.JEST_WORKER_ID ?? '0';
@@ -32,19 +33,7 @@ function envFor(extra: Record<string, string> = {}): Record<string, string> {
 }
 
 function cli(args: string[], input = '', extra: Record<string, string> = {}): SpawnSyncReturns<string> {
-  const result = spawnSync(process.execPath, [path.join('dist', 'cli.js'), ...args], {
-    cwd: ROOT,
-    env: envFor(extra),
-    input,
-    encoding: 'utf8',
-    timeout: 60000,
-  });
-  if (result.error) throw result.error;
-  return result;
-}
-
-function show(result: SpawnSyncReturns<string>): string {
-  return `exit ${result.status}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
+  return runScript(path.join('dist', 'cli.js'), args, envFor(extra), input);
 }
 
 function lastLine(text: string): string {
@@ -249,12 +238,11 @@ describe('server.ts', () => {
   });
 
   test('exits 78 on a configuration error', () => {
-    const result = spawnSync(process.execPath, [path.join('dist', 'server.js')], {
-      cwd: ROOT,
-      env: envFor({ JOB_TASKS_FILE: path.join(tmp, 'missing.json') }),
-      encoding: 'utf8',
-      timeout: 60000,
-    });
+    const result = runScript(
+      path.join('dist', 'server.js'),
+      [],
+      envFor({ JOB_TASKS_FILE: path.join(tmp, 'missing.json') }),
+    );
     expect(result.status).toBe(78);
     expect(result.stderr).toMatch(/missing\.json/);
     expect(show(result)).not.toMatch(/at .*\.js:\d+/);

@@ -1,5 +1,5 @@
 // SPEC §7 (and §3's migrations): the compiled `container-jobs` command against a real database.
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import type { SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,7 @@ import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../config';
 import { createDatabase, recreateMysqlDatabase, withMysqlServer, type Database } from '../models/database';
 import { parseJsonColumn } from '../models/models';
+import { runScript, show } from './helpers/cli';
 import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig } from './helpers/database';
 
 const worker = process.env.JEST_WORKER_ID ?? '0';
@@ -40,29 +41,11 @@ function run(
   database: DatabaseConfig = config,
   extra: Record<string, string> = {},
 ): SpawnSyncReturns<string> {
-  const result = spawnSync(process.execPath, [path.join('dist', 'cli.js'), ...args], {
-    cwd: ROOT,
-    env: envFor(database, extra),
-    encoding: 'utf8',
-    timeout: 60000,
-  });
-  if (result.error) throw result.error;
-  return result;
+  return runScript(path.join('dist', 'cli.js'), args, envFor(database, extra));
 }
 
 function sequelizeCli(args: string[], database: DatabaseConfig): SpawnSyncReturns<string> {
-  const result = spawnSync(process.execPath, [path.join('node_modules', '.bin', 'sequelize-cli'), ...args], {
-    cwd: ROOT,
-    env: envFor(database),
-    encoding: 'utf8',
-    timeout: 60000,
-  });
-  if (result.error) throw result.error;
-  return result;
-}
-
-function show(result: SpawnSyncReturns<string>): string {
-  return `exit ${result.status}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
+  return runScript(path.join('node_modules', '.bin', 'sequelize-cli'), args, envFor(database));
 }
 
 /** A database with no tables at all: a temp SQLite file, or a dropped and recreated MySQL database. */

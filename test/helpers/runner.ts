@@ -37,13 +37,15 @@ export interface TestRunnerOptions {
   runnerEnv?: Record<string, string>;
   once?: boolean;
   killGraceMs?: number;
+  /** Another task file than the runner fixtures' (the same one the API under test reads). */
+  tasksFile?: string;
 }
 
 export function makeRunner(db: Database, options: TestRunnerOptions = {}): { runner: Runner; logs: string[] } {
   const logs: string[] = [];
   const runner = new Runner({
     queue: new Queue(db),
-    catalog: new TaskCatalog(RUNNER_TASKS_FILE),
+    catalog: new TaskCatalog(options.tasksFile ?? RUNNER_TASKS_FILE),
     config: runnerConfig(options.config),
     runnerEnv: options.runnerEnv ?? baseRunnerEnv(),
     prlimitPath: findPrlimit(),

@@ -1,0 +1,62 @@
+// The HTTP API of SPEC §6, as the page uses it: JSON in and out, errors as ApiError.
+
+/** An error answer of the API: `{error: {code, message, field?}}` with its HTTP status. */
+export class ApiError extends Error {
+  constructor(status, code, message, field) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.field = field;
+  }
+}
+
+/**
+ * A client for the API at `base` ('' when the page is served by the API itself).
+ * `onUnauthorized` is called on any 401 except a failed login, so the page can show its login form.
+ */
+export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
+  async function request(method, path, body) {
+    const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
+    if (method !== 'GET') {
+      // The API's CSRF check: JSON content type, plus the Origin the browser adds by itself.
+      init.headers['Content-Type'] = 'application/json';
+      if (body !== undefined) init.body = JSON.stringify(body);
+    }
+    let res;
+    try {
+      res = await fetch(base + path, init);
+    } catch {
+      throw new ApiError(0, 'network_error', 'the server cannot be reached; try again shortly');
+    }
+    if (res.status === 204) return null;
+    const data = await res.json().catch(() => null);
+    if (res.ok) return data;
+    const error = data && data.error ? data.error : { code: 'http_' + res.status, message: res.statusText };
+    if (res.status === 401 && path !== '/login') onUnauthorized();
+    throw new ApiError(res.status, error.code, error.message, error.field);
+  }
+
+  const query = (params) => {
+    const q = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) if (value !== undefined && value !== '') q.set(key, value);
+    const text = q.toString();
+    return text ? '?' + text : '';
+  };
+
+  return {
+    login: (username, password) => request('POST', '/login', { username, password }),
+    logout: () => request('POST', '/logout'),
+    me: () => request('GET', '/me'),
+    tasks: () => request('GET', '/tasks'),
+    createJob: (task, params) => request('POST', '/jobs', { task, params }),
+    /** `{status, createdBy, limit, offset}` → `{jobs, limit, offset}`, newest first. */
+    listJobs: (filter = {}) => request('GET', '/jobs' + query(filter)),
+    job: (id) => request('GET', `/jobs/${id}`),
+    /** Output rows after row `afterId`, at most `limit` (the API caps it at 1000). */
+    output: (id, afterId, limit = 1000) => request('GET', `/jobs/${id}/status` + query({ afterId, limit })),
+    cancel: (id) => request('POST', `/jobs/${id}/cancel`),
+    /** The live event stream; the browser itself resumes with Last-Event-ID after a dropped connection. */
+    stream: (id, afterId) => new EventSource(base + `/jobs/${id}/stream` + query({ afterId })),
+  };
+}

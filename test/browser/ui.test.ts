@@ -1,0 +1,412 @@
+// The jobs page (public/, served at /) in a real browser: Debian's Chromium driven by playwright-core,
+// against the real app on an ephemeral port and a real in-process Runner, so job lines really arrive.
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { QueryTypes } from 'sequelize';
+import type { DatabaseConfig } from '../../config';
+import type { Database } from '../../models/database';
+import type { Runner } from '../../runner/runner';
+import { findPublicDir } from '../../routers/ui';
+import { TaskCatalog } from '../../tasks/catalog';
+import { addUser, count, insertOutput, password, startApi, type Api } from '../helpers/api';
+import { freshDatabase, ROOT } from '../helpers/database';
+import { jobRow, makeRunner } from '../helpers/runner';
+
+const CHROMIUM = '/usr/bin/chromium';
+const UI_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'ui-tasks.json');
+const ARTIFACTS = path.join(ROOT, 'test', 'artifacts');
+const WAIT_MS = 30_000;
+// Without the background-networking flags Chromium keeps calling home, into a closed network.
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+const haveChromium = fs.existsSync(CHROMIUM);
+if (!haveChromium) {
+  console.warn(
+    `${CHROMIUM} is missing: the browser tests of the web UI are ${process.env.CI === 'true' ? 'FAILING (CI=true)' : 'skipped'}. ` +
+      'Install it with: apt-get install -y --no-install-recommends chromium',
+  );
+}
+
+let db: Database;
+let database: DatabaseConfig;
+let api: Api;
+
+beforeAll(async () => {
+  ({ db, config: database } = await freshDatabase(`cj_test_ui_w${process.env.JEST_WORKER_ID ?? '0'}`));
+  api = await startApi(db, database, { catalog: new TaskCatalog(UI_TASKS_FILE), streamPollMs: 50 });
+  await addUser(db, 'alice');
+  await addUser(db, 'bob');
+  await addUser(db, 'root', true);
+});
+
+afterAll(async () => {
+  await api?.close();
+  await db?.close();
+});
+
+describe('serving the page', () => {
+  test('GET / is the page, under the API’s Content-Security-Policy; its files are plain static files', async () => {
+    const res = await api.agent().get('/').expect(200);
+    expect(res.headers['content-type']).toMatch(/^text\/html/);
+    expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(res.headers['x-content-type-options']).toBe('nosniff');
+    expect(res.text).toContain('<script type="module" src="js/main.js"></script>');
+    // Nothing inline: no script bodies, no handlers, no style attributes or elements.
+    expect(res.text).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    expect(res.text).not.toMatch(/\son[a-z]+=/i);
+    expect(res.text).not.toMatch(/\sstyle=|<style/i);
+    const js = await api.agent().get('/js/main.js').expect(200);
+    expect(js.headers['content-type']).toMatch(/javascript/);
+    await api.agent().head('/app.css').expect(200);
+    // Only GET/HEAD reach the files; other methods and unknown paths are the API's JSON 404.
+    const post = await api.agent().post('/index.html').expect(404);
+    expect(post.body.error.code).toBe('not_found');
+    expect((await api.agent().get('/nope.html').expect(404)).body.error.code).toBe('not_found');
+  });
+
+  test('public/ is found from the sources and from dist/', () => {
+    const dir = path.join(ROOT, 'public');
+    expect(findPublicDir(path.join(ROOT, 'routers'))).toBe(dir);
+    expect(findPublicDir(path.join(ROOT, 'dist', 'routers'))).toBe(dir);
+  });
+});
+
+if (!haveChromium && process.env.CI === 'true') {
+  test('Chromium is installed (CI=true)', () => {
+    throw new Error(`${CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)`);
+  });
+}
+
+(haveChromium ? describe : describe.skip)('the jobs page in Chromium', () => {
+  let browser: Browser;
+  let runner: Runner;
+  let running: Promise<void>;
+  const contexts: BrowserContext[] = [];
+  let problems: string[] = [];
+  let dialogs: string[] = [];
+
+  beforeAll(async () => {
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+    ({ runner } = makeRunner(db, { once: false, tasksFile: UI_TASKS_FILE, config: { concurrency: 4 } }));
+    running = runner.run();
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await runner?.stop(2000);
+    await running;
+  });
+
+  afterEach(async () => {
+    await Promise.all(contexts.splice(0).map((c) => c.close()));
+    // No script errors and no CSP refusals; failed requests (a 401, a 404) are expected answers.
+    expect(problems).toEqual([]);
+    expect(dialogs).toEqual([]);
+    problems = [];
+    dialogs = [];
+  });
+
+  async function openPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
+    const context = await browser.newContext({ viewport });
+    contexts.push(context);
+    const page = await context.newPage();
+    page.setDefaultTimeout(WAIT_MS);
+    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+    page.on('console', (msg) => {
+      if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) problems.push(msg.text());
+    });
+    page.on('dialog', (dialog) => {
+      dialogs.push(dialog.message());
+      void dialog.dismiss();
+    });
+    return page;
+  }
+
+  async function logIn(page: Page, username: string, hash = ''): Promise<void> {
+    await page.goto(`${api.origin}/${hash}`);
+    await page.getByLabel('Username').fill(username);
+    await page.getByLabel('Password').fill(password(username));
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.locator('#who-name', { hasText: username }).waitFor();
+  }
+
+  /** A job that is finished from the start, so the runner never claims it (and never writes its rows). */
+  async function insertFinishedJob(createdBy: string): Promise<number> {
+    const [insertId] = (await db.sequelize.query(
+      `INSERT INTO Jobs (task, params, command, createdBy, status, exitCode, startedAt, finishedAt)
+       VALUES ('echo', '{"message":"big"}', 'echo big', ?, 'success', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`,
+      { type: QueryTypes.INSERT, replacements: [createdBy] },
+    )) as unknown as [number, number];
+    return Number(insertId);
+  }
+
+  const jobIdOf = (page: Page) => Number(/#\/jobs\/(\d+)$/.exec(page.url())?.[1]);
+  const outputLine = (page: Page, text: string) =>
+    page
+      .locator('.output .line .tx')
+      .filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) });
+  const titleStatus = (page: Page, status: string) => page.locator('.title-badge .status', { hasText: status });
+  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(ARTIFACTS, name) });
+
+  test('log in, start a demo job from the generated form and watch its lines arrive live', async () => {
+    const page = await openPage();
+    await logIn(page, 'alice');
+    await page.getByRole('heading', { name: 'My jobs' }).waitFor();
+    await page.getByRole('link', { name: 'New job' }).first().click();
+    await page.getByLabel('Task').selectOption('count');
+    await page.locator('#param-to').fill('1000000');
+    await page.locator('#param-delayMs').fill('100');
+    await page.getByRole('button', { name: 'Start job' }).click();
+    await page.waitForURL(/#\/jobs\/\d+$/);
+    const id = jobIdOf(page);
+    // The job counts for over a day: every line seen here came while it ran.
+    await outputLine(page, '3').waitFor();
+    await titleStatus(page, 'running').waitFor();
+    await page.locator('.output-state', { hasText: 'live' }).waitFor();
+    await outputLine(page, '12').waitFor();
+    expect((await jobRow(db, id)).status).toBe('running');
+    expect(await page.locator('[data-fact="Task"]').textContent()).toBe('count');
+    expect(JSON.parse((await page.locator('[data-fact="Params"]').textContent())!)).toEqual({
+      to: 1000000,
+      delayMs: 100,
+    });
+    await shot(page, 'ui-live-output.png');
+    await api.queue.cancelJob(id, 'alice');
+  });
+
+  test('a running job is cancelled from its page by its owner', async () => {
+    const id = await api.queue.enqueue({
+      task: 'sleep',
+      params: { seconds: 300 },
+      command: 'sleep 300',
+      createdBy: 'alice',
+    });
+    const page = await openPage();
+    await logIn(page, 'alice', `#/jobs/${id}`);
+    await titleStatus(page, 'running').waitFor();
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await titleStatus(page, 'cancelled').waitFor();
+    await page.locator('.output-state', { hasText: 'finished' }).waitFor();
+    expect(await page.getByRole('button', { name: 'Cancel job' }).isVisible()).toBe(false);
+    const row = await jobRow(db, id);
+    expect(row).toMatchObject({ status: 'cancelled', cancelledBy: 'alice' });
+    expect(await page.locator('[data-fact="Cancel requested"]').textContent()).toContain('by alice');
+  });
+
+  test('an invalid value: the API’s message is shown beside its field, and nothing is started', async () => {
+    const page = await openPage();
+    await logIn(page, 'alice', '#/new?task=deploy');
+    // Every kind of field, drawn from the schema.
+    expect(await page.locator('#param-target option').allTextContents()).toEqual(['choose…', 'staging', 'production']);
+    expect(await page.locator('#param-dryRun').getAttribute('type')).toBe('checkbox');
+    expect(await page.locator('#param-replicas').getAttribute('max')).toBe('9');
+    expect(await page.locator('#param-ratio').getAttribute('step')).toBe('any');
+    expect(await page.locator('[data-param="tag"] .hint').textContent()).toContain('^[a-z0-9.-]{1,20}$');
+    expect(await page.locator('[data-param="replicas"] .required').count()).toBe(1);
+    expect(await page.locator('[data-param="tag"] .required').count()).toBe(0);
+    const before = await count(db, 'Jobs');
+    await page.locator('#param-target').selectOption('staging');
+    await page.locator('#param-replicas').fill('12');
+    await page.locator('#param-tag').fill('v1.2');
+    await page.getByRole('button', { name: 'Start job' }).click();
+    const error = page.locator('[data-param="replicas"] .field-error');
+    await error.waitFor();
+    expect(await error.textContent()).toBe('param "replicas" must be <= 9');
+    expect(await page.locator('#param-replicas').getAttribute('aria-invalid')).toBe('true');
+    expect(await page.locator('.field-error:visible').count()).toBe(1);
+    expect(page.url()).toMatch(/#\/new/);
+    await shot(page, 'ui-form-error.png');
+    expect(await count(db, 'Jobs')).toBe(before);
+    // Fixed, it goes through.
+    await page.locator('#param-replicas').fill('3');
+    await page.getByRole('button', { name: 'Start job' }).click();
+    await page.waitForURL(/#\/jobs\/\d+$/);
+    await outputLine(page, 'staging --replicas=3 --dry-run=false --tag=v1.2').waitFor();
+    await titleStatus(page, 'success').waitFor();
+  });
+
+  test('output is text: markup in a line is shown literally and never runs', async () => {
+    const markup = '<img src=x onerror=alert(1)>';
+    const page = await openPage();
+    await logIn(page, 'alice', '#/new?task=echo');
+    await page.locator('#param-message').fill(markup);
+    await page.getByRole('button', { name: 'Start job' }).click();
+    await page.waitForURL(/#\/jobs\/\d+$/);
+    await titleStatus(page, 'success').waitFor();
+    const line = outputLine(page, markup);
+    await line.waitFor();
+    expect(await line.textContent()).toBe(markup);
+    expect(await page.locator('.output img').count()).toBe(0);
+    expect(await page.evaluate<number>('document.images.length')).toBe(0);
+    expect(dialogs).toEqual([]);
+  });
+
+  test("another user's job is not found, exactly like a missing one", async () => {
+    const id = await api.queue.enqueue({
+      task: 'echo',
+      params: { message: 'secret' },
+      command: 'echo secret',
+      createdBy: 'alice',
+    });
+    const page = await openPage();
+    await logIn(page, 'bob', `#/jobs/${id}`);
+    await page.getByRole('heading', { name: 'Job not found' }).waitFor();
+    expect(await page.getByText('secret').count()).toBe(0);
+    await page.goto(`${api.origin}/#/jobs/${id + 100000}`);
+    await page.getByRole('heading', { name: 'Job not found' }).waitFor();
+    // Nor is it in bob's list.
+    await page.goto(`${api.origin}/#/jobs`);
+    await page.getByText('No jobs yet').waitFor();
+  });
+
+  test('a job with 100,000 lines opens, scrolls to its end and keeps only a window of lines in the page', async () => {
+    const id = await insertFinishedJob('alice');
+    const total = 100_000;
+    const chunk = 5_000;
+    for (let first = 1; first <= total; first += chunk) {
+      const lines = Array.from({ length: chunk }, (_, i) => `line ${first + i} of the big job`);
+      await insertOutput(db, id, lines, first);
+    }
+    const page = await openPage();
+    await logIn(page, 'alice', `#/jobs/${id}`);
+    await page.locator('.output-count', { hasText: '100,000 lines' }).waitFor({ timeout: 90_000 });
+    // It follows the output to the end.
+    await outputLine(page, `line ${total} of the big job`).waitFor();
+    const lineCount = () => page.locator('.output .line').count();
+    expect(await lineCount()).toBeLessThan(500);
+    // Back to the top, into the middle, then "Jump to end".
+    await page.getByRole('button', { name: 'Top' }).click();
+    await outputLine(page, 'line 1 of the big job').waitFor();
+    expect(await lineCount()).toBeLessThan(500);
+    await page.locator('.output').evaluate((el) => (el.scrollTop = el.scrollHeight / 2));
+    await outputLine(page, 'line 50000 of the big job').waitFor();
+    expect(await lineCount()).toBeLessThan(500);
+    await page.getByRole('button', { name: 'Jump to end ↓' }).click();
+    await outputLine(page, `line ${total} of the big job`).waitFor();
+    await page.getByRole('button', { name: 'Jump to end ↓' }).waitFor({ state: 'hidden' });
+    expect(await lineCount()).toBeLessThan(500);
+    // The last line is really in view, not just in the DOM.
+    const inView = await page.locator('.output').evaluate((el) => {
+      const last = [...el.querySelectorAll('.line')].pop()!;
+      const a = el.getBoundingClientRect();
+      const b = last.getBoundingClientRect();
+      return b.top >= a.top && b.bottom <= a.bottom + 1;
+    });
+    expect(inView).toBe(true);
+    // stderr rows (every fifth, as insertOutput writes them) are drawn apart from stdout.
+    expect(await page.locator('.output .line.stderr').count()).toBeGreaterThan(0);
+  });
+
+  test('the jobs list: status badges, owners for admins, filters and pages', async () => {
+    await db.sequelize.query(
+      `INSERT INTO Jobs (task, params, createdBy, status, exitCode, startedAt, finishedAt) VALUES ${Array.from(
+        { length: 55 },
+        (_, i) =>
+          `('echo', '{"message":"m${i}"}', 'carol', '${i % 3 ? 'success' : 'failure'}', ${i % 3 ? 0 : 1}, NULL, NULL)`,
+      ).join(', ')}`,
+    );
+    const failing = await api.queue.enqueue({
+      task: 'fail',
+      params: { message: 'disk full', exitCode: 3 },
+      command: "node demo/fail.js 'disk full' 3",
+      createdBy: 'bob',
+    });
+    const sleeping = await api.queue.enqueue({
+      task: 'sleep',
+      params: { seconds: 300 },
+      command: 'sleep 300',
+      createdBy: 'bob',
+    });
+    const page = await openPage();
+    await logIn(page, 'root');
+    await page.getByRole('heading', { name: 'Jobs', exact: true }).waitFor();
+    await page.locator(`tr[data-job-id="${sleeping}"] .status`, { hasText: 'running' }).waitFor();
+    await page.locator(`tr[data-job-id="${failing}"] .status`, { hasText: 'failure' }).waitFor();
+    expect(await page.locator(`tr[data-job-id="${failing}"] td[data-label="Owner"]`).textContent()).toBe('bob');
+    await shot(page, 'ui-list.png');
+
+    // Admins filter by owner; 55 of carol's jobs are two pages.
+    await page.getByLabel('Owner').fill('carol');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/createdBy=carol/);
+    await page.locator('.pager', { hasText: '1–50' }).waitFor();
+    expect(await page.locator('tbody tr').count()).toBe(50);
+    await page.getByRole('link', { name: 'Older →' }).click();
+    await page.locator('.pager', { hasText: '51–55' }).waitFor();
+    expect(await page.locator('tbody tr').count()).toBe(5);
+    expect(await page.getByRole('link', { name: 'Older →' }).isVisible()).toBe(false);
+    // By status.
+    await page.getByLabel('Status').selectOption('running');
+    await page.waitForURL(/status=running/);
+    await page.getByText('No jobs match this filter.').waitFor();
+    await page.getByLabel('Owner').fill('');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.locator(`tr[data-job-id="${sleeping}"]`).waitFor();
+    expect(new Set(await page.locator('tbody .status').allTextContents())).toEqual(new Set(['running']));
+
+    // An admin may cancel another user's running job.
+    await page.locator(`tr[data-job-id="${sleeping}"] a`).click();
+    await page.getByRole('button', { name: 'Cancel job' }).click();
+    await titleStatus(page, 'cancelled').waitFor();
+    expect((await jobRow(db, sleeping)).cancelledBy).toBe('root');
+
+    // A user sees only their own jobs, and no owner filter.
+    const bobPage = await openPage();
+    await logIn(bobPage, 'bob');
+    await bobPage.getByRole('heading', { name: 'My jobs' }).waitFor();
+    await bobPage.locator(`tr[data-job-id="${failing}"]`).waitFor();
+    expect(new Set(await bobPage.locator('td[data-label="Owner"]').allTextContents())).toEqual(new Set(['bob']));
+    expect(await bobPage.getByLabel('Owner').count()).toBe(0);
+  });
+
+  test('logging out, and a session that ends, both lead back to the login form', async () => {
+    const page = await openPage();
+    await logIn(page, 'alice');
+    await page.getByRole('button', { name: 'Log out' }).click();
+    await page.getByRole('heading', { name: 'Log in' }).waitFor();
+    await page.getByLabel('Username').fill('alice');
+    await page.getByLabel('Password').fill('wrong password');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    await page.getByText('Wrong username or password.').waitFor();
+    await logIn(page, 'alice', '#/new');
+    await page.getByRole('heading', { name: 'New job' }).waitFor();
+    // The session is gone on the server: the next request answers 401 and the page asks again.
+    await db.sequelize.query('DELETE FROM Sessions');
+    await page.getByRole('link', { name: 'Jobs', exact: true }).click();
+    await page.getByRole('heading', { name: 'Log in' }).waitFor();
+    expect(await page.locator('#nav').isVisible()).toBe(false);
+  });
+
+  test('phone width: one column, nothing wider than the screen', async () => {
+    const id = await api.queue.enqueue({
+      task: 'fail',
+      params: { message: 'a rather long message that would not fit on one line of a phone', exitCode: 2 },
+      command: "node demo/fail.js 'a rather long message that would not fit on one line of a phone' 2",
+      createdBy: 'alice',
+    });
+    const page = await openPage({ width: 390, height: 844 });
+    await logIn(page, 'alice');
+    await page.locator(`tr[data-job-id="${id}"] .status`, { hasText: 'failure' }).waitFor();
+    // The page's own code runs in the browser; the test's TypeScript has no DOM types, hence strings.
+    const overflow = () => page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
+    expect(await overflow()).toBeLessThanOrEqual(0);
+    await shot(page, 'ui-phone-list.png');
+    await page.locator(`tr[data-job-id="${id}"] a`).click();
+    await outputLine(page, 'a rather long message that would not fit on one line of a phone').waitFor();
+    expect(await overflow()).toBeLessThanOrEqual(0);
+    await shot(page, 'ui-phone.png');
+    await page.goto(`${api.origin}/#/new?task=deploy`);
+    await page.locator('#param-replicas').waitFor();
+    expect(await overflow()).toBeLessThanOrEqual(0);
+  });
+});
