@@ -60,6 +60,15 @@ export function findVisibleJob(db: Database, viewer: Viewer, id: number): Promis
   return db.models.Job.findOne({ where: visibleTo(viewer, { id }) });
 }
 
+/**
+ * How many output rows the job has: its highest line number (seq), which the unique (jobId, seq)
+ * index answers with one lookup, where COUNT(*) would read every row. 0 without output.
+ */
+export async function countOutputLines(db: Database, jobId: number): Promise<number> {
+  const max = await db.models.JobStatus.max<number | null, JobStatus>('seq', { where: { jobId } });
+  return Number(max ?? 0);
+}
+
 export interface JobListQuery {
   status?: JobStatusName;
   createdBy?: string;

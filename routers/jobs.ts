@@ -8,7 +8,7 @@ import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { ParamsError, prepareJob } from '../tasks/render';
 import { authenticate, bodyFields, jsonBody, principalOf, writeGuard, type Principal } from './auth';
 import { errorHandler, HttpError, notFound, type Logger } from './errors';
-import { findVisibleJob, jobJson, listVisibleJobs, readOutput } from './job-reads';
+import { countOutputLines, findVisibleJob, jobJson, listVisibleJobs, readOutput } from './job-reads';
 import { pathId, queryInt, queryString, resumeAfter } from './params';
 import { streamJob } from './stream';
 
@@ -98,7 +98,8 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
     const id = pathId(req);
     const job = await findVisibleJob(db, principalOf(req), id);
     if (!job) throw notFoundJob(id);
-    res.json(jobJson(job));
+    // Only here, not in the list: the job page sizes its output view from it before reading any row.
+    res.json({ ...jobJson(job), outputLines: await countOutputLines(db, id) });
   });
 
   router.get('/:id/status', async (req, res) => {

@@ -289,6 +289,23 @@ describe('GET /jobs/:id', () => {
     await root.get(`/jobs/${id}`).expect(200);
   });
 
+  test('outputLines: how many output rows the job has (0 without any); only on the single-job read', async () => {
+    const id = await createJob(alice);
+    expect((await alice.get(`/jobs/${id}`).expect(200)).body.outputLines).toBe(0);
+    const other = await createJob(alice);
+    await insertOutput(db, other, ['not', 'this', 'job'], 1);
+    const lines = Array.from({ length: 1200 }, (_, i) => `line ${i + 1}`);
+    for (let i = 0; i < lines.length; i += 300) await insertOutput(db, id, lines.slice(i, i + 300), i + 1);
+    expect((await alice.get(`/jobs/${id}`).expect(200)).body.outputLines).toBe(1200);
+    expect((await root.get(`/jobs/${other}`).expect(200)).body.outputLines).toBe(3);
+    // The same numbering as /status's offset: the last row is at offset outputLines - 1.
+    const [last] = (await alice.get(`/jobs/${id}/status?offset=1199`).expect(200)).body;
+    expect(last.output).toBe('line 1200');
+    const list = await alice.get('/jobs').expect(200);
+    expect(list.body.jobs).toHaveLength(2);
+    for (const job of list.body.jobs) expect(job).not.toHaveProperty('outputLines');
+  });
+
   test("another user's job is 404 not_found, exactly like a missing one", async () => {
     const id = await createJob(alice);
     const other = await bob.get(`/jobs/${id}`).expect(404);

@@ -52,9 +52,12 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     createJob: (task, params) => request('POST', '/jobs', { task, params }),
     /** `{status, createdBy, limit, offset}` → `{jobs, limit, offset}`, newest first. */
     listJobs: (filter = {}) => request('GET', '/jobs' + query(filter)),
+    /** The job, with `outputLines`: how many output rows it has. */
     job: (id) => request('GET', `/jobs/${id}`),
     /** Output rows after row `afterId`, at most `limit` (the API caps it at 1000). */
     output: (id, afterId, limit = 1000) => request('GET', `/jobs/${id}/status` + query({ afterId, limit })),
+    /** At most `limit` output rows from row number `offset` (0-based, in output order). */
+    outputAt: (id, offset, limit = 1000) => request('GET', `/jobs/${id}/status` + query({ offset, limit })),
     cancel: (id) => request('POST', `/jobs/${id}/cancel`),
     /** The live event stream; the browser itself resumes with Last-Event-ID after a dropped connection. */
     stream: (id, afterId) => new EventSource(base + `/jobs/${id}/stream` + query({ afterId })),

@@ -107,6 +107,7 @@ export function renderJobPage(container, { api, me, id }) {
       );
       show(first);
       feed = followOutput(api, id, view, {
+        lines: first.outputLines,
         finished: FINISHED.includes(first.status),
         onStatus: refresh,
         onEnd: refresh,

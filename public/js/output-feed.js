@@ -1,39 +1,69 @@
-// Getting a job's output into an OutputView: history by pages first, then live events.
+// Getting a job's output into an OutputView: the end first, then live events, older pages on demand.
 //
-// 1. History: GET /jobs/:id/status?afterId=<last row id>&limit=1000, page after page until a short
-//    page. Keyed paging costs the same at any depth, and each page goes straight into the view's
-//    array, so a 100,000-line job fills in with ~100 requests and never one element per line.
+// 1. The end: GET /jobs/:id says how many lines the job has (`outputLines`, a hint), and
+//    GET /jobs/:id/status?offset=<lines - 1000>&limit=1000 reads the newest page. The view is sized
+//    to all the lines (placeholders for the rest) and shows that page at its bottom, so a job with a
+//    million lines shows its end after one request. A shorter page than hinted moves the end back.
 // 2. Live, only if the job was not finished when the page loaded it: GET /jobs/:id/stream?afterId=
 //    <last row id>, which sends the newer rows, status changes and `end`. After a dropped connection
 //    EventSource reconnects by itself with Last-Event-ID (the last row's id): nothing twice, no gaps.
+//    A finished job instead reads on with ?afterId= until a short page (rows written after the hint).
+// 3. Older lines: when the reader scrolls to lines not loaded yet, the pages covering them are read
+//    by offset (output-pages.js). Offsets count rows in id order, the order the list shows.
 // Why not the stream alone: it would replay the whole history as one event per row, with no pages.
 // A job seen finished needs no stream: its last rows are committed with its outcome.
 
 import { FINISHED } from './format.js';
+import { PAGE } from './output-lines.js';
+import { createPageLoader } from './output-pages.js';
 
-const PAGE = 1000;
 const RETRY_MS = 3000;
 
 /**
- * Fills `view` with job `jobId`'s output and keeps it current. `finished`: the job's status
- * was final when read. Callbacks: onStatus({status, exitCode, error}), onEnd({status}).
- * Returns `close()`, which stops paging and closes the stream.
+ * Fills `view` with job `jobId`'s output and keeps it current. `lines`: the job's outputLines;
+ * `finished`: the job's status was final when read. Callbacks: onStatus({status, exitCode, error}),
+ * onEnd({status}). Returns `close()`, which stops reading and closes the stream.
  */
-export function followOutput(api, jobId, view, { finished, onStatus = () => {}, onEnd = () => {} }) {
+export function followOutput(api, jobId, view, { lines, finished, onStatus = () => {}, onEnd = () => {} }) {
   let closed = false;
   let source = null;
   let retry = 0;
+  /** The id of the last line: live rows come after it. */
+  let lastId = 0;
+  const pages = createPageLoader(api, jobId, view);
 
   const appendNew = (rows) => {
     // Rows arrive in id order; one already shown (a page and the stream overlapping) is skipped.
-    const lastId = view.lastId;
-    view.append(lastId ? rows.filter((row) => row.id > lastId) : rows);
+    const fresh = rows.filter((row) => row.id > lastId);
+    if (fresh.length === 0) return;
+    lastId = fresh[fresh.length - 1].id;
+    view.append(fresh);
   };
 
-  async function loadHistory() {
+  /** Reads the newest page. Returns whether it was full (more rows may follow it). */
+  async function loadEnd() {
     view.setState('loading…');
+    // Without a hint (an older API) this reads from the start, and on with afterId.
+    let end = Number(lines) || 0;
     for (;;) {
-      const rows = await api.output(jobId, view.lastId, PAGE);
+      const offset = Math.max(0, end - PAGE);
+      const rows = await api.outputAt(jobId, offset, PAGE);
+      if (closed) return false;
+      // Nothing there: fewer rows than hinted (line numbers with gaps); look before it.
+      if (rows.length === 0 && offset > 0) {
+        end = offset;
+        continue;
+      }
+      view.setTotal(offset + rows.length);
+      view.put(offset, rows);
+      if (rows.length) lastId = rows[rows.length - 1].id;
+      return rows.length === PAGE;
+    }
+  }
+
+  async function readOn() {
+    for (;;) {
+      const rows = await api.output(jobId, lastId || undefined, PAGE);
       if (closed) return;
       appendNew(rows);
       if (rows.length < PAGE) return;
@@ -43,7 +73,7 @@ export function followOutput(api, jobId, view, { finished, onStatus = () => {}, 
   function openStream() {
     if (closed) return;
     view.setState('live');
-    source = api.stream(jobId, view.lastId || undefined);
+    source = api.stream(jobId, lastId || undefined);
     source.addEventListener('output', (event) => appendNew([JSON.parse(event.data)]));
     source.addEventListener('status', (event) => onStatus(JSON.parse(event.data)));
     source.addEventListener('end', (event) => {
@@ -71,7 +101,7 @@ export function followOutput(api, jobId, view, { finished, onStatus = () => {}, 
         const job = await api.job(jobId);
         if (closed) return;
         if (!FINISHED.includes(job.status)) return openStream();
-        await loadHistory();
+        await readOn();
         view.setState('finished');
         onEnd({ status: job.status });
       } catch (err) {
@@ -82,21 +112,25 @@ export function followOutput(api, jobId, view, { finished, onStatus = () => {}, 
     }, RETRY_MS);
   }
 
-  loadHistory().then(
-    () => {
-      if (closed) return;
-      if (finished) view.setState('finished');
-      else openStream();
-    },
-    (err) => {
-      if (!closed) view.setState(`could not load the output: ${err.message}`);
-    },
-  );
+  async function start() {
+    const full = await loadEnd();
+    if (closed) return;
+    view.onRange = pages.update;
+    pages.update();
+    if (!finished) return openStream();
+    if (full) await readOn();
+    if (!closed) view.setState('finished');
+  }
+
+  start().catch((err) => {
+    if (!closed) view.setState(`could not load the output: ${err.message}`);
+  });
 
   return {
     close() {
       closed = true;
       clearTimeout(retry);
+      pages.close();
       if (source) source.close();
     },
   };

@@ -1,19 +1,19 @@
-// A job's output as a virtual list: every row stays in an array, but only the lines in view (and a
-// margin around them) exist as elements. Lines have one fixed height, so a spacer of
-// rows × height gives the scrollbar its full length and a scroll position maps to a row by division.
+// A job's output as a virtual list: the rows loaded so far live in an OutputLines, and only the lines
+// in view (and a margin around them) exist as elements. Lines have one fixed height, so a spacer of
+// lines × height gives the scrollbar its full length, loaded or not, and a scroll position maps to a
+// line by division. A line not loaded yet is drawn as a placeholder; `onRange` tells the loader.
 import { h } from './dom.js';
+import { OutputLines } from './output-lines.js';
 
 /** Lines kept as elements above and below the visible ones, so fast scrolling shows no gaps. */
 const OVERSCAN = 80;
-/** Browsers cap an element's height near 2^25 px (~1.8 million lines of 18 px): keep the newest million. */
-const MAX_ROWS = 1_000_000;
-const DROP_CHUNK = 100_000;
 
 export class OutputView {
   constructor() {
-    this.rows = [];
-    /** Rows dropped from the front (MAX_ROWS), so line numbers stay true. */
-    this.dropped = 0;
+    this.store = new OutputLines();
+    /** The lines that have elements now, [from, to); `onRange()` is called after every drawing. */
+    this.range = { from: 0, to: 0 };
+    this.onRange = () => {};
     /** Keep the newest line in view as rows arrive; off once the reader scrolls up. */
     this.follow = true;
     this.lastTop = 0;
@@ -69,25 +69,30 @@ export class OutputView {
   /** Adds rows `{id, stream, output}` at the end; rendering waits for the next frame. */
   append(rows) {
     if (rows.length === 0) return;
-    // A loop, not push(...rows): a spread of a big page can overflow the call stack.
-    for (const row of rows) this.rows.push(row);
-    if (this.rows.length > MAX_ROWS) {
-      const cut = this.rows.length - MAX_ROWS + DROP_CHUNK;
-      this.rows.splice(0, cut);
-      this.dropped += cut;
-      if (!this.follow) this.scroller.scrollTop = Math.max(0, this.scroller.scrollTop - cut * this.lineHeight);
-    }
+    this.keepPlace(this.store.append(rows));
+  }
+
+  /** Sets the number of lines, loaded or not. */
+  setTotal(total) {
+    this.keepPlace(this.store.resize(total));
+  }
+
+  /** Rows read at line `offset`. */
+  put(offset, rows) {
+    this.store.put(offset, rows);
     this.schedule();
   }
 
-  /** A word beside the line count: "loading history…", "live", "finished". */
+  /** `cut` lines left the front of the list: the lines in view stay where they are. */
+  keepPlace(cut) {
+    if (cut && !this.follow) this.scroller.scrollTop = Math.max(0, this.scroller.scrollTop - cut * this.lineHeight);
+    this.schedule();
+  }
+
+  /** A word beside the line count: "loading…", "live", "finished". */
   setState(text) {
     this.state = text;
     this.schedule();
-  }
-
-  get lastId() {
-    return this.rows.length ? this.rows[this.rows.length - 1].id : 0;
   }
 
   isAtEnd() {
@@ -111,40 +116,44 @@ export class OutputView {
   render() {
     this.frame = 0;
     const lh = this.lineHeight;
-    const total = this.rows.length;
-    this.spacer.style.height = `${total * lh}px`;
+    const { first: kept, total } = this.store;
+    this.spacer.style.height = `${(total - kept) * lh}px`;
     if (this.follow) this.scroller.scrollTop = this.scroller.scrollHeight;
     this.lastTop = this.scroller.scrollTop;
 
     const top = this.scroller.scrollTop;
     const height = this.scroller.clientHeight;
-    const first = Math.max(0, Math.floor(top / lh) - OVERSCAN);
-    const end = Math.min(total, Math.ceil((top + height) / lh) + OVERSCAN);
+    // Line numbers, 0-based: the list starts at line `kept`.
+    const first = kept + Math.max(0, Math.floor(top / lh) - OVERSCAN);
+    const end = Math.min(total, kept + Math.ceil((top + height) / lh) + OVERSCAN);
     const wanted = Math.max(0, end - first);
     while (this.pool.length < wanted) {
       const number = h('span', { class: 'ln', 'aria-hidden': 'true' });
       const text = h('span', { class: 'tx' });
       const line = h('div', { class: 'line' }, number, text);
-      this.pool.push({ line, number, text, row: null });
+      this.pool.push({ line, number, text, index: -1, row: undefined });
       this.lines.append(line);
     }
     while (this.pool.length > wanted) this.pool.pop().line.remove();
     for (let i = 0; i < wanted; i++) {
       const slot = this.pool[i];
-      const row = this.rows[first + i];
-      if (slot.row === row) continue;
+      const index = first + i;
+      const row = this.store.get(index);
+      if (slot.index === index && slot.row === row) continue;
+      slot.index = index;
       slot.row = row;
-      slot.line.className = `line ${row.stream}`;
-      slot.number.textContent = String(this.dropped + first + i + 1);
+      slot.line.className = row ? `line ${row.stream}` : 'line pending';
+      slot.number.textContent = String(index + 1);
       // Output is text, always: textContent never parses markup.
-      slot.text.textContent = row.output;
+      slot.text.textContent = row ? row.output : '';
     }
-    this.lines.style.transform = `translateY(${first * lh}px)`;
+    this.lines.style.transform = `translateY(${(first - kept) * lh}px)`;
+    this.range = { from: first, to: end };
+    this.onRange();
 
-    const n = this.dropped + total;
     this.count.textContent =
-      `${n.toLocaleString()} line${n === 1 ? '' : 's'}` +
-      (this.dropped ? ` (the first ${this.dropped.toLocaleString()} are no longer kept in this page)` : '');
+      `${total.toLocaleString()} line${total === 1 ? '' : 's'}` +
+      (kept ? ` (the first ${kept.toLocaleString()} are not kept in this page)` : '');
     this.stateLabel.textContent = this.state;
     this.empty.hidden = total > 0;
     this.endButton.hidden = this.follow || total === 0;

@@ -269,7 +269,26 @@ if (!haveChromium && process.env.CI === 'true') {
     await page.getByText('No jobs yet').waitFor();
   });
 
-  test('a job with 100,000 lines opens, scrolls to its end and keeps only a window of lines in the page', async () => {
+  /** The URLs of the page's requests for output rows (GET /jobs/:id/status), in the order sent. */
+  function statusRequests(page: Page): string[] {
+    const urls: string[] = [];
+    page.on('request', (req) => {
+      if (/\/jobs\/\d+\/status/.test(req.url())) urls.push(new URL(req.url()).search);
+    });
+    return urls;
+  }
+  /** The line number shown beside the output line whose text is `text`. */
+  const lineNumberOf = (page: Page, text: string) =>
+    outputLine(page, text).locator('xpath=preceding-sibling::span[@class="ln"]').textContent();
+  const lastLineInView = (page: Page) =>
+    page.locator('.output').evaluate((el) => {
+      const last = [...el.querySelectorAll('.line')].pop()!;
+      const a = el.getBoundingClientRect();
+      const b = last.getBoundingClientRect();
+      return b.top >= a.top && b.bottom <= a.bottom + 1;
+    });
+
+  test('a job with 100,000 lines opens at its end after one page, reads older pages by offset and keeps only a window of lines', async () => {
     const id = await insertFinishedJob('alice');
     const total = 100_000;
     const chunk = 5_000;
@@ -278,33 +297,108 @@ if (!haveChromium && process.env.CI === 'true') {
       await insertOutput(db, id, lines, first);
     }
     const page = await openPage();
+    const requests = statusRequests(page);
     await logIn(page, 'alice', `#/jobs/${id}`);
-    await page.locator('.output-count', { hasText: '100,000 lines' }).waitFor({ timeout: 90_000 });
-    // It follows the output to the end.
+    // The end comes first: the newest page, read by offset, and not the 99 pages before it.
     await outputLine(page, `line ${total} of the big job`).waitFor();
+    expect(requests.length).toBeLessThanOrEqual(3);
+    expect(requests[0]).toBe(`?offset=${total - 1000}&limit=1000`);
+    await page.locator('.output-count', { hasText: '100,000 lines' }).waitFor();
+    expect(await lineNumberOf(page, `line ${total} of the big job`)).toBe(String(total));
+    await page.locator('.output-state', { hasText: 'finished' }).waitFor();
     const lineCount = () => page.locator('.output .line').count();
     expect(await lineCount()).toBeLessThan(500);
-    // Back to the top, into the middle, then "Jump to end".
+    // Back to the top: the first page is read then, by offset.
     await page.getByRole('button', { name: 'Top' }).click();
     await outputLine(page, 'line 1 of the big job').waitFor();
+    expect(requests).toContain('?offset=0&limit=1000');
+    expect(await page.locator('.output .line.pending').count()).toBe(0);
     expect(await lineCount()).toBeLessThan(500);
+    // Into the middle: the pages there, and only those.
     await page.locator('.output').evaluate((el) => (el.scrollTop = el.scrollHeight / 2));
     await outputLine(page, 'line 50000 of the big job').waitFor();
+    expect(await lineNumberOf(page, 'line 50000 of the big job')).toBe('50000');
+    expect(requests).toContain('?offset=49000&limit=1000');
     expect(await lineCount()).toBeLessThan(500);
     await page.getByRole('button', { name: 'Jump to end ↓' }).click();
     await outputLine(page, `line ${total} of the big job`).waitFor();
     await page.getByRole('button', { name: 'Jump to end ↓' }).waitFor({ state: 'hidden' });
     expect(await lineCount()).toBeLessThan(500);
     // The last line is really in view, not just in the DOM.
-    const inView = await page.locator('.output').evaluate((el) => {
-      const last = [...el.querySelectorAll('.line')].pop()!;
-      const a = el.getBoundingClientRect();
-      const b = last.getBoundingClientRect();
-      return b.top >= a.top && b.bottom <= a.bottom + 1;
-    });
-    expect(inView).toBe(true);
+    expect(await lastLineInView(page)).toBe(true);
     // stderr rows (every fifth, as insertOutput writes them) are drawn apart from stdout.
     expect(await page.locator('.output .line.stderr').count()).toBeGreaterThan(0);
+    // A handful of pages in all, never the whole history.
+    expect(requests.length).toBeLessThanOrEqual(8);
+  });
+
+  test('a running job with earlier output: its end first, then live lines numbered after it; older lines by offset', async () => {
+    const old = 5_000;
+    // Pending but not due yet, so the runner leaves it while its earlier output is written.
+    const [insertId] = (await db.sequelize.query(
+      `INSERT INTO Jobs (task, params, command, createdBy, runAt)
+       VALUES ('count', '{"to":1000000,"delayMs":100}', 'node demo/count.js --to=1000000 --delay-ms=100', 'alice', '2100-01-01 00:00:00')`,
+      { type: QueryTypes.INSERT },
+    )) as unknown as [number, number];
+    const id = Number(insertId);
+    for (let first = 1; first <= old; first += 1000) {
+      await insertOutput(
+        db,
+        id,
+        Array.from({ length: 1000 }, (_, i) => `old line ${first + i}`),
+        first,
+      );
+    }
+    const page = await openPage();
+    const requests = statusRequests(page);
+    await logIn(page, 'alice', `#/jobs/${id}`);
+    await outputLine(page, `old line ${old}`).waitFor();
+    await page.locator('.output-state', { hasText: 'live' }).waitFor();
+    expect(requests).toEqual([`?offset=${old - 1000}&limit=1000`]);
+    // Due now: the runner claims it and its new lines follow the old ones (seq and line numbers alike).
+    await db.sequelize.query("UPDATE Jobs SET runAt = '2000-01-01 00:00:00' WHERE id = ?", { replacements: [id] });
+    await titleStatus(page, 'running').waitFor();
+    await outputLine(page, '3').waitFor();
+    expect(await lineNumberOf(page, '3')).toBe(String(old + 3));
+    expect(await lastLineInView(page)).toBe(true);
+    // Scrolled up, it stays there while lines arrive; the top is read by offset.
+    await page.getByRole('button', { name: 'Top' }).click();
+    await outputLine(page, 'old line 1').waitFor();
+    expect(await lineNumberOf(page, 'old line 1')).toBe('1');
+    expect(requests).toContain('?offset=0&limit=1000');
+    await page.getByRole('button', { name: 'Jump to end ↓' }).click();
+    await page.getByRole('button', { name: 'Jump to end ↓' }).waitFor({ state: 'hidden' });
+    const seen = Number(await page.locator('.output .line .tx').last().textContent());
+    expect(await lineNumberOf(page, String(seen))).toBe(String(old + seen));
+    await outputLine(page, String(seen + 2)).waitFor();
+    expect(await lastLineInView(page)).toBe(true);
+    await api.queue.cancelJob(id, 'alice');
+    await titleStatus(page, 'cancelled').waitFor();
+  });
+
+  test('outputLines is a hint: when the job has fewer rows than it says, the end moves back', async () => {
+    const id = await insertFinishedJob('alice');
+    // Line numbers with gaps (MAX(seq) 3000, 1500 rows): offsets still count rows.
+    let n = 0;
+    for (const firstSeq of [1, 1001, 2501]) {
+      await insertOutput(
+        db,
+        id,
+        Array.from({ length: 500 }, () => `row ${++n}`),
+        firstSeq,
+      );
+    }
+    const page = await openPage();
+    const requests = statusRequests(page);
+    await logIn(page, 'alice', `#/jobs/${id}`);
+    await outputLine(page, 'row 1500').waitFor();
+    await page.locator('.output-count', { hasText: /^1,500 lines$/ }).waitFor();
+    expect(await lineNumberOf(page, 'row 1500')).toBe('1500');
+    expect(requests.slice(0, 2)).toEqual(['?offset=2000&limit=1000', '?offset=1000&limit=1000']);
+    expect(await lastLineInView(page)).toBe(true);
+    await page.getByRole('button', { name: 'Top' }).click();
+    await outputLine(page, 'row 1').waitFor();
+    expect(await lineNumberOf(page, 'row 1')).toBe('1');
   });
 
   test('the jobs list: status badges, owners for admins, filters and pages', async () => {
