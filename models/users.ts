@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import { promisify } from 'node:util';
 import { Op, UniqueConstraintError } from 'sequelize';
 import type { Database } from './database';
+import type { ApiToken as ApiTokenRow, User as UserRow } from './models';
 
 /** Who a request acts as, once its password, session or token has been checked. */
 export interface AuthenticatedUser {
@@ -217,12 +218,15 @@ export async function listApiTokens(db: Database, username?: string): Promise<To
 export async function authenticateApiToken(db: Database, token: string): Promise<AuthenticatedUser | null> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
   const { ApiToken, User } = db.models;
-  const row = await ApiToken.findOne({ where: { tokenHash: hashToken(token) } });
-  if (!row) return null;
+  // One query: the token and its user, joined.
+  const row = await ApiToken.findOne({
+    where: { tokenHash: hashToken(token) },
+    include: [{ model: User, required: true, attributes: ['username', 'isAdmin'] }],
+  });
+  const user = (row as (ApiTokenRow & { User?: UserRow }) | null)?.User;
+  if (!row || !user) return null;
   const now = Date.now();
   if (row.expiresAt && row.expiresAt.getTime() <= now) return null;
-  const user = await User.findByPk(row.userId);
-  if (!user) return null;
   const lastUsed = row.lastUsedAt?.getTime() ?? null;
   if (lastUsed === null || now - lastUsed >= LAST_USED_RESOLUTION_MS) {
     // Guarded, so concurrent requests write it once.
