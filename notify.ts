@@ -13,6 +13,11 @@ const STATUS_EVERY_MS = 10_000;
 /** A helper that hangs (the manager gone) is killed: the next tick sends again. */
 const HELPER_TIMEOUT_MS = 30_000;
 
+/** One line: a newline would start another assignment (an error message may carry one). */
+function statusAssignment(text: string): string {
+  return `STATUS=${text.replace(/\s*\n\s*/g, ' ').slice(0, 500)}`;
+}
+
 export interface NotifierOptions {
   log: (line: string) => void;
   /** The current STATUS= text, read at every watchdog/status tick. */
@@ -47,7 +52,7 @@ export class ServiceNotifier {
   /** STATUS= now (e.g. while waiting for the database), before READY=1. */
   status(text: string): void {
     this.lastStatus = text;
-    this.send([`STATUS=${text}`]);
+    this.send([statusAssignment(text)]);
   }
 
   /** READY=1, then WATCHDOG=1 every WatchdogSec/2 and STATUS= refreshed from the event loop. */
@@ -59,7 +64,7 @@ export class ServiceNotifier {
   /** STOPPING=1: the drain has begun; the watchdog keeps being fed until the process exits. */
   stopping(text: string): void {
     this.lastStatus = text;
-    this.send(['STOPPING=1', `STATUS=${text}`]);
+    this.send(['STOPPING=1', statusAssignment(text)]);
   }
 
   /** Stops the ticks and waits for what is queued to be sent. */
@@ -86,7 +91,7 @@ export class ServiceNotifier {
     const text = this.o.status?.() || this.lastStatus;
     if (!text || (!always && text === this.lastStatus)) return [];
     this.lastStatus = text;
-    return [`STATUS=${text}`];
+    return [statusAssignment(text)];
   }
 
   private send(lines: string[]): void {

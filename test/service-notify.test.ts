@@ -9,6 +9,7 @@ import { migrate } from '../models/migrate';
 import { TcpProxy, killRunners, startRunner, waitForExit, waitForFinal, waitForLog, worker } from './helpers/chaos';
 import { ROOT, databaseEnv, dialect, freshDatabase } from './helpers/database';
 import { NotifyListener } from './helpers/notify-listener';
+import { ServiceNotifier } from '../notify';
 import { RUNNER_TASKS_FILE, insertJob, lines, statusRows, waitFor } from './helpers/runner';
 
 let db: Database;
@@ -175,4 +176,36 @@ mysqlOnly('runner (MySQL): wrong credentials are configuration: one line and exi
   expect(await waitForExit(runner)).toEqual({ code: 78, signal: null });
   expect(runner.log()).toMatch(/the database refused us/);
   expect(notify.indexesOf('READY=1')).toEqual([]);
+});
+
+test('ServiceNotifier: one STATUS= line whatever the text; inert without NOTIFY_SOCKET', async () => {
+  const notify = await listener();
+  const logs: string[] = [];
+  const notifier = new ServiceNotifier(
+    { notifySocket: notify.socketPath, watchdogMs: undefined },
+    { log: (l) => logs.push(l) },
+  );
+  expect(notifier.enabled).toBe(true);
+  notifier.status('waiting: database unavailable: connect ECONNREFUSED\n  at line two');
+  await waitFor(() => notify.messages.length === 1);
+  notifier.ready();
+  await notify.waitFor('READY=1');
+  // Queued while a helper runs, STOPPING=1 and a newer STATUS= go together; the older STATUS= is dropped.
+  notifier.status('draining');
+  notifier.stopping('stopping');
+  await notifier.close();
+  await notify.waitFor('STOPPING=1');
+  expect(notify.messages[0]).toBe('STATUS=waiting: database unavailable: connect ECONNREFUSED at line two');
+  expect(notify.messages[1]).toBe('READY=1\nSTATUS=waiting: database unavailable: connect ECONNREFUSED at line two');
+  expect(notify.messages.slice(2).join('\n').split('\n')).toEqual(
+    expect.arrayContaining(['STOPPING=1', 'STATUS=stopping']),
+  );
+  expect(notify.messages.slice(2).join('\n')).toMatch(/STOPPING=1(.|\n)*STATUS=stopping$/);
+  expect(logs).toEqual([]);
+
+  const inert = new ServiceNotifier({ notifySocket: undefined, watchdogMs: 1000 }, { log: (l) => logs.push(l) });
+  expect(inert.enabled).toBe(false);
+  inert.ready();
+  await inert.close();
+  expect(logs).toEqual([]);
 });
