@@ -1,6 +1,7 @@
 // What GET /metrics shows: the queue's gauges read from the Jobs table, and each runner's own
 // counters and histograms as it last reported them (JobRunners, written by Queue.reportRunner).
 import { QueryTypes } from 'sequelize';
+import { sqlAgo, sqlNow, sqlSecondsSince } from './clock';
 import type { Database } from './database';
 
 export const JOB_DURATION_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200];
@@ -58,7 +59,6 @@ export interface RunnerRow {
   id: string;
   /** Seconds since its last report, on the database clock. */
   reportAgeSec: number;
-  startedAt: Date;
   report: RunnerReport;
 }
 
@@ -74,15 +74,8 @@ export interface QueueGauges {
 /** Reports older than this are left out: that runner is gone (or cannot reach the database). */
 export const RUNNER_REPORT_WINDOW_SEC = 600;
 
-function secondsSince(db: Database, column: string): string {
-  return db.dialect === 'mysql'
-    ? `TIMESTAMPDIFF(MICROSECOND, ${column}, NOW(3)) / 1000000`
-    : `(julianday('now') - julianday(${column})) * 86400`;
-}
-
 export async function readQueueGauges(db: Database): Promise<QueueGauges> {
   const select = <T extends object>(sql: string) => db.sequelize.query<T>(sql, { type: QueryTypes.SELECT });
-  const now = db.dialect === 'mysql' ? 'NOW(3)' : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
   const byStatus: Record<string, number> = { pending: 0, running: 0, success: 0, failure: 0, cancelled: 0 };
   for (const row of await select<{ status: string; n: number }>(
     'SELECT status, COUNT(*) AS n FROM Jobs GROUP BY status',
@@ -90,15 +83,15 @@ export async function readQueueGauges(db: Database): Promise<QueueGauges> {
     byStatus[row.status] = Number(row.n);
   }
   const [due] = await select<{ n: number; age: number | null }>(
-    `SELECT COUNT(*) AS n, ${secondsSince(db, 'MIN(runAt)')} AS age FROM Jobs WHERE status = 'pending' AND runAt <= ${now}`,
+    `SELECT COUNT(*) AS n, ${sqlSecondsSince(db.dialect, 'MIN(runAt)')} AS age FROM Jobs WHERE status = 'pending' AND runAt <= ${sqlNow(db.dialect)}`,
   );
   return { byStatus, due: Number(due.n), oldestDueAgeSec: Math.max(0, Number(due.age ?? 0)) };
 }
 
 export async function readRunnerRows(db: Database): Promise<RunnerRow[]> {
-  const rows = await db.sequelize.query<{ id: string; startedAt: Date; report: string; age: number }>(
-    `SELECT id, startedAt, report, ${secondsSince(db, 'seenAt')} AS age FROM JobRunners
-      WHERE ${secondsSince(db, 'seenAt')} <= ${RUNNER_REPORT_WINDOW_SEC} ORDER BY id`,
+  const rows = await db.sequelize.query<{ id: string; report: string; age: number }>(
+    `SELECT id, report, ${sqlSecondsSince(db.dialect, 'seenAt')} AS age FROM JobRunners
+      WHERE seenAt >= ${sqlAgo(db.dialect, RUNNER_REPORT_WINDOW_SEC * 1000)} ORDER BY id`,
     { type: QueryTypes.SELECT },
   );
   const result: RunnerRow[] = [];
@@ -107,7 +100,6 @@ export async function readRunnerRows(db: Database): Promise<RunnerRow[]> {
       result.push({
         id: row.id,
         reportAgeSec: Math.max(0, Number(row.age)),
-        startedAt: new Date(row.startedAt),
         report: JSON.parse(row.report) as RunnerReport,
       });
     } catch {
@@ -120,7 +112,7 @@ export async function readRunnerRows(db: Database): Promise<RunnerRow[]> {
 /** Reports of runners gone for longer than `olderThanSec` (the prune command). */
 export async function pruneRunnerRows(db: Database, olderThanSec: number): Promise<number> {
   return (await db.sequelize.query(
-    `DELETE FROM JobRunners WHERE ${secondsSince(db, 'seenAt')} > ${Math.floor(olderThanSec)}`,
+    `DELETE FROM JobRunners WHERE seenAt < ${sqlAgo(db.dialect, Math.floor(olderThanSec) * 1000)}`,
     { type: QueryTypes.BULKDELETE },
   )) as unknown as number;
 }

@@ -1,5 +1,6 @@
 // Deleting old finished jobs in small committed batches, so a busy table is never locked for long.
 import { QueryTypes } from 'sequelize';
+import { sqlAgo } from './clock';
 import type { Database } from './database';
 
 export interface PruneResult {
@@ -25,10 +26,7 @@ export async function pruneFinishedJobs(
   olderThanSec: number,
   { jobBatch = 500, rowBatch = 10000 }: { jobBatch?: number; rowBatch?: number } = {},
 ): Promise<PruneResult> {
-  const mysql = db.dialect === 'mysql';
-  const cutoff = mysql
-    ? `NOW(3) - INTERVAL ${Math.floor(olderThanSec)} SECOND`
-    : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${Math.floor(olderThanSec)} seconds')`;
+  const cutoff = sqlAgo(db.dialect, Math.floor(olderThanSec) * 1000);
   const finished = "status IN ('success', 'failure', 'cancelled')";
   const result: PruneResult = { jobs: 0, outputRows: 0 };
   for (;;) {

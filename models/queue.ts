@@ -1,6 +1,7 @@
 // Every locking statement of the queue lives here: claim, output, finish, heartbeat, reap, cancel.
 // Raw SQL on purpose: Sequelize drops skipLocked on MySQL and neither database has UPDATE … RETURNING.
 import { QueryTypes, type Transaction } from 'sequelize';
+import { sqlAgo, sqlNow } from './clock';
 import type { Database } from './database';
 import { parseJsonColumn, type JobParams, type JobStatusName, type OutputStream } from './models';
 
@@ -104,7 +105,7 @@ export class Queue {
 
   constructor(readonly db: Database) {
     this.mysql = db.dialect === 'mysql';
-    this.now = this.mysql ? 'NOW(3)' : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+    this.now = sqlNow(db.dialect);
     this.writeGate = this.mysql ? null : sqliteWriteGate(db);
   }
 
@@ -133,10 +134,7 @@ export class Queue {
 
   /** `now` minus `ms` milliseconds, on the database's clock. */
   private ago(ms: number): string {
-    const n = Math.max(0, Math.floor(ms));
-    return this.mysql
-      ? `(NOW(3) - INTERVAL ${n * 1000} MICROSECOND)`
-      : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${(n / 1000).toFixed(3)} seconds')`;
+    return sqlAgo(this.db.dialect, ms);
   }
 
   private get insertIgnore(): string {

@@ -24,7 +24,7 @@ export const BODY_LIMIT = '64kb';
 /** JSON bodies up to 64 KiB; mounted per route, after the guards, so the order of checks holds. */
 export const jsonBody = express.json({ limit: BODY_LIMIT, strict: true });
 
-function bearerToken(req: Request): string | null {
+export function bearerToken(req: Request): string | null {
   const header = req.headers.authorization;
   if (header === undefined) return null;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

@@ -2,10 +2,10 @@
 // Queue gauges come from the Jobs table; claim/flush/finish latency, job durations, finished jobs
 // and database errors come from each runner's last report (JobRunners), labelled by runner id.
 import crypto from 'node:crypto';
-import { Router, type Request, type RequestHandler } from 'express';
+import { Router, type RequestHandler } from 'express';
 import type { Database } from '../models/database';
 import { readQueueGauges, readRunnerRows, type HistogramSnapshot, type RunnerRow } from '../models/metrics';
-import { authenticate, principalOf } from './auth';
+import { authenticate, bearerToken, principalOf } from './auth';
 import { HttpError } from './errors';
 
 type Labels = Record<string, string>;
@@ -132,10 +132,6 @@ async function render(db: Database): Promise<string> {
   return out.text();
 }
 
-function bearer(req: Request): string | null {
-  return /^Bearer\s+(\S+)\s*$/i.exec(req.headers.authorization ?? '')?.[1] ?? null;
-}
-
 function sameSecret(given: string, expected: string): boolean {
   const a = crypto.createHash('sha256').update(given).digest();
   const b = crypto.createHash('sha256').update(expected).digest();
@@ -147,7 +143,7 @@ export function createMetricsRouter(deps: { db: Database; metricsToken: string |
   const auth = authenticate(deps.db);
   // The scraper's token lets it in without a user; anything else must be an admin (session or API token).
   const allow: RequestHandler = async (req, res, next) => {
-    const token = bearer(req);
+    const token = bearerToken(req);
     if (token !== null && deps.metricsToken !== undefined && sameSecret(token, deps.metricsToken)) return next();
     // authenticate() throws HttpError(401) itself; Express 5 turns the rejection into the JSON error.
     await auth(req, res, (err?: unknown) => {

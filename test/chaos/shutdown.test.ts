@@ -25,6 +25,18 @@ async function runnerOnJob(seconds: number, name: string, env: Record<string, st
 }
 
 /** After the runner exited 0, nothing of it is left running, in the database or on the host. */
+/** The job ended failure/shutdown by `signal`, in order, its last system row saying so. */
+async function expectShutdownRecorded(id: number, runner: RunnerProcess, signal: 'SIGTERM' | 'SIGKILL') {
+  const job = await jobRow(chaos.db, id);
+  expect(job).toMatchObject({ status: 'failure', error: 'shutdown', signal, runnerId: runner.id });
+  const rows = await statusRows(chaos.db, id);
+  expectSeqsInOrder(rows);
+  expect(rows.at(-1)).toMatchObject({
+    stream: 'system',
+    output: expect.stringContaining(`because the runner shut down (killed by ${signal})`),
+  });
+}
+
 async function expectCleanExit(runner: RunnerProcess, pids: number[]) {
   const exit = await waitForExit(runner);
   if (exit?.code !== 0) console.log(runner.log()); // why, should it not exit 0
@@ -55,14 +67,7 @@ test('SIGTERM: a job still running after JOB_SHUTDOWN_GRACE_MS is stopped (failu
   runner.child.kill('SIGTERM');
 
   await expectCleanExit(runner, pids);
-  const job = await jobRow(chaos.db, id);
-  expect(job).toMatchObject({ status: 'failure', error: 'shutdown', signal: 'SIGTERM', runnerId: runner.id });
-  const rows = await statusRows(chaos.db, id);
-  expectSeqsInOrder(rows);
-  expect(rows.at(-1)).toMatchObject({
-    stream: 'system',
-    output: expect.stringMatching(/because the runner shut down \(killed by SIGTERM\)/),
-  });
+  await expectShutdownRecorded(id, runner, 'SIGTERM');
 });
 
 test('a second SIGTERM stops at once: the job is killed (failure/shutdown), exit 0', async () => {
@@ -75,12 +80,5 @@ test('a second SIGTERM stops at once: the job is killed (failure/shutdown), exit
 
   await expectCleanExit(runner, pids);
   expect(runner.log()).toMatch(/SIGTERM again: stopping every job now/);
-  const job = await jobRow(chaos.db, id);
-  expect(job).toMatchObject({ status: 'failure', error: 'shutdown', signal: 'SIGKILL', runnerId: runner.id });
-  const rows = await statusRows(chaos.db, id);
-  expectSeqsInOrder(rows);
-  expect(rows.at(-1)).toMatchObject({
-    stream: 'system',
-    output: expect.stringMatching(/because the runner shut down \(killed by SIGKILL\)/),
-  });
+  await expectShutdownRecorded(id, runner, 'SIGKILL');
 });
