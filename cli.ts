@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Entry: the `container-jobs` command.
-import { ConfigError, EX_CONFIG, describeDatabase, loadConfig, type Config } from './config';
+import { ConfigError, describeDatabase, loadConfig, type Config } from './config';
+import type { Logger, LogLevel } from './log';
 import { createDatabase, type Database } from './models/database';
 import { migrate } from './models/migrate';
 import { pruneRunnerRows } from './models/metrics';
-import { DatabaseRefusedError, openDatabase } from './models/open';
+import { openDatabase } from './models/open';
 import { ServiceNotifier, openDatabaseForService } from './notify';
 import { Queue } from './models/queue';
 import { parseDuration, pruneFinishedJobs } from './models/prune';
@@ -22,7 +23,8 @@ import {
 import { createApp } from './routers/app';
 import { closeServer, listen, serverUrl } from './routers/listen';
 import { resolveSessionSecret } from './routers/sessions';
-import { createRunner, onStopSignals } from './runner/daemon';
+import { createRunner } from './runner/daemon';
+import { runService, type Failure, type Service } from './service';
 import { TaskCatalog, TaskFileError, loadTaskFile } from './tasks/catalog';
 import { ParamsError, displayCommand, paramsFromStrings, renderArgv } from './tasks/render';
 
@@ -81,8 +83,8 @@ function only(parsed: Parsed, allowed: string[]): void {
   }
 }
 
-async function withDatabase<T>(config: Config, work: (db: Database) => Promise<T>): Promise<T> {
-  const db = await openDatabase(config.database, { log: (l) => console.error(l) });
+async function withDatabase<T>(config: Config, log: Logger, work: (db: Database) => Promise<T>): Promise<T> {
+  const db = await openDatabase(config.database, { log: (line) => log.info(line) });
   try {
     return await work(db);
   } finally {
@@ -90,8 +92,8 @@ async function withDatabase<T>(config: Config, work: (db: Database) => Promise<T
   }
 }
 
-async function cmdMigrate(config: Config): Promise<number> {
-  console.error(describeDatabase(config.database));
+async function cmdMigrate(config: Config, log: Logger): Promise<number> {
+  log.notice(describeDatabase(config.database));
   const db = createDatabase(config.database);
   try {
     const applied = await migrate(db, (line) => console.log(line));
@@ -117,7 +119,7 @@ function cmdTasksCheck(config: Config, args: string[]): number {
   return 0;
 }
 
-async function cmdEnqueue(config: Config, args: string[]): Promise<number> {
+async function cmdEnqueue(config: Config, log: Logger, args: string[]): Promise<number> {
   const parsed = parseArgs(args);
   only(parsed, ['param', 'as', 'priority']);
   if (parsed.positional.length !== 1) throw new UsageError('enqueue takes exactly one TASK');
@@ -129,7 +131,7 @@ async function cmdEnqueue(config: Config, args: string[]): Promise<number> {
   if (!/^-?\d+$/.test(priorityRaw)) throw new UsageError('--priority must be a whole number');
   const createdBy = parsed.options.get('as')?.at(-1) ?? null;
   const command = displayCommand(renderArgv(task, params));
-  const id = await withDatabase(config, (db) =>
+  const id = await withDatabase(config, log, (db) =>
     new Queue(db).enqueue({ task: name, params, command, createdBy, priority: Number(priorityRaw) }),
   );
   console.log(id);
@@ -157,7 +159,7 @@ function formatDate(date: Date | null): string {
   return date ? date.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-';
 }
 
-async function cmdUser(config: Config, args: string[]): Promise<number> {
+async function cmdUser(config: Config, log: Logger, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const parsed = parseArgs(rest, ['admin']);
   switch (sub) {
@@ -166,7 +168,7 @@ async function cmdUser(config: Config, args: string[]): Promise<number> {
       if (parsed.positional.length !== 1) throw new UsageError('user add takes exactly one NAME');
       const isAdmin = parsed.options.has('admin');
       const { password, generated } = await newPassword();
-      const user = await withDatabase(config, (db) => createUser(db, parsed.positional[0], password, isAdmin));
+      const user = await withDatabase(config, log, (db) => createUser(db, parsed.positional[0], password, isAdmin));
       console.log(`created user "${user.username}"${user.isAdmin ? ' (admin)' : ''}`);
       if (generated) console.log(`password: ${password}`);
       return 0;
@@ -175,7 +177,7 @@ async function cmdUser(config: Config, args: string[]): Promise<number> {
       only(parsed, []);
       if (parsed.positional.length !== 1) throw new UsageError('user passwd takes exactly one NAME');
       const { password, generated } = await newPassword();
-      await withDatabase(config, (db) => setPassword(db, parsed.positional[0], password));
+      await withDatabase(config, log, (db) => setPassword(db, parsed.positional[0], password));
       console.log(`password of "${parsed.positional[0]}" changed`);
       if (generated) console.log(`password: ${password}`);
       return 0;
@@ -183,13 +185,13 @@ async function cmdUser(config: Config, args: string[]): Promise<number> {
     case 'list': {
       only(parsed, []);
       if (parsed.positional.length !== 0) throw new UsageError('user list takes no arguments');
-      const users = await withDatabase(config, (db) => listUsers(db));
+      const users = await withDatabase(config, log, (db) => listUsers(db));
       for (const u of users) {
         console.log(
           `${u.username}\t${u.isAdmin ? 'admin' : 'user'}\t${u.tokens} token(s)\tcreated ${formatDate(u.createdAt)}`,
         );
       }
-      if (users.length === 0) console.error('no users (add one: container-jobs user add NAME --admin)');
+      if (users.length === 0) log.notice('no users (add one: container-jobs user add NAME --admin)');
       return 0;
     }
     default:
@@ -197,7 +199,7 @@ async function cmdUser(config: Config, args: string[]): Promise<number> {
   }
 }
 
-async function cmdToken(config: Config, args: string[]): Promise<number> {
+async function cmdToken(config: Config, log: Logger, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
   const parsed = parseArgs(rest);
   switch (sub) {
@@ -206,7 +208,7 @@ async function cmdToken(config: Config, args: string[]): Promise<number> {
       if (parsed.positional.length !== 1) throw new UsageError('token create takes exactly one NAME (a user)');
       const username = parsed.positional[0];
       const label = parsed.options.get('name')?.at(-1) ?? 'cli';
-      const { id, token } = await withDatabase(config, (db) => createApiToken(db, username, label));
+      const { id, token } = await withDatabase(config, log, (db) => createApiToken(db, username, label));
       console.log(
         `token ${id} "${label}" for ${username}; it is shown this once (send it as: Authorization: Bearer …)`,
       );
@@ -216,7 +218,7 @@ async function cmdToken(config: Config, args: string[]): Promise<number> {
     case 'list': {
       only(parsed, []);
       if (parsed.positional.length > 1) throw new UsageError('token list takes at most one NAME');
-      const tokens = await withDatabase(config, (db) => listApiTokens(db, parsed.positional[0]));
+      const tokens = await withDatabase(config, log, (db) => listApiTokens(db, parsed.positional[0]));
       for (const t of tokens) {
         console.log(
           `${t.id}\t${t.username}\t${t.name}\tcreated ${formatDate(t.createdAt)}\tlast used ${formatDate(t.lastUsedAt)}\texpires ${formatDate(t.expiresAt)}`,
@@ -228,7 +230,7 @@ async function cmdToken(config: Config, args: string[]): Promise<number> {
       only(parsed, []);
       const raw = parsed.positional[0];
       if (parsed.positional.length !== 1 || !/^\d+$/.test(raw)) throw new UsageError('token revoke takes one token ID');
-      const revoked = await withDatabase(config, (db) => revokeApiToken(db, Number(raw)));
+      const revoked = await withDatabase(config, log, (db) => revokeApiToken(db, Number(raw)));
       if (!revoked) throw new InputError(`no token ${raw} (see: container-jobs token list)`);
       console.log(`revoked token ${raw}`);
       return 0;
@@ -239,33 +241,33 @@ async function cmdToken(config: Config, args: string[]): Promise<number> {
 }
 
 /** The quick start: API and runner in one process, on the embedded database unless MYSQL_HOST is set. */
-async function cmdStart(config: Config, args: string[]): Promise<number> {
+async function cmdStart(service: Service, config: Config, args: string[]): Promise<number> {
   only(parseArgs(args), []);
   if (args.length > 0) throw new UsageError('start takes no arguments');
-  const log = (line: string) => console.log(`container-jobs: ${line}`);
-  process.on('unhandledRejection', (reason) =>
-    log(`unhandled rejection (ignored): ${String((reason as Error)?.stack ?? reason)}`),
-  );
-  log(describeDatabase(config.database));
+  const log = service.useLogger({ level: config.logLevel });
+  log.notice(describeDatabase(config.database));
   const sessionSecret = resolveSessionSecret(config);
   let catalog: TaskCatalog;
   try {
     catalog = new TaskCatalog(config.tasksFile, (err) =>
-      log(`task file not reloaded, keeping the last good one: ${err.message}`),
+      log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
     );
   } catch (err) {
-    // A broken task file is configuration: exit 78 so systemd does not restart-loop on it.
+    // A broken task file is configuration here (exit 78, no restart loop), not a command's bad input (65).
     if (err instanceof TaskFileError) throw new ConfigError(err.message);
     throw err;
   }
   let status = () => '';
   const notifier = new ServiceNotifier(config.service, { log, status: () => status() });
-  const db = await openDatabaseForService(config.database, notifier, log);
+  service.atExit(() => notifier.close());
+  const db = await openDatabaseForService(config.database, notifier, log, service.stopping);
   if (!db) return 0;
+  service.atExit(() => db.close());
   const password = await ensureInitialAdmin(db);
   if (password !== null) {
-    log('first start: created user "admin" (change it with: container-jobs user passwd admin)');
-    log(`admin password (shown once): ${password}`);
+    // warn, not notice: it is shown this once, so a quieter LOG_LEVEL must not swallow it.
+    log.warn('first start: created user "admin" (change it with: container-jobs user passwd admin)');
+    log.warn(`admin password (shown once): ${password}`);
   }
   const queue = new Queue(db);
   const shutdown = new AbortController();
@@ -274,39 +276,34 @@ async function cmdStart(config: Config, args: string[]): Promise<number> {
   const runner = createRunner(config, queue, catalog, log);
   const url = serverUrl(server);
   status = () => `API on ${url}; ${runner.statusLine()}`;
-  // Both the second signal and the end of main() close the database: once (SQLite throws on a second close).
-  let closing: Promise<void> | undefined;
-  const closeDb = () => (closing ??= db.close());
-  onStopSignals({
+  log.notice(
+    `API listening on ${url}; runner ${config.runner.id}: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}`,
+  );
+  notifier.ready();
+  service.onStop({
     drain: (signal) => {
-      log(`${signal}: closing the API, no new claims; draining jobs (a second signal stops at once)`);
+      log.notice(`${signal}: closing the API, no new claims; draining jobs (a second signal stops at once)`);
       shutdown.abort();
       void closeServer(server);
       void runner.stop();
       notifier.stopping(status());
     },
     stopNow: (signal) => {
-      log(`${signal} again: stopping every job now`);
+      log.notice(`${signal} again: stopping every job now`);
       server.closeAllConnections();
-      void runner.stopNow().then(() => closeDb().finally(() => process.exit(0)));
+      return runner.stopNow();
     },
   });
-  log(
-    `API listening on ${serverUrl(server)}; runner ${config.runner.id}: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}`,
-  );
-  notifier.ready();
   await runner.run();
   await runner.stop();
   await closeServer(server);
-  await closeDb();
-  await notifier.close();
-  log('stopped');
+  log.notice('stopped');
   return 0;
 }
 
 const RUNNER_REPORT_KEEP_SEC = 86400;
 
-async function cmdPrune(config: Config, args: string[]): Promise<number> {
+async function cmdPrune(config: Config, log: Logger, args: string[]): Promise<number> {
   const parsed = parseArgs(args);
   only(parsed, ['older-than']);
   if (parsed.positional.length > 0) throw new UsageError('prune takes no arguments');
@@ -315,7 +312,7 @@ async function cmdPrune(config: Config, args: string[]): Promise<number> {
   const seconds = parseDuration(raw);
   if (seconds === undefined)
     throw new UsageError(`--older-than ${JSON.stringify(raw)} is not a duration like 30d, 12h, 90m`);
-  const { result, runners } = await withDatabase(config, async (db) => ({
+  const { result, runners } = await withDatabase(config, log, async (db) => ({
     result: await pruneFinishedJobs(db, seconds),
     // Reports of runners gone for a day: GET /metrics stopped showing them long ago.
     runners: await pruneRunnerRows(db, Math.max(seconds, RUNNER_REPORT_KEEP_SEC)),
@@ -327,50 +324,54 @@ async function cmdPrune(config: Config, args: string[]): Promise<number> {
   return 0;
 }
 
-async function main(args: string[]): Promise<number> {
+/** Diagnostics of the one-shot commands go to stderr, so that stdout is only their output. */
+function commandLogger(service: Service, level: LogLevel): Logger {
+  return service.useLogger({ level, write: (_level, line) => process.stderr.write(`${line}\n`) });
+}
+
+async function main(service: Service, args: string[]): Promise<number> {
   const [command, ...rest] = args;
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
     process.stdout.write(USAGE);
     return command === undefined ? EX_USAGE : 0;
   }
   const config = loadConfig();
+  if (command === 'start') return cmdStart(service, config, rest);
+  const log = commandLogger(service, config.logLevel);
   switch (command) {
     case 'migrate':
-      return cmdMigrate(config);
+      return cmdMigrate(config, log);
     case 'tasks':
       if (rest[0] !== 'check') throw new UsageError('usage: container-jobs tasks check [FILE]');
       return cmdTasksCheck(config, rest.slice(1));
     case 'enqueue':
-      return cmdEnqueue(config, rest);
+      return cmdEnqueue(config, log, rest);
     case 'user':
-      return cmdUser(config, rest);
+      return cmdUser(config, log, rest);
     case 'token':
-      return cmdToken(config, rest);
-    case 'start':
-      return cmdStart(config, rest);
+      return cmdToken(config, log, rest);
     case 'prune':
-      return cmdPrune(config, rest);
+      return cmdPrune(config, log, rest);
     default:
       throw new UsageError(`unknown command "${command}"`);
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    if (err instanceof UsageError) {
-      console.error(`container-jobs: ${err.message}\n\n${USAGE}`);
-      process.exit(EX_USAGE);
-    }
-    if (err instanceof ConfigError || err instanceof TaskFileError || err instanceof DatabaseRefusedError) {
-      console.error(`container-jobs: ${err.message}`);
-      process.exit(err instanceof TaskFileError ? EX_DATAERR : EX_CONFIG);
-    }
-    if (err instanceof ParamsError || err instanceof InputError || err instanceof UserError) {
-      console.error(`container-jobs: ${err.message}`);
-      process.exit(EX_DATAERR);
-    }
-    console.error(`container-jobs: ${(err as Error)?.message ?? String(err)}`);
-    process.exit(1);
-  },
+/** The CLI's own statuses; configuration (78) and anything else (1) are service.ts's. */
+function cliFailure(err: unknown): Failure | undefined {
+  if (err instanceof UsageError) return { status: EX_USAGE, message: `${err.message}\n\n${USAGE}` };
+  if (
+    err instanceof TaskFileError ||
+    err instanceof ParamsError ||
+    err instanceof InputError ||
+    err instanceof UserError
+  ) {
+    return { status: EX_DATAERR, message: err.message };
+  }
+  return undefined;
+}
+
+const args = process.argv.slice(2);
+runService({ name: 'container-jobs', daemon: args[0] === 'start', failure: cliFailure }, (service) =>
+  main(service, args),
 );

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { LOG_LEVELS, type LogLevel } from './log';
 
 export type DatabaseConfig =
   | {
@@ -56,6 +57,8 @@ export interface Config {
   service: ServiceConfig;
   /** The runner's own environment: the source of PATH/LANG/HOME and `passEnv` for jobs. */
   runnerEnv: Readonly<Record<string, string | undefined>>;
+  /** LOG_LEVEL: lines below it are not logged. */
+  logLevel: LogLevel;
 }
 
 /** A bad configuration value; entries print `message` alone and exit with EX_CONFIG. */
@@ -84,6 +87,15 @@ function envInt(env: Env, name: string, fallback: number, min: number, max = Num
   if (value < min || value > max) {
     throw new ConfigError(`${name}=${raw} is out of range (${min}..${max})`);
   }
+  return value;
+}
+
+/** One of `choices` (case aside). */
+function envChoice<T extends string>(env: Env, name: string, choices: readonly T[], fallback: T): T {
+  const raw = envString(env, name);
+  if (raw === undefined) return fallback;
+  const value = choices.find((c) => c === raw.trim().toLowerCase());
+  if (value === undefined) throw new ConfigError(`${name}=${JSON.stringify(raw)} is not one of ${choices.join(', ')}`);
   return value;
 }
 
@@ -195,6 +207,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     service: parseService(env),
     runnerEnv: { ...env },
+    logLevel: envChoice(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
   };
 }
 

@@ -21,7 +21,10 @@ export interface Logger {
 export interface LoggerOptions {
   /** Lines below this level are dropped (default info). */
   level?: LogLevel;
-  /** Prefix lines with `<N>` (default: when JOURNAL_STREAM says stdout or stderr is the journal). */
+  /**
+   * Prefix lines with `<N>` (default: for each standard stream, when JOURNAL_STREAM says it is the
+   * journal; with `write`, when either is).
+   */
   journald?: boolean;
   /** Where lines go (default: error and warn to stderr, the rest to stdout). */
   write?: (level: LogLevel, line: string) => void;
@@ -29,35 +32,58 @@ export interface LoggerOptions {
   name?: string;
 }
 
-function defaultWrite(level: LogLevel, line: string): void {
-  (PRIORITY[level] <= PRIORITY.warn ? process.stderr : process.stdout).write(`${line}\n`);
-}
-
-/** JOURNAL_STREAM is "dev:inode" of the journal's socket; it counts only if one of our streams is it. */
-export function stdioIsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+/** JOURNAL_STREAM is "dev:inode" of the journal's socket; this descriptor counts only if it is that socket. */
+function isJournal(fd: number, env: NodeJS.ProcessEnv): boolean {
   const journal = env.JOURNAL_STREAM;
   if (!journal) return false;
-  for (const fd of [1, 2]) {
-    try {
-      const st = fs.fstatSync(fd);
-      if (`${st.dev}:${st.ino}` === journal) return true;
-    } catch {
-      // a closed descriptor is not the journal
-    }
+  try {
+    // bigint: an inode number may be past 2^53.
+    const st = fs.fstatSync(fd, { bigint: true });
+    return `${st.dev}:${st.ino}` === journal.trim();
+  } catch {
+    return false; // a closed descriptor is not the journal
   }
-  return false;
+}
+
+/** Whether stdout or stderr is the journal (a JOURNAL_STREAM inherited from elsewhere does not count). */
+export function stdioIsJournal(env: NodeJS.ProcessEnv = process.env): boolean {
+  return isJournal(1, env) || isJournal(2, env);
+}
+
+const toStderr = (level: LogLevel) => PRIORITY[level] <= PRIORITY.warn;
+
+/** Journald splits on newlines: every physical line gets the priority (a stack trace, say). */
+function withPriority(level: LogLevel, text: string): string {
+  return text
+    .split('\n')
+    .map((line) => `<${PRIORITY[level]}>${line}`)
+    .join('\n');
+}
+
+type Sink = (level: LogLevel, text: string) => void;
+
+function stdioSink(journald: boolean | undefined): Sink {
+  const journal = { out: journald ?? isJournal(1, process.env), err: journald ?? isJournal(2, process.env) };
+  return (level, text) => {
+    const [stream, prefixed] = toStderr(level) ? [process.stderr, journal.err] : [process.stdout, journal.out];
+    stream.write(`${prefixed ? withPriority(level, text) : text}\n`);
+  };
+}
+
+function customSink(write: (level: LogLevel, line: string) => void, journald: boolean): Sink {
+  return (level, text) => write(level, journald ? withPriority(level, text) : text);
 }
 
 export function createLogger(options: LoggerOptions = {}): Logger {
   const threshold = PRIORITY[options.level ?? 'info'];
-  const journald = options.journald ?? stdioIsJournal();
-  const write = options.write ?? defaultWrite;
+  const sink = options.write
+    ? customSink(options.write, options.journald ?? stdioIsJournal())
+    : stdioSink(options.journald);
   const make = (prefix: string): Logger => {
     const emit = (level: LogLevel) => (line: string) => {
       if (PRIORITY[level] > threshold) return;
-      // Each physical line gets the prefix: journald splits on newlines (a stack trace, say).
-      const text = prefix + line;
-      write(level, journald ? text.replace(/^/gm, `<${PRIORITY[level]}>`) : text);
+      // A trailing newline (a child's output, say) would make an empty line.
+      sink(level, prefix + line.replace(/\n+$/, ''));
     };
     return {
       error: emit('error'),
@@ -72,4 +98,4 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 }
 
 /** A logger that drops everything (tests and library callers that pass none). */
-export const silentLogger: Logger = createLogger({ write: () => {} });
+export const silentLogger: Logger = createLogger({ journald: false, write: () => {} });

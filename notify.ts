@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import type { DatabaseConfig, ServiceConfig } from './config';
+import type { Logger } from './log';
 import type { Database } from './models/database';
 import { openDatabaseWhenReady } from './models/open';
 
@@ -19,7 +20,7 @@ function statusAssignment(text: string): string {
 }
 
 export interface NotifierOptions {
-  log: (line: string) => void;
+  log: Logger;
   /** The current STATUS= text, read at every watchdog/status tick. */
   status?: () => string;
   /** For tests: the helper to run instead of systemd-notify. */
@@ -41,7 +42,7 @@ export class ServiceNotifier {
   ) {
     this.helper = config.notifySocket ? (o.helper ?? HELPER_PATHS.find((p) => fs.existsSync(p))) : undefined;
     if (config.notifySocket && !this.helper) {
-      o.log('NOTIFY_SOCKET is set but systemd-notify is not installed: readiness and watchdog pings are not sent');
+      o.log.warn('NOTIFY_SOCKET is set but systemd-notify is not installed: readiness and watchdog pings are not sent');
     }
   }
 
@@ -129,10 +130,10 @@ export class ServiceNotifier {
         clearTimeout(timer);
         if (problem && !this.failureLogged) {
           this.failureLogged = true;
-          this.o.log(`systemd-notify failed (${problem}); the service manager may not see our state`);
+          this.o.log.warn(`systemd-notify failed (${problem}); the service manager may not see our state`);
         } else if (!problem && this.failureLogged) {
           this.failureLogged = false;
-          this.o.log('systemd-notify works again');
+          this.o.log.notice('systemd-notify works again');
         }
         resolve();
       };
@@ -146,34 +147,39 @@ export class ServiceNotifier {
 
 /**
  * Opens the database as a daemon must: while it is away or its schema waits for `migrate`, says so
- * in STATUS= and waits (READY=1 comes later, from the caller). SIGTERM/SIGINT during the wait end
- * it: null, and the caller exits 0.
+ * in STATUS= and waits (READY=1 comes later, from the caller). When `stop` aborts (SIGTERM/SIGINT)
+ * before the database is open, or while it was opening, the result is null and the caller exits 0.
  */
 export async function openDatabaseForService(
   config: DatabaseConfig,
   notifier: ServiceNotifier,
-  log: (line: string) => void,
+  log: Logger,
+  stop: AbortSignal,
 ): Promise<Database | null> {
+  const stopping = () => notifier.stopping('stopping');
+  if (stop.aborted) {
+    stopping();
+    return null;
+  }
   notifier.startTicks();
-  const stop = new AbortController();
-  const onSignal = (signal: NodeJS.Signals) => {
-    log(`${signal} while waiting for the database: stopping`);
-    notifier.stopping('stopping');
-    stop.abort();
-  };
-  process.once('SIGTERM', onSignal);
-  process.once('SIGINT', onSignal);
+  stop.addEventListener('abort', stopping, { once: true });
+  let db: Database;
   try {
-    return await openDatabaseWhenReady(config, {
+    db = await openDatabaseWhenReady(config, {
       log,
       waiting: (reason) => notifier.status(`waiting: ${reason}`),
-      signal: stop.signal,
+      signal: stop,
     });
   } catch (err) {
-    if (stop.signal.aborted) return null;
+    if (stop.aborted) return null;
     throw err;
   } finally {
-    process.off('SIGTERM', onSignal);
-    process.off('SIGINT', onSignal);
+    stop.removeEventListener('abort', stopping);
   }
+  // A signal while the last attempt was under way: it succeeded, but the daemon is stopping.
+  if (stop.aborted) {
+    await db.close();
+    return null;
+  }
+  return db;
 }

@@ -11,6 +11,7 @@ import { QueryTypes } from 'sequelize';
 import { loadConfig, type DatabaseConfig } from '../config';
 import { createDatabase, recreateMysqlDatabase, type Database } from '../models/database';
 import { migrate } from '../models/migrate';
+import { silentLogger } from '../log';
 import { Queue } from '../models/queue';
 import { Runner } from '../runner/runner';
 import { TaskCatalog } from '../tasks/catalog';
@@ -59,7 +60,7 @@ function runnerConfig(db: Database, overrides: { pollMs?: number; once?: boolean
     },
     runnerEnv: { PATH: process.env.PATH },
     once: overrides.once ?? true,
-    log: () => {},
+    log: silentLogger,
   };
 }
 

@@ -1,15 +1,18 @@
 // The database handle: one Sequelize instance per process, with the dialect's quirks settled here.
 import fs from 'node:fs';
 import path from 'node:path';
-import { Sequelize, Transaction, type Options } from 'sequelize';
+import { Sequelize, type Options } from 'sequelize';
 import type { DatabaseConfig } from '../config';
+import { driverFor, type Dialect, type Driver } from './drivers';
 import { initModels, type Models } from './models';
 
-export type Dialect = 'mysql' | 'sqlite';
+export type { Dialect } from './drivers';
 
 export interface Database {
   sequelize: Sequelize;
   dialect: Dialect;
+  /** Everything that differs between databases: capabilities, SQL texts, error kinds. */
+  driver: Driver;
   models: Models;
   close(): Promise<void>;
 }
@@ -21,47 +24,7 @@ export interface DatabaseOptions {
 
 /** Options shared by the app's handle and sequelize-cli's config file. */
 export function sequelizeOptions(db: DatabaseConfig, options: DatabaseOptions = {}): Options {
-  const common: Options = { logging: options.logging ?? false };
-  if (db.dialect === 'mysql') {
-    return {
-      ...common,
-      dialect: 'mysql',
-      host: db.host,
-      port: db.port,
-      username: db.user,
-      password: db.password,
-      database: db.database,
-      timezone: '+00:00',
-      pool: { max: options.poolMax ?? 10, min: 0, acquire: 30000, idle: 10000 },
-      dialectOptions: { dateStrings: false, supportBigNumbers: true, bigNumberStrings: false, connectTimeout: 10000 },
-    };
-  }
-  return {
-    ...common,
-    dialect: 'sqlite',
-    storage: db.storage,
-    // IMMEDIATE takes the write lock up front, so two processes never deadlock upgrading a read lock.
-    transactionType: Transaction.TYPES.IMMEDIATE,
-    dialectModule: sqliteWithBusyTimeout(),
-    retry: { max: 10, match: [/SQLITE_BUSY/] },
-  };
-}
-
-/**
- * sqlite3 with every connection waiting for the file lock instead of failing at once
- * (Sequelize opens one connection per transaction and runs no connect hooks for SQLite).
- */
-function sqliteWithBusyTimeout(): object {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const sqlite3 = require('sqlite3') as typeof import('sqlite3');
-  class Database extends sqlite3.Database {
-    constructor(file: string, mode: number, callback: (err: Error | null) => void) {
-      super(file, mode, callback);
-      this.configure('busyTimeout', 10000);
-      this.exec('PRAGMA synchronous = NORMAL');
-    }
-  }
-  return { ...sqlite3, Database };
+  return driverFor(db.dialect).sequelizeOptions(db, { logging: options.logging ?? false, poolMax: options.poolMax });
 }
 
 export function createDatabase(db: DatabaseConfig, options: DatabaseOptions = {}): Database {
@@ -71,6 +34,7 @@ export function createDatabase(db: DatabaseConfig, options: DatabaseOptions = {}
   return {
     sequelize,
     dialect: db.dialect,
+    driver: driverFor(db.dialect),
     models,
     close: () => sequelize.close(),
   };

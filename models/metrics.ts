@@ -1,65 +1,43 @@
-// What GET /metrics shows: the queue's gauges read from the Jobs table, and each runner's own
-// counters and histograms as it last reported them (JobRunners, written by Queue.reportRunner).
+// What GET /metrics reads: the queue's gauges from the Jobs table and each runner's last report from
+// JobRunners (written by Queue.reportRunner); the report's format; the process metrics of both daemons.
+import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
 import { QueryTypes } from 'sequelize';
-import { sqlAgo, sqlNow, sqlSecondsSince } from './clock';
 import type { Database } from './database';
 
-export const JOB_DURATION_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200];
-export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-export interface HistogramSnapshot {
-  /** Upper bounds in seconds; `counts` has one more entry, for +Inf. Counts are per bucket, not cumulative. */
-  le: number[];
-  counts: number[];
-  sum: number;
-  count: number;
-}
-
-/** A Prometheus-style histogram in seconds: observations only add, so it is a counter set. */
-export class Histogram {
-  private readonly counts: number[];
-  private sum = 0;
-  private count = 0;
-
-  constructor(private readonly le: readonly number[]) {
-    this.counts = new Array<number>(le.length + 1).fill(0);
-  }
-
-  observe(seconds: number): void {
-    let i = 0;
-    while (i < this.le.length && seconds > this.le[i]) i++;
-    this.counts[i]++;
-    this.sum += seconds;
-    this.count++;
-  }
-
-  snapshot(): HistogramSnapshot {
-    return { le: [...this.le], counts: [...this.counts], sum: this.sum, count: this.count };
-  }
-}
-
-/** One runner's report: everything counts from the runner's start. */
+/**
+ * A runner's report: its registry as prom-client's `getMetricsAsJSON()` gives it (counters count
+ * from the runner's start), which the API re-exposes with a `runner` label.
+ */
 export interface RunnerReport {
-  slots: number;
-  busy: number;
-  draining: boolean;
-  /** Seconds since the last claim that took a job, or null when none yet. */
-  lastClaimAgoSec: number | null;
-  databaseErrors: number;
-  jobsStarted: number;
-  /** Finished jobs by status (success, failure, cancelled). */
-  finished: Record<string, number>;
-  jobDuration: HistogramSnapshot;
-  claimLatency: HistogramSnapshot;
-  flushLatency: HistogramSnapshot;
-  finishLatency: HistogramSnapshot;
+  version: typeof RUNNER_REPORT_VERSION;
+  metrics: ReportedMetric[];
+}
+
+/** Reports of version 1 (a JSON object of counters and bucket counts) had no version field. */
+export const RUNNER_REPORT_VERSION = 2;
+
+export type ReportedMetricType = 'counter' | 'gauge' | 'histogram' | 'summary';
+
+export interface ReportedMetric {
+  name: string;
+  help: string;
+  type: ReportedMetricType;
+  values: ReportedSample[];
+}
+
+export interface ReportedSample {
+  labels: Record<string, string | number>;
+  value: number;
+  /** The sample's own name where it differs from the family's (`_bucket`, `_sum`, `_count`). */
+  metricName?: string;
 }
 
 export interface RunnerRow {
   id: string;
   /** Seconds since its last report, on the database clock. */
   reportAgeSec: number;
-  report: RunnerReport;
+  /** Null when this version cannot read the report (written by another version mid-upgrade). */
+  metrics: ReportedMetric[] | null;
 }
 
 export interface QueueGauges {
@@ -74,6 +52,97 @@ export interface QueueGauges {
 /** Reports older than this are left out: that runner is gone (or cannot reach the database). */
 export const RUNNER_REPORT_WINDOW_SEC = 600;
 
+let processMetrics: Registry | null = null;
+
+/**
+ * prom-client's gauges named like counters, which `promtool check metrics` rejects; each is the sum
+ * of its `nodejs_active_*{type}` family, which stays.
+ */
+const LEFT_OUT_DEFAULT_METRICS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
+/**
+ * Adds this process's default metrics (CPU, memory, file descriptors, event-loop lag, GC, heap,
+ * Node version) to `registry`. They are collected once per process and shared by every registry:
+ * each `collectDefaultMetrics` call starts a GC observer and a lag monitor that are never stopped.
+ */
+export function registerProcessMetrics(registry: Registry): void {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+    for (const name of LEFT_OUT_DEFAULT_METRICS) processMetrics.removeSingleMetric(name);
+  }
+  // getMetricsAsArray() is typed loosely; what it holds are the collectors themselves.
+  for (const metric of processMetrics.getMetricsAsArray()) registry.registerMetric(metric as unknown as Metric);
+}
+
+/** What a runner stores in JobRunners: its registry's JSON, without prom-client's cluster aggregator hints. */
+export function runnerReport(metrics: Awaited<ReturnType<Registry['getMetricsAsJSON']>>): RunnerReport {
+  return {
+    version: RUNNER_REPORT_VERSION,
+    metrics: metrics.map((m) => ({
+      name: m.name,
+      help: m.help,
+      // prom-client's typings say an enum; at run time it is the exposition's type word.
+      type: String(m.type) as ReportedMetricType,
+      values: m.values.map((v: { labels: object; value: number; metricName?: string }) => ({
+        labels: v.labels as ReportedSample['labels'],
+        value: v.value,
+        metricName: v.metricName,
+      })),
+    })),
+  };
+}
+
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+const TYPES: readonly string[] = ['counter', 'gauge', 'histogram', 'summary'];
+
+/**
+ * The metrics of a stored report, or null when it is not a report this version reads. A metric or
+ * sample that is malformed is left out (it would make the whole exposition unreadable).
+ */
+export function parseRunnerReport(text: string): ReportedMetric[] | null {
+  let report: unknown;
+  try {
+    report = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  if (!isObject(report) || report.version !== RUNNER_REPORT_VERSION || !Array.isArray(report.metrics)) return null;
+  const metrics: ReportedMetric[] = [];
+  for (const m of report.metrics as unknown[]) {
+    if (!isObject(m) || typeof m.name !== 'string' || !METRIC_NAME.test(m.name)) continue;
+    if (typeof m.help !== 'string' || typeof m.type !== 'string' || !TYPES.includes(m.type)) continue;
+    if (!Array.isArray(m.values)) continue;
+    const values = (m.values as unknown[]).map(parseSample).filter((v) => v !== null);
+    metrics.push({ name: m.name, help: m.help, type: m.type as ReportedMetricType, values });
+  }
+  return metrics;
+}
+
+function parseSample(v: unknown): ReportedSample | null {
+  if (!isObject(v) || !isObject(v.labels)) return null;
+  // JSON writes NaN and ±Infinity as null; a gauge may hold NaN (an event-loop mean before any sample).
+  const value = v.value === null ? NaN : v.value;
+  if (typeof value !== 'number') return null;
+  const labels: Record<string, string | number> = {};
+  for (const [k, l] of Object.entries(v.labels)) {
+    if (!LABEL_NAME.test(k) || (typeof l !== 'string' && typeof l !== 'number')) return null;
+    labels[k] = l;
+  }
+  if (v.metricName === undefined) return { labels, value };
+  if (typeof v.metricName !== 'string' || !METRIC_NAME.test(v.metricName)) return null;
+  return { labels, value, metricName: v.metricName };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
 export async function readQueueGauges(db: Database): Promise<QueueGauges> {
   const select = <T extends object>(sql: string) => db.sequelize.query<T>(sql, { type: QueryTypes.SELECT });
   const byStatus: Record<string, number> = { pending: 0, running: 0, success: 0, failure: 0, cancelled: 0 };
@@ -83,36 +152,31 @@ export async function readQueueGauges(db: Database): Promise<QueueGauges> {
     byStatus[row.status] = Number(row.n);
   }
   const [due] = await select<{ n: number; age: number | null }>(
-    `SELECT COUNT(*) AS n, ${sqlSecondsSince(db.dialect, 'MIN(runAt)')} AS age FROM Jobs WHERE status = 'pending' AND runAt <= ${sqlNow(db.dialect)}`,
+    `SELECT COUNT(*) AS n, ${db.driver.secondsSince('MIN(runAt)')} AS age FROM Jobs WHERE status = 'pending' AND runAt <= ${db.driver.now}`,
   );
   return { byStatus, due: Number(due.n), oldestDueAgeSec: Math.max(0, Number(due.age ?? 0)) };
 }
 
+/** Runners that reported within the window, by id. */
 export async function readRunnerRows(db: Database): Promise<RunnerRow[]> {
   const rows = await db.sequelize.query<{ id: string; report: string; age: number }>(
-    `SELECT id, report, ${sqlSecondsSince(db.dialect, 'seenAt')} AS age FROM JobRunners
-      WHERE seenAt >= ${sqlAgo(db.dialect, RUNNER_REPORT_WINDOW_SEC * 1000)} ORDER BY id`,
+    `SELECT id, report, ${db.driver.secondsSince('seenAt')} AS age FROM JobRunners
+      WHERE seenAt >= ${db.driver.ago(RUNNER_REPORT_WINDOW_SEC * 1000)} ORDER BY id`,
     { type: QueryTypes.SELECT },
   );
-  const result: RunnerRow[] = [];
-  for (const row of rows) {
-    try {
-      result.push({
-        id: row.id,
-        reportAgeSec: Math.max(0, Number(row.age)),
-        report: JSON.parse(row.report) as RunnerReport,
-      });
-    } catch {
-      // A report this version cannot read (written by another version mid-upgrade): left out.
-    }
-  }
-  return result;
+  return rows.map((row) => ({
+    id: row.id,
+    reportAgeSec: Math.max(0, Number(row.age)),
+    metrics: parseRunnerReport(row.report),
+  }));
 }
 
 /** Reports of runners gone for longer than `olderThanSec` (the prune command). */
 export async function pruneRunnerRows(db: Database, olderThanSec: number): Promise<number> {
   return (await db.sequelize.query(
-    `DELETE FROM JobRunners WHERE seenAt < ${sqlAgo(db.dialect, Math.floor(olderThanSec) * 1000)}`,
-    { type: QueryTypes.BULKDELETE },
+    `DELETE FROM JobRunners WHERE seenAt < ${db.driver.ago(Math.floor(olderThanSec) * 1000)}`,
+    {
+      type: QueryTypes.BULKDELETE,
+    },
   )) as unknown as number;
 }

@@ -44,7 +44,7 @@ export function createMigrator(db: Database, log: (line: string) => void = () =>
 
 /** Applies every pending migration; returns the names it applied. */
 export async function migrate(db: Database, log?: (line: string) => void): Promise<string[]> {
-  if (db.dialect === 'sqlite') await db.sequelize.query('PRAGMA journal_mode = WAL');
+  for (const statement of db.driver.beforeMigrate) await db.sequelize.query(statement);
   const applied = await createMigrator(db, log).up();
   return applied.map((m) => m.name);
 }

@@ -1,5 +1,6 @@
 // Dialect details the migrations need; kept tiny and stable because written migrations depend on it.
 import { Sequelize, type QueryInterface } from 'sequelize';
+import { driverFor, type Dialect } from './drivers';
 
 /** Column default "now, with milliseconds", in the database's own clock. */
 export function nowDefault(queryInterface: QueryInterface): ReturnType<typeof Sequelize.literal> {
@@ -10,5 +11,5 @@ export function nowDefault(queryInterface: QueryInterface): ReturnType<typeof Se
 
 /** Table options: utf8mb4 on MySQL so any output line fits; nothing to say on SQLite. */
 export function tableOptions(queryInterface: QueryInterface): Record<string, string> {
-  return queryInterface.sequelize.getDialect() === 'mysql' ? { charset: 'utf8mb4', engine: 'InnoDB' } : {};
+  return driverFor(queryInterface.sequelize.getDialect() as Dialect).tableOptions;
 }

@@ -1,6 +1,8 @@
 // Opening the database the way every entry needs it: reachable, and on the current schema.
-import type { DatabaseConfig } from '../config';
+import { ConfigError, type DatabaseConfig } from '../config';
+import type { Logger } from '../log';
 import { createDatabase, type Database, type DatabaseOptions } from './database';
+import { driverFor } from './drivers';
 import { migrate, pendingMigrations } from './migrate';
 
 export class SchemaNotCurrentError extends Error {
@@ -18,7 +20,7 @@ export async function openDatabase(
   const db = createDatabase(config, options);
   try {
     await db.sequelize.authenticate();
-    if (config.dialect === 'sqlite') {
+    if (db.driver.capabilities.embedded) {
       await migrate(db, options.log);
     } else {
       const pending = await pendingMigrations(db);
@@ -38,7 +40,8 @@ export async function openDatabase(
 /** MySQL errors no retry can fix: the credentials or the database name are wrong (configuration). */
 const PERMANENT_MYSQL_ERRORS = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_BAD_DB_ERROR']);
 
-export class DatabaseRefusedError extends Error {
+/** Wrong credentials or database name: configuration (EX_CONFIG), not an outage to wait out. */
+export class DatabaseRefusedError extends ConfigError {
   override name = 'DatabaseRefusedError';
 }
 
@@ -55,23 +58,24 @@ function errorCode(err: unknown): string | undefined {
  */
 export async function openDatabaseWhenReady(
   config: DatabaseConfig,
-  options: DatabaseOptions & { log: (line: string) => void; waiting?: (reason: string) => void; signal?: AbortSignal },
+  options: DatabaseOptions & { log: Logger; waiting?: (reason: string) => void; signal?: AbortSignal },
 ): Promise<Database> {
+  const { log } = options;
   let delay = 500;
   let lastReason = '';
   for (;;) {
     try {
-      const db = await openDatabase(config, options);
-      if (lastReason) options.log('database ready');
+      const db = await openDatabase(config, { ...options, log: (line) => log.info(line) });
+      if (lastReason) log.notice('database ready');
       return db;
     } catch (err) {
-      if (config.dialect === 'sqlite') throw err;
+      if (driverFor(config.dialect).capabilities.embedded) throw err;
       if (PERMANENT_MYSQL_ERRORS.has(errorCode(err) ?? '')) {
         throw new DatabaseRefusedError(`the database refused us: ${(err as Error).message}`, { cause: err });
       }
       const reason =
         err instanceof SchemaNotCurrentError ? err.message : `database unavailable: ${(err as Error).message}`;
-      if (reason !== lastReason) options.log(`${reason}; waiting for it (retrying with backoff)`);
+      if (reason !== lastReason) log.warn(`${reason}; waiting for it (retrying with backoff)`);
       lastReason = reason;
       options.waiting?.(reason);
     }

@@ -1,6 +1,5 @@
 // Deleting old finished jobs in small committed batches, so a busy table is never locked for long.
 import { QueryTypes } from 'sequelize';
-import { sqlAgo } from './clock';
 import type { Database } from './database';
 
 export interface PruneResult {
@@ -26,37 +25,21 @@ export async function pruneFinishedJobs(
   olderThanSec: number,
   { jobBatch = 500, rowBatch = 10000 }: { jobBatch?: number; rowBatch?: number } = {},
 ): Promise<PruneResult> {
-  const cutoff = sqlAgo(db.dialect, Math.floor(olderThanSec) * 1000);
-  const finished = "status IN ('success', 'failure', 'cancelled')";
+  const sql = db.driver.statements;
+  const query = <T extends object>(text: string, replacements?: Record<string, unknown>) =>
+    db.sequelize.query<T>(text, { type: QueryTypes.SELECT, replacements });
+  const remove = async (text: string, replacements: Record<string, unknown>) =>
+    (await db.sequelize.query(text, { type: QueryTypes.BULKDELETE, replacements })) as unknown as number;
   const result: PruneResult = { jobs: 0, outputRows: 0 };
   for (;;) {
-    const ids = (
-      await db.sequelize.query<{ id: number }>(
-        `SELECT id FROM Jobs WHERE ${finished} AND finishedAt < ${cutoff} ORDER BY id LIMIT ${jobBatch}`,
-        { type: QueryTypes.SELECT },
-      )
-    ).map((r) => Number(r.id));
+    const olderThanMs = Math.floor(olderThanSec) * 1000;
+    const ids = (await query<{ id: number }>(sql.pruneSelectJobs(olderThanMs, jobBatch))).map((r) => Number(r.id));
     if (ids.length === 0) return result;
     for (;;) {
-      // Read the rows first (no locks), then delete them by primary key: a `DELETE … WHERE jobId IN
-      // … LIMIT` that MySQL plans as a table scan (stale statistics, many lines a job) locks every row.
-      const rowIds = (
-        await db.sequelize.query<{ id: number }>(`SELECT id FROM JobStatuses WHERE jobId IN (:ids) LIMIT ${rowBatch}`, {
-          type: QueryTypes.SELECT,
-          replacements: { ids },
-        })
-      ).map((r) => Number(r.id));
-      if (rowIds.length > 0) {
-        result.outputRows += (await db.sequelize.query('DELETE FROM JobStatuses WHERE id IN (:rowIds)', {
-          type: QueryTypes.BULKDELETE,
-          replacements: { rowIds },
-        })) as unknown as number;
-      }
+      const rowIds = (await query<{ id: number }>(sql.pruneSelectOutput(rowBatch), { ids })).map((r) => Number(r.id));
+      if (rowIds.length > 0) result.outputRows += await remove(sql.pruneDeleteOutput, { rowIds });
       if (rowIds.length < rowBatch) break;
     }
-    result.jobs += (await db.sequelize.query(`DELETE FROM Jobs WHERE id IN (:ids) AND ${finished}`, {
-      type: QueryTypes.BULKDELETE,
-      replacements: { ids },
-    })) as unknown as number;
+    result.jobs += await remove(sql.pruneDeleteJobs, { ids });
   }
 }

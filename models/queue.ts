@@ -1,8 +1,12 @@
-// Every locking statement of the queue lives here: claim, output, finish, heartbeat, reap, cancel.
-// Raw SQL on purpose: Sequelize drops skipLocked on MySQL and neither database has UPDATE … RETURNING.
+// The queue engine: claim, output, finish, heartbeat, reap, cancel, each one short transaction.
+// Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
+// skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
-import { sqlAgo, sqlNow } from './clock';
 import type { Database } from './database';
+import type { Driver, QueueStatements } from './drivers';
+import { driverError } from './drivers/driver';
+import type { RunnerReport } from './metrics';
+import { writeGateFor, type WriteGate } from './write-gate';
 import { parseJsonColumn, type JobParams, type JobStatusName, type OutputStream } from './models';
 
 export interface ClaimedJob {
@@ -48,65 +52,41 @@ export type CancelResult =
   | { result: 'finished'; status: JobStatusName }
   | { result: 'not_found' };
 
-const DEADLOCK_CODES = new Set([1213, 1205]);
-
-/** MySQL deadlock (1213) and lock-wait timeout (1205) are normal under concurrency: retry. */
-export function isRetryableLockError(err: unknown): boolean {
-  const e = err as { parent?: { errno?: number }; original?: { errno?: number; code?: string } };
-  const errno = e?.parent?.errno ?? e?.original?.errno;
-  return (errno !== undefined && DEADLOCK_CODES.has(errno)) || e?.original?.code === 'SQLITE_BUSY';
-}
-
-/** Runs async work one at a time, in call order; urgent work goes to the front of the line. */
 /** What Queue.observe reports: a claim, an output flush, or a finish (which may claim successors). */
 export type QueueOp = 'claim' | 'flush' | 'finish';
 export type QueueObserver = (op: QueueOp, seconds: number, claimed: number) => void;
 
-class Gate {
-  private busy = false;
-  private readonly waiting: (() => void)[] = [];
-  async run<T>(work: () => Promise<T>, urgent = false): Promise<T> {
-    if (this.busy) {
-      await new Promise<void>((resolve) => (urgent ? this.waiting.unshift(resolve) : this.waiting.push(resolve)));
-    }
-    this.busy = true;
-    try {
-      return await work();
-    } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.busy = false;
-    }
-  }
-}
-
 /**
- * SQLite: one write at a time per process and file. node-sqlite3 runs every statement on libuv's
- * thread pool (4 threads); writes waiting for the file lock (busy timeout) each hold a thread, so a
- * process with four of them starves its own transaction that holds the lock: it cannot run its next
- * statement, and every process on the file stalls until busy timeouts expire (seen with 5 runners).
- * SQLite admits one writer anyway, so queueing them in the process costs nothing.
+ * The text a line is stored as, the same on every database: NUL (which SQL text and PostgreSQL
+ * cannot carry) becomes U+2400 (␀), a lone UTF-16 surrogate U+FFFD; invalid UTF-8 became U+FFFD
+ * when the bytes were decoded. Everything else is kept as printed.
  */
-const sqliteWriteGates = new Map<string, Gate>();
-
-function sqliteWriteGate(db: Database): Gate {
-  const storage = String((db.sequelize as unknown as { options: { storage?: string } }).options.storage ?? '');
-  let gate = sqliteWriteGates.get(storage);
-  if (!gate) sqliteWriteGates.set(storage, (gate = new Gate()));
-  return gate;
+export function storableText(text: string): string {
+  const noNul = text.includes('\0') ? text.replaceAll('\0', '\u2400') : text;
+  return noNul.isWellFormed() ? noNul : noNul.toWellFormed();
 }
 
 export class Queue {
-  private readonly mysql: boolean;
-  /** "Now" on the database's clock, with milliseconds. */
-  readonly now: string;
-  private readonly writeGate: Gate | null;
+  private readonly driver: Driver;
+  private readonly sql: QueueStatements;
+  /** Set when the database takes one writer at a time (SQLite): this process queues its writes. */
+  private readonly writeGate: WriteGate | null;
   private readonly observers = new Set<QueueObserver>();
 
   constructor(readonly db: Database) {
-    this.mysql = db.dialect === 'mysql';
-    this.now = sqlNow(db.dialect);
-    this.writeGate = this.mysql ? null : sqliteWriteGate(db);
+    this.driver = db.driver;
+    this.sql = db.driver.statements;
+    this.writeGate = db.driver.capabilities.serialWrites ? writeGateFor(storageOf(db)) : null;
+  }
+
+  /** A write that no retry can fix: its statement or data is refused (see Driver.isPermanentError). */
+  isPermanentError(err: unknown): boolean {
+    return this.driver.isPermanentError(err);
+  }
+
+  /** The database's own words for an error (Sequelize's wrapper may say only "Validation error"). */
+  static describeError(err: unknown): string {
+    return driverError(err).message ?? (err as Error)?.message ?? String(err);
   }
 
   /**
@@ -132,15 +112,6 @@ export class Queue {
     return result;
   }
 
-  /** `now` minus `ms` milliseconds, on the database's clock. */
-  private ago(ms: number): string {
-    return sqlAgo(this.db.dialect, ms);
-  }
-
-  private get insertIgnore(): string {
-    return this.mysql ? 'INSERT IGNORE' : 'INSERT OR IGNORE';
-  }
-
   private async update(sql: string, replacements: unknown, transaction?: Transaction): Promise<number> {
     return (await this.db.sequelize.query(sql, {
       type: QueryTypes.BULKUPDATE,
@@ -163,7 +134,7 @@ export class Queue {
       try {
         return await this.write(() => this.db.sequelize.transaction(work));
       } catch (err) {
-        if (attempt >= 5 || !isRetryableLockError(err)) throw err;
+        if (attempt >= 5 || !this.driver.isRetryableLockError(err)) throw err;
         await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
       }
     }
@@ -185,26 +156,9 @@ export class Queue {
 
   private async claimIn(transaction: Transaction, runnerId: string, limit: number): Promise<ClaimedJob[]> {
     if (limit <= 0) return [];
-    const lock = this.mysql ? 'FOR UPDATE SKIP LOCKED' : '';
-    const force = this.mysql ? 'FORCE INDEX (jobs_claim_order)' : '';
-    // lastSeq: a job put back to pending by hand keeps its earlier output; new lines follow it.
-    const rows = await this.select<ClaimedJob>(
-      `SELECT id, task, params, command, createdBy,
-         (SELECT COALESCE(MAX(s.seq), 0) FROM JobStatuses s WHERE s.jobId = Jobs.id) AS lastSeq
-       FROM Jobs ${force}
-       WHERE status = 'pending' AND runAt <= ${this.now}
-       ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${lock}`,
-      {},
-      transaction,
-    );
+    const rows = await this.select<ClaimedJob>(this.sql.claimSelect(limit), {}, transaction);
     if (rows.length === 0) return [];
-    await this.update(
-      `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${this.now},
-         heartbeatAt = ${this.now}, updatedAt = ${this.now}
-       WHERE id IN (:ids) AND status = 'pending'`,
-      { runnerId, ids: rows.map((r) => r.id) },
-      transaction,
-    );
+    await this.update(this.sql.claimMark, { runnerId, ids: rows.map((r) => r.id) }, transaction);
     return rows.map((r) => ({
       ...r,
       id: Number(r.id),
@@ -223,24 +177,18 @@ export class Queue {
   /** One multi-row INSERT; rows already stored (same jobId and seq) are skipped. */
   private insertRows(rows: { jobId: number; row: OutputRow }[], transaction: Transaction): Promise<unknown> {
     const values: unknown[] = [];
-    const tuples = rows.map(({ jobId, row }) => {
-      values.push(jobId, row.seq, row.stream, row.output);
-      return '(?, ?, ?, ?)';
+    for (const { jobId, row } of rows) {
+      values.push(jobId, row.seq, row.stream, storableText(row.output));
+    }
+    return this.db.sequelize.query(this.sql.insertOutput(rows.length), {
+      type: QueryTypes.INSERT,
+      replacements: values,
+      transaction,
     });
-    return this.db.sequelize.query(
-      `${this.insertIgnore} INTO JobStatuses (jobId, seq, stream, output) VALUES ${tuples.join(', ')}`,
-      { type: QueryTypes.INSERT, replacements: values, transaction },
-    );
   }
 
   private async holdsFence(fence: Fence, transaction: Transaction): Promise<boolean> {
-    const share = this.mysql ? 'LOCK IN SHARE MODE' : '';
-    const rows = await this.select(
-      `SELECT id FROM Jobs WHERE id = :jobId AND runnerId = :runnerId AND status = 'running' ${share}`,
-      fence,
-      transaction,
-    );
-    return rows.length === 1;
+    return (await this.select(this.sql.fenceHeld, fence, transaction)).length === 1;
   }
 
   /**
@@ -265,6 +213,7 @@ export class Queue {
    * Writes claimed jobs' last output rows and outcomes in one transaction (one commit for many
    * jobs), each fenced by its owner, and may claim their successors in the same transaction.
    * `finished[i]` is false when job i was no longer this runner's (nothing is written for it).
+   * One batch is one runner's: the fences are checked against the first job's runner.
    */
   async finishJobs(
     jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
@@ -281,13 +230,13 @@ export class Queue {
     jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
     refill?: { runnerId: string; limit: number },
   ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
+    if (jobs.length === 0) return Promise.resolve({ finished: [], claimed: [] });
     return this.transaction(async (transaction) => {
       // The fence for the whole batch in one read: the rows this runner still owns, locked.
-      const lock = this.mysql ? 'FOR UPDATE' : '';
       const owned = new Set(
         (
           await this.select<{ id: number }>(
-            `SELECT id FROM Jobs WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${lock}`,
+            this.sql.fencesHeldForFinish,
             { ids: jobs.map((j) => j.fence.jobId), runnerId: jobs[0].fence.runnerId },
             transaction,
           )
@@ -310,11 +259,10 @@ export class Queue {
         groups.set(key, group);
       }
       for (const { outcome, ids } of groups.values()) {
+        const runnerId = jobs[0].fence.runnerId;
         await this.update(
-          `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
-             command = COALESCE(command, :command), finishedAt = ${this.now}, updatedAt = ${this.now}
-           WHERE id IN (:ids) AND status = 'running'`,
-          { ...outcome, command: outcome.command ?? null, ids },
+          this.sql.finish,
+          { ...outcome, command: outcome.command ?? null, ids, runnerId },
           transaction,
         );
       }
@@ -340,14 +288,10 @@ export class Queue {
   }
 
   private async renewLeasesNow(runnerId: string, jobIds: number[]): Promise<LeaseReport> {
-    const renewed = await this.update(
-      `UPDATE Jobs SET heartbeatAt = ${this.now}
-       WHERE id IN (:jobIds) AND runnerId = :runnerId AND status = 'running' AND cancelRequestedAt IS NULL`,
-      { jobIds, runnerId },
-    );
+    const renewed = await this.update(this.sql.renewLeases, { jobIds, runnerId });
     if (renewed === jobIds.length) return { lost: [], cancelRequested: [] };
     const rows = await this.select<{ id: number; runnerId: string | null; status: string; cancel: unknown }>(
-      'SELECT id, runnerId, status, cancelRequestedAt AS cancel FROM Jobs WHERE id IN (:jobIds)',
+      this.sql.leaseStates,
       { jobIds },
     );
     const owned = new Map(
@@ -356,21 +300,14 @@ export class Queue {
     const cancelRequested = [...owned.values()].filter((r) => r.cancel !== null).map((r) => Number(r.id));
     if (cancelRequested.length > 0) {
       // Keep the lease of a job being stopped, so nobody reaps it while it shuts down.
-      await this.update(
-        `UPDATE Jobs SET heartbeatAt = ${this.now} WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
-        { ids: cancelRequested, runnerId },
-      );
+      await this.update(this.sql.renewCancelling, { ids: cancelRequested, runnerId });
     }
     return { lost: jobIds.filter((id) => !owned.has(id)), cancelRequested };
   }
 
-  /** The next output line number of a job (for system rows written outside its runner). */
+  /** A system row after a job's last line (written outside its runner: reaper, cancel). */
   private async appendSystemRow(jobId: number, message: string, transaction: Transaction): Promise<void> {
-    const [row] = await this.select<{ lastSeq: number | null }>(
-      'SELECT MAX(seq) AS lastSeq FROM JobStatuses WHERE jobId = :jobId',
-      { jobId },
-      transaction,
-    );
+    const [row] = await this.select<{ lastSeq: number | null }>(this.sql.lastSeq, { jobId }, transaction);
     await this.insertOutput(
       jobId,
       [{ seq: Number(row?.lastSeq ?? 0) + 1, stream: 'system', output: message }],
@@ -383,22 +320,15 @@ export class Queue {
    * failure/runner_lost, each with a system row. Guarded, so a job renewed meanwhile is left alone.
    */
   async reapExpiredLeases(leaseMs: number, batch = 100): Promise<number[]> {
-    const lock = this.mysql ? 'FOR UPDATE SKIP LOCKED' : '';
     return this.transaction(async (transaction) => {
       const rows = await this.select<{ id: number; runnerId: string | null }>(
-        `SELECT id, runnerId FROM Jobs WHERE status = 'running' AND heartbeatAt < ${this.ago(leaseMs)}
-         ORDER BY heartbeatAt LIMIT ${batch} ${lock}`,
+        this.sql.reapSelect(leaseMs, batch),
         {},
         transaction,
       );
       const reaped: number[] = [];
       for (const row of rows) {
-        const changed = await this.update(
-          `UPDATE Jobs SET status = 'failure', error = 'runner_lost', finishedAt = ${this.now}, updatedAt = ${this.now}
-           WHERE id = :id AND status = 'running' AND heartbeatAt < ${this.ago(leaseMs)}`,
-          { id: row.id },
-          transaction,
-        );
+        const changed = await this.update(this.sql.reapMark(leaseMs), { id: row.id }, transaction);
         if (changed !== 1) continue;
         await this.appendSystemRow(
           row.id,
@@ -416,33 +346,17 @@ export class Queue {
    * on within one heartbeat. `visibleTo` scopes the lookup (undefined: an admin, sees all).
    */
   async cancelJob(jobId: number, by: string, scope: { owner?: string } = {}): Promise<CancelResult> {
-    const ownerClause = scope.owner === undefined ? '' : 'AND createdBy = :owner';
+    const scoped = scope.owner !== undefined;
     return this.transaction(async (transaction) => {
       const params = { jobId, by, owner: scope.owner ?? null };
-      const cancelled = await this.update(
-        `UPDATE Jobs SET status = 'cancelled', error = 'cancelled', cancelledBy = :by, cancelRequestedAt = ${this.now},
-           finishedAt = ${this.now}, updatedAt = ${this.now}
-         WHERE id = :jobId AND status = 'pending' ${ownerClause}`,
-        params,
-        transaction,
-      );
+      const cancelled = await this.update(this.sql.cancelPending(scoped), params, transaction);
       if (cancelled === 1) {
         await this.appendSystemRow(jobId, `cancelled by ${by} before it started`, transaction);
         return { result: 'cancelled', status: 'cancelled' } as const;
       }
-      const requested = await this.update(
-        `UPDATE Jobs SET cancelRequestedAt = COALESCE(cancelRequestedAt, ${this.now}),
-           cancelledBy = COALESCE(cancelledBy, :by), updatedAt = ${this.now}
-         WHERE id = :jobId AND status = 'running' ${ownerClause}`,
-        params,
-        transaction,
-      );
+      const requested = await this.update(this.sql.cancelRunning(scoped), params, transaction);
       if (requested === 1) return { result: 'requested', status: 'running' } as const;
-      const [row] = await this.select<{ status: JobStatusName }>(
-        `SELECT status FROM Jobs WHERE id = :jobId ${ownerClause}`,
-        params,
-        transaction,
-      );
+      const [row] = await this.select<{ status: JobStatusName }>(this.sql.jobStatus(scoped), params, transaction);
       return row ? ({ result: 'finished', status: row.status } as const) : ({ result: 'not_found' } as const);
     });
   }
@@ -456,27 +370,25 @@ export class Queue {
     priority?: number;
   }): Promise<number> {
     const [insertId] = (await this.write(() =>
-      this.db.sequelize.query(
-        'INSERT INTO Jobs (task, params, command, createdBy, priority) VALUES (:task, :params, :command, :createdBy, :priority)',
-        {
-          type: QueryTypes.INSERT,
-          replacements: { ...job, params: JSON.stringify(job.params), priority: job.priority ?? 0 },
-        },
-      ),
+      this.db.sequelize.query(this.sql.enqueue, {
+        type: QueryTypes.INSERT,
+        replacements: { ...job, params: JSON.stringify(job.params), priority: job.priority ?? 0 },
+      }),
     )) as unknown as [number, number];
     return Number(insertId);
   }
 
   /** Upserts this runner's report (JobRunners) on the database clock: what GET /metrics reads. */
-  async reportRunner(runnerId: string, report: object): Promise<void> {
-    const upsert = this.mysql
-      ? 'ON DUPLICATE KEY UPDATE seenAt = VALUES(seenAt), report = VALUES(report)'
-      : 'ON CONFLICT(id) DO UPDATE SET seenAt = excluded.seenAt, report = excluded.report';
+  async reportRunner(runnerId: string, report: RunnerReport): Promise<void> {
     await this.write(() =>
-      this.db.sequelize.query(
-        `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${this.now}, ${this.now}, :report) ${upsert}`,
-        { replacements: { id: runnerId, report: JSON.stringify(report) } },
-      ),
+      this.db.sequelize.query(this.sql.reportRunner, {
+        replacements: { id: runnerId, report: JSON.stringify(report) },
+      }),
     );
   }
+}
+
+/** The file a SQLite handle writes (its write gate's key). */
+function storageOf(db: Database): string {
+  return String((db.sequelize as unknown as { options: { storage?: string } }).options.storage ?? '');
 }

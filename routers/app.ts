@@ -1,10 +1,11 @@
 // createApp(deps): the standalone API (what supertest imports); server.ts and `start` only listen.
 import express, { type Express, type RequestHandler } from 'express';
 import { ConfigError, type Config } from '../config';
+import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
 import type { Queue } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
-import { errorHandler, notFound, type Logger } from './errors';
+import { errorHandler, notFound } from './errors';
 import { createJobsRouter, createTasksRouter } from './jobs';
 import { createLoginRouter, type LoginLimits } from './login';
 import { createMetricsRouter } from './metrics';
@@ -29,7 +30,7 @@ export interface AppDeps {
 const HEALTH_TIMEOUT_MS = 5000;
 
 /** TRUST_PROXY as Express takes it: true/false, a hop count, or addresses/subnets/names (loopback, uniquelocal…). */
-export function parseTrustProxy(raw: string | undefined): boolean | number | string {
+function parseTrustProxy(raw: string | undefined): boolean | number | string {
   if (raw === undefined) return false;
   const value = raw.trim();
   if (/^(true|false)$/i.test(value)) return value.toLowerCase() === 'true';
@@ -75,7 +76,7 @@ function health(db: Database): RequestHandler {
 }
 
 export function createApp(deps: AppDeps): Express {
-  const log = deps.log ?? ((line: string) => console.error(line));
+  const log = deps.log ?? createLogger();
   const { http } = deps.config;
   const app = express();
   app.disable('x-powered-by');

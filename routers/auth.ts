@@ -19,7 +19,7 @@ export interface Principal extends AuthenticatedUser {
 /** Kept beside the request rather than on it, so a host app's own `req.user` is never touched. */
 const principals = new WeakMap<Request, Principal>();
 
-export const BODY_LIMIT = '64kb';
+const BODY_LIMIT = '64kb';
 
 /** JSON bodies up to 64 KiB; mounted per route, after the guards, so the order of checks holds. */
 export const jsonBody = express.json({ limit: BODY_LIMIT, strict: true });
@@ -76,7 +76,7 @@ function hasBody(req: Request): boolean {
  * one, else `Origin` against the request's host (X-Forwarded-Host only under trust proxy).
  * A request with neither is refused: every browser that sends cookies sends one of them.
  */
-export function isSameOrigin(req: Request): boolean {
+function isSameOrigin(req: Request): boolean {
   const site = req.headers['sec-fetch-site'];
   if (site !== undefined) return site === 'same-origin';
   const origin = req.headers.origin;
@@ -110,7 +110,7 @@ export function writeGuard(options: { bodyRequired: boolean }): RequestHandler {
   };
 }
 
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
+function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 

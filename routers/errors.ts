@@ -1,8 +1,7 @@
 // One error shape for every failure: {"error": {"code", "message"}}; never a stack trace.
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import { ConnectionAcquireTimeoutError, ConnectionError } from 'sequelize';
-
-export type Logger = (line: string) => void;
+import type { Logger } from '../log';
 
 /** Thrown anywhere in a handler; the error middleware turns it into the JSON error body. */
 export class HttpError extends Error {
@@ -56,7 +55,7 @@ export function sendError(res: Parameters<RequestHandler>[1], err: HttpError): v
 export function errorHandler(log: Logger): ErrorRequestHandler {
   return (err: unknown, req, res, _next) => {
     const known = toHttpError(err);
-    if (!known) log(`${req.method} ${req.originalUrl}: ${String((err as Error)?.stack ?? err)}`);
+    if (!known) log.error(`${req.method} ${req.originalUrl}: ${String((err as Error)?.stack ?? err)}`);
     if (res.headersSent) {
       // A stream already under way: all that is left is to end it.
       res.end();

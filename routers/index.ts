@@ -2,4 +2,5 @@
 export { createApp, type AppDeps } from './app';
 export { createJobsRouter, createTasksRouter, type JobsRouterDeps } from './jobs';
 export { HttpError } from './errors';
+export { createLogger, silentLogger, type Logger, type LogLevel } from '../log';
 export { resolveSessionSecret } from './sessions';

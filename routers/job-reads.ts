@@ -9,7 +9,7 @@ export interface Viewer {
 }
 
 /** Owner scoping: a user sees jobs they created; an admin sees all, including createdBy NULL. */
-export function visibleTo(viewer: Viewer, where: Record<string | symbol, unknown> = {}): WhereOptions<Job> {
+function visibleTo(viewer: Viewer, where: Record<string | symbol, unknown> = {}): WhereOptions<Job> {
   return (viewer.isAdmin ? where : { ...where, createdBy: viewer.username }) as WhereOptions<Job>;
 }
 

@@ -1,13 +1,13 @@
 // The jobs router (mountable in the container-creator's app) and the task list.
 import { Router } from 'express';
-import type { Config } from '../config';
+import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
 import { JOB_STATUSES, type JobStatusName } from '../models/models';
 import type { Queue } from '../models/queue';
 import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { ParamsError, prepareJob } from '../tasks/render';
 import { authenticate, bodyFields, jsonBody, principalOf, writeGuard, type Principal } from './auth';
-import { errorHandler, HttpError, notFound, type Logger } from './errors';
+import { errorHandler, HttpError, notFound } from './errors';
 import { countOutputLines, findVisibleJob, jobJson, listVisibleJobs, readOutput } from './job-reads';
 import { pathId, queryInt, queryString, resumeAfter } from './params';
 import { streamJob } from './stream';
@@ -16,8 +16,6 @@ export interface JobsRouterDeps {
   db: Database;
   queue: Queue;
   catalog: TaskCatalog;
-  /** Accepted for symmetry with createApp; the router needs none of it (the host app owns HTTP settings). */
-  config?: Config;
   log?: Logger;
   /** How often an open /stream polls the database (default 300 ms). */
   streamPollMs?: number;
@@ -43,7 +41,7 @@ function mayRun(principal: Principal, task: TaskTemplate): boolean {
  */
 export function createJobsRouter(deps: JobsRouterDeps): Router {
   const { db, queue, catalog } = deps;
-  const log = deps.log ?? ((line: string) => console.error(line));
+  const log = deps.log ?? createLogger();
   const router = Router();
   router.use(authenticate(db));
 
@@ -149,7 +147,7 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
 }
 
 /** GET /tasks: the tasks this user may run (admin-only ones for admins alone). */
-export function createTasksRouter(deps: { db: Database; catalog: TaskCatalog; log?: Logger }): Router {
+export function createTasksRouter(deps: { db: Database; catalog: TaskCatalog }): Router {
   const router = Router();
   router.get('/', authenticate(deps.db), (req, res) => {
     const principal = principalOf(req);

@@ -14,7 +14,7 @@ export interface LoginLimits {
   perIp: LimitRule;
 }
 
-export const DEFAULT_LOGIN_LIMITS: LoginLimits = {
+const DEFAULT_LOGIN_LIMITS: LoginLimits = {
   perUsername: { max: 10, windowMs: 15 * 60 * 1000 },
   perIp: { max: 100, windowMs: 15 * 60 * 1000 },
 };

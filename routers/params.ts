@@ -5,8 +5,8 @@ import { HttpError } from './errors';
 const DIGITS = /^\d+$/;
 
 /** A job id from the path; 400 invalid_id unless a non-negative whole number. */
-export function pathId(req: Request, name = 'id'): number {
-  const raw = req.params[name];
+export function pathId(req: Request): number {
+  const raw = req.params.id;
   if (typeof raw !== 'string' || !DIGITS.test(raw) || !Number.isSafeInteger(Number(raw))) {
     throw new HttpError(400, 'invalid_id', `job id must be a non-negative whole number, not ${JSON.stringify(raw)}`);
   }

@@ -10,7 +10,7 @@ import type { Database } from '../models/database';
 
 export const SESSION_COOKIE = 'cj.sid';
 /** Sessions end this long after login (absolute: activity does not extend them). */
-export const SESSION_MAX_AGE_MS = 24 * 60 * 60 * 1000;
+const SESSION_MAX_AGE_MS = 24 * 60 * 60 * 1000;
 const SECRET_MIN_LENGTH = 32;
 
 const SequelizeStore = connectSessionSequelize(session.Store);

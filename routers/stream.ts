@@ -1,8 +1,8 @@
 // GET /jobs/:id/stream: Server-Sent Events from polling the database (the runner and the API share nothing else).
 import type { Request, Response } from 'express';
+import type { Logger } from '../log';
 import type { Database } from '../models/database';
 import { FINISHED_STATUSES, type JobStatusName } from '../models/models';
-import type { Logger } from './errors';
 import { readJobState, readOutput, type Viewer } from './job-reads';
 
 export interface StreamOptions {
@@ -98,7 +98,7 @@ export async function streamJob(
     }
   } catch (err) {
     // Headers are sent: the best answer is to end the stream; the client resumes with Last-Event-ID.
-    options.log(`stream of job ${jobId} (${req.ip}) ended by an error: ${(err as Error)?.message ?? String(err)}`);
+    options.log.warn(`stream of job ${jobId} (${req.ip}) ended by an error: ${(err as Error)?.message ?? String(err)}`);
   } finally {
     clearInterval(keepAlive);
     options.shutdown?.removeEventListener('abort', close);

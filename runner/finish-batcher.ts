@@ -8,14 +8,23 @@ interface Pending {
   rows: OutputRow[];
   resolve: (finished: boolean) => void;
   reject: (err: unknown) => void;
+  /** Written in a batch of its own (after its batch was refused). */
+  alone?: boolean;
 }
 
 const MAX_BATCH = 64;
+
+/** Marks an item to be written in a batch of its own. */
+function alone(item: Pending): Pending {
+  return { ...item, alone: true };
+}
 /** Two batches in flight: one fills while the other waits for its commit. */
 const WRITERS = 2;
 
 export class FinishBatcher {
+  /** Written by finish() (callers queue up) and drain() (batches taken, refused ones put back). */
   private waiting: Pending[] = [];
+  /** Written by drain(): how many batches are being written now (at most WRITERS). */
   private writers = 0;
 
   /**
@@ -42,7 +51,7 @@ export class FinishBatcher {
     this.writers++;
     try {
       while (this.waiting.length > 0) {
-        const batch = this.waiting.splice(0, MAX_BATCH);
+        const batch = this.waiting[0].alone ? this.waiting.splice(0, 1) : this.waiting.splice(0, MAX_BATCH);
         try {
           const limit = this.refill(batch.length);
           const { finished, claimed } = await this.queue.finishJobs(
@@ -53,7 +62,9 @@ export class FinishBatcher {
           for (const job of claimed) this.launch(job);
           batch.forEach((item, i) => item.resolve(finished[i]));
         } catch (err) {
-          for (const item of batch) item.reject(err);
+          // One job's refused rows must not fail the others' outcomes: each alone, then.
+          if (batch.length > 1 && this.queue.isPermanentError(err)) this.waiting.unshift(...batch.map(alone));
+          else for (const item of batch) item.reject(err);
         }
       }
     } finally {

@@ -7,7 +7,7 @@ import type { TaskLimits } from '../tasks/catalog';
 export const KILL_GRACE_MS = 10_000;
 const PIPE_CLOSE_WAIT_MS = 5_000;
 
-export type StopReason = 'timeout' | 'cancelled' | 'shutdown' | 'runner_lost' | 'memory_limit';
+export type StopReason = 'timeout' | 'cancelled' | 'shutdown' | 'runner_lost' | 'output_failed';
 
 export interface JobProcessOptions {
   argv: string[];
@@ -100,77 +100,75 @@ export function hostTools(runnerEnv: Readonly<Record<string, string | undefined>
   return { prlimitPath: findPrlimit(), setprivPath: runnerEnv.INVOCATION_ID ? undefined : findTool('setpriv') };
 }
 
-function signalName(signal: NodeJS.Signals | null): string | null {
-  return signal ?? null;
-}
+/** new → running (spawned) → exited (main process gone, pipes draining) → settled (`done` resolved). */
+type ProcessPhase = 'new' | 'running' | 'exited' | 'settled';
 
+/** Every field is written by start(), the child's events, stop()/kill() and settle(), on one event loop. */
 export class JobProcess {
+  private phase: ProcessPhase = 'new';
   private child: ChildProcess | null = null;
   private stopReason: StopReason | null = null;
   private timeoutTimer: NodeJS.Timeout | null = null;
   private killTimer: NodeJS.Timeout | null = null;
   private closeTimer: NodeJS.Timeout | null = null;
-  private exited = false;
-  private settled = false;
   readonly done: Promise<JobExit>;
   private resolveDone!: (exit: JobExit) => void;
 
-  constructor(private readonly o: JobProcessOptions) {
+  constructor(private readonly options: JobProcessOptions) {
     this.done = new Promise((resolve) => (this.resolveDone = resolve));
   }
 
   start(): void {
-    const program = resolveProgram(this.o.argv[0], this.o.cwd, this.o.env.PATH ?? '');
+    const program = resolveProgram(this.options.argv[0], this.options.cwd, this.options.env.PATH ?? '');
     if ('error' in program) return this.settle({ exitCode: null, signal: null, spawnError: program.error });
-    const limitFlags = limitArgs(this.o.limits);
-    if (limitFlags.length > 0 && !this.o.prlimitPath) {
+    const limitFlags = limitArgs(this.options.limits);
+    if (limitFlags.length > 0 && !this.options.prlimitPath) {
       return this.settle({
         exitCode: null,
         signal: null,
         spawnError: 'task has limits but prlimit (util-linux) is not installed',
       });
     }
-    let command = [program.path, ...this.o.argv.slice(1)];
-    if (limitFlags.length > 0) command = [this.o.prlimitPath!, ...limitFlags, '--', ...command];
-    if (this.o.setprivPath) command = [this.o.setprivPath, '--pdeathsig', 'KILL', '--', ...command];
+    let command = [program.path, ...this.options.argv.slice(1)];
+    if (limitFlags.length > 0) command = [this.options.prlimitPath!, ...limitFlags, '--', ...command];
+    if (this.options.setprivPath) command = [this.options.setprivPath, '--pdeathsig', 'KILL', '--', ...command];
     const [file, ...args] = command;
     let child: ChildProcess;
     try {
       child = spawn(file, args, {
-        cwd: this.o.cwd,
-        env: this.o.env,
+        cwd: this.options.cwd,
+        env: this.options.env,
         stdio: ['ignore', 'pipe', 'pipe'],
         detached: true, // its own process group, so the whole tree can be signalled
         shell: false,
-        argv0: file === program.path ? this.o.argv[0] : undefined,
+        argv0: file === program.path ? this.options.argv[0] : undefined,
       });
     } catch (err) {
       return this.settle({ exitCode: null, signal: null, spawnError: (err as Error).message });
     }
     this.child = child;
-    child.stdout!.on('data', this.o.onStdout);
-    child.stderr!.on('data', this.o.onStderr);
+    this.phase = 'running';
+    child.stdout!.on('data', this.options.onStdout);
+    child.stderr!.on('data', this.options.onStderr);
     child.once('error', (err) => {
       // Only a failed spawn lands here without an exit; a later error is followed by 'close'.
       if (child.pid === undefined) this.settle({ exitCode: null, signal: null, spawnError: err.message });
     });
     child.once('exit', (code, signal) => {
-      this.exited = true;
+      if (this.phase === 'running') this.phase = 'exited';
       // The job is its main process: whatever it left behind in its group goes with it.
       this.killGroup('SIGKILL');
       // A descendant that left the group may hold the pipes open: stop waiting for them after a while.
       this.closeTimer = setTimeout(() => {
         child.stdout?.destroy();
         child.stderr?.destroy();
-        this.settle({ exitCode: code, signal: signalName(signal), spawnError: null });
+        this.settle({ exitCode: code, signal: signal ?? null, spawnError: null });
       }, PIPE_CLOSE_WAIT_MS);
     });
     // 'close' waits for the pipes, so every byte of output has been read before the outcome.
-    child.once('close', (code, signal) =>
-      this.settle({ exitCode: code, signal: signalName(signal), spawnError: null }),
-    );
-    if (this.o.timeoutMs > 0) {
-      this.timeoutTimer = setTimeout(() => this.stop('timeout'), this.o.timeoutMs);
+    child.once('close', (code, signal) => this.settle({ exitCode: code, signal: signal ?? null, spawnError: null }));
+    if (this.options.timeoutMs > 0) {
+      this.timeoutTimer = setTimeout(() => this.stop('timeout'), this.options.timeoutMs);
     }
   }
 
@@ -186,17 +184,17 @@ export class JobProcess {
   /** SIGTERM to the process group, SIGKILL after the grace period. The first reason sticks. */
   stop(reason: StopReason): void {
     // A stop that comes after the job ended on its own changes nothing: its own exit stands.
-    if (!this.child || this.exited) return;
+    if (this.phase !== 'running') return;
     if (this.stopReason === null) this.stopReason = reason;
     this.killGroup('SIGTERM');
     if (!this.killTimer) {
-      this.killTimer = setTimeout(() => this.killGroup('SIGKILL'), this.o.killGraceMs ?? KILL_GRACE_MS);
+      this.killTimer = setTimeout(() => this.killGroup('SIGKILL'), this.options.killGraceMs ?? KILL_GRACE_MS);
     }
   }
 
   /** Stops at once (second signal, lost lease): SIGKILL to the group. */
   kill(reason: StopReason): void {
-    if (!this.child || this.exited) return;
+    if (this.phase !== 'running') return;
     if (this.stopReason === null) this.stopReason = reason;
     this.killGroup('SIGKILL');
   }
@@ -212,8 +210,8 @@ export class JobProcess {
   }
 
   private settle(exit: Omit<JobExit, 'stopReason'>): void {
-    if (this.settled) return;
-    this.settled = true;
+    if (this.phase === 'settled') return;
+    this.phase = 'settled';
     for (const timer of [this.timeoutTimer, this.killTimer, this.closeTimer]) if (timer) clearTimeout(timer);
     this.resolveDone({ ...exit, stopReason: this.stopReason });
   }

@@ -1,19 +1,79 @@
-// A runner's own counters and latency histograms, reported to JobRunners for GET /metrics and
-// summed up in the systemd STATUS= line.
-import { Histogram, JOB_DURATION_BUCKETS, LATENCY_BUCKETS, type RunnerReport } from '../models/metrics';
+// A runner's own metrics in its prom-client registry: counters, latency histograms and this process's
+// default metrics. report() is what it upserts into JobRunners, for the API's GET /metrics to re-expose
+// with a `runner` label; the systemd STATUS= line is drawn from the same figures.
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerProcessMetrics, runnerReport, type RunnerReport } from '../models/metrics';
 import type { QueueOp } from '../models/queue';
 
+export const JOB_DURATION_BUCKETS = [0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 900, 1800, 3600, 7200];
+export const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+
+/** What the STATUS= line says about a runner. */
+export interface RunnerStatus {
+  slots: number;
+  busy: number;
+  draining: boolean;
+  /** Seconds since the last claim that took a job, or null when none yet. */
+  lastClaimAgoSec: number | null;
+}
+
 export class RunnerMetrics {
-  private readonly jobDuration = new Histogram(JOB_DURATION_BUCKETS);
+  private readonly registry = new Registry();
+  private readonly slots = this.gauge(
+    'container_jobs_runner_slots',
+    'Job slots of the runner (JOB_RUNNER_CONCURRENCY).',
+  );
+  private readonly busy = this.gauge(
+    'container_jobs_runner_busy_slots',
+    'Jobs the runner was running at its last report.',
+  );
+  private readonly draining = this.gauge('container_jobs_runner_draining', '1 while the runner drains for shutdown.');
+  private readonly started = new Counter({
+    name: 'container_jobs_runner_jobs_started_total',
+    help: 'Jobs the runner started.',
+    registers: [this.registry],
+  });
+  private readonly finished = new Counter({
+    name: 'container_jobs_runner_jobs_finished_total',
+    help: 'Jobs the runner finished, by final status.',
+    labelNames: ['status'],
+    registers: [this.registry],
+  });
+  private readonly databaseErrors = new Counter({
+    name: 'container_jobs_runner_database_errors_total',
+    help: 'Failed database statements seen by the runner (claims, output, outcomes, leases, reports).',
+    registers: [this.registry],
+  });
+  private readonly jobDuration = this.histogram(
+    'container_jobs_job_duration_seconds',
+    'Run time of the jobs the runner finished.',
+    JOB_DURATION_BUCKETS,
+  );
   private readonly latency: Record<QueueOp, Histogram> = {
-    claim: new Histogram(LATENCY_BUCKETS),
-    flush: new Histogram(LATENCY_BUCKETS),
-    finish: new Histogram(LATENCY_BUCKETS),
+    claim: this.histogram(
+      'container_jobs_claim_duration_seconds',
+      'Claim transactions (select, lock, mark running).',
+      LATENCY_BUCKETS,
+    ),
+    flush: this.histogram(
+      'container_jobs_output_flush_duration_seconds',
+      'Output batch writes (fenced multi-row inserts).',
+      LATENCY_BUCKETS,
+    ),
+    finish: this.histogram(
+      'container_jobs_finish_duration_seconds',
+      'Outcome writes (group commits, with successor claims).',
+      LATENCY_BUCKETS,
+    ),
   };
-  private readonly finished: Record<string, number> = { success: 0, failure: 0, cancelled: 0 };
-  private databaseErrors = 0;
-  private jobsStarted = 0;
+  /** Written by onQueueOp (the claim loop and the finish batcher). */
   private lastClaimAt: number | null = null;
+
+  constructor() {
+    registerProcessMetrics(this.registry);
+    // Every status from the start, so a rate() sees the first failure.
+    for (const status of ['success', 'failure', 'cancelled']) this.finished.inc({ status }, 0);
+  }
 
   /** A Queue observer: latency of every claim, flush and finish; a claim that took jobs. */
   readonly onQueueOp = (op: QueueOp, seconds: number, claimed: number): void => {
@@ -22,51 +82,48 @@ export class RunnerMetrics {
   };
 
   jobStarted(): void {
-    this.jobsStarted++;
+    this.started.inc();
   }
 
   jobFinished(status: string, durationMs: number | null): void {
-    this.finished[status] = (this.finished[status] ?? 0) + 1;
+    this.finished.inc({ status });
     if (durationMs !== null) this.jobDuration.observe(durationMs / 1000);
   }
 
   databaseError(): void {
-    this.databaseErrors++;
+    this.databaseErrors.inc();
   }
 
   lastClaimAgoSec(now = Date.now()): number | null {
     return this.lastClaimAt === null ? null : Math.max(0, (now - this.lastClaimAt) / 1000);
   }
 
-  report(slots: number, busy: number, draining: boolean): RunnerReport {
-    return {
-      slots,
-      busy,
-      draining,
-      lastClaimAgoSec: this.lastClaimAgoSec(),
-      databaseErrors: this.databaseErrors,
-      jobsStarted: this.jobsStarted,
-      finished: { ...this.finished },
-      jobDuration: this.jobDuration.snapshot(),
-      claimLatency: this.latency.claim.snapshot(),
-      flushLatency: this.latency.flush.snapshot(),
-      finishLatency: this.latency.finish.snapshot(),
-    };
+  /** The runner's registry with its slot gauges set, as JobRunners stores it (asynchronous: collectors may be). */
+  async report(slots: number, busy: number, draining: boolean): Promise<RunnerReport> {
+    this.slots.set(slots);
+    this.busy.set(busy);
+    this.draining.set(draining ? 1 : 0);
+    return runnerReport(await this.registry.getMetricsAsJSON());
+  }
+
+  private gauge(name: string, help: string): Gauge {
+    return new Gauge({ name, help, registers: [this.registry] });
+  }
+
+  private histogram(name: string, help: string, buckets: number[]): Histogram {
+    return new Histogram({ name, help, buckets, registers: [this.registry] });
   }
 }
 
 /** "2/4 slots busy, last claim 3s ago" (+ the database's trouble, + draining). */
-export function describeRunner(
-  report: Pick<RunnerReport, 'slots' | 'busy' | 'draining' | 'lastClaimAgoSec'>,
-  databaseTrouble: string | null,
-): string {
-  const ago = report.lastClaimAgoSec;
+export function describeRunner(status: RunnerStatus, databaseTrouble: string | null): string {
+  const ago = status.lastClaimAgoSec;
   const parts = [
-    `${report.busy}/${report.slots} slots busy`,
+    `${status.busy}/${status.slots} slots busy`,
     ago === null ? 'no claim yet' : `last claim ${formatAgo(ago)} ago`,
   ];
   if (databaseTrouble) parts.push(databaseTrouble);
-  if (report.draining) parts.push('draining');
+  if (status.draining) parts.push('draining');
   return parts.join(', ');
 }
 

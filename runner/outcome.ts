@@ -16,13 +16,15 @@ export interface OutcomeInput {
   template: TaskTemplate;
   durationMs: number;
   stderrTail: string[];
+  /** Why the job's output could not be stored, when it could not (the job was stopped for it). */
+  storeError?: string | null;
 }
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;
 }
 
-export function describeOutcome({ exit, template, durationMs, stderrTail }: OutcomeInput): {
+export function describeOutcome({ exit, template, durationMs, stderrTail, storeError }: OutcomeInput): {
   outcome: Outcome;
   line: string;
 } {
@@ -56,10 +58,10 @@ export function describeOutcome({ exit, template, durationMs, stderrTail }: Outc
         outcome: { status: 'failure', ...base, error: 'runner_lost' },
         line: `stopped after ${took}: the runner could not renew its lease (${how})`,
       };
-    case 'memory_limit':
+    case 'output_failed':
       return {
-        outcome: { status: 'failure', ...base, error: 'memory_limit' },
-        line: `stopped after ${took}: over its memory limit of ${template.limits.memoryMB} MB (${how})`,
+        outcome: { status: 'failure', ...base, error: 'output_failed' },
+        line: `stopped after ${took}: its output could not be stored (${storeError ?? 'refused by the database'}) (${how})`,
       };
     case null:
       break;

@@ -1,5 +1,5 @@
 // A job's output on its way to JobStatuses: numbered, capped, batched, retried, in order.
-import type { Fence, Outcome, OutputRow, Queue } from '../models/queue';
+import { Queue, storableText, type Fence, type Outcome, type OutputRow } from '../models/queue';
 import type { OutputStream } from '../models/models';
 
 export interface OutputWriterOptions {
@@ -20,13 +20,11 @@ export interface OutputWriterOptions {
   onPressure?: (paused: boolean) => void;
   /** Told once when the fence is lost: the job is no longer ours. */
   onLost?: () => void;
+  /** Told once when the database refuses the output for good (see Queue.isPermanentError): stop the job. */
+  onStoreFailed?: (err: unknown) => void;
   /** Database trouble and recovery, for the runner's once-per-change logging. */
   onDbError?: (err: unknown) => void;
   onDbOk?: () => void;
-}
-
-export class FenceLostError extends Error {
-  override name = 'FenceLostError';
 }
 
 /** What one pending row counts for in batch and buffer sizes: its UTF-8 bytes plus this. */
@@ -35,6 +33,12 @@ const rowBytes = (output: string) => Buffer.byteLength(output) + ROW_OVERHEAD;
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+type Callbacks = 'onPressure' | 'onLost' | 'onStoreFailed' | 'onDbError' | 'onDbOk' | 'finishJob';
+
+/**
+ * Every field is written by the job's own callbacks (add, the flush loop, finish) on one event
+ * loop; `abandon` comes from the runner's shutdown, `markLost` from a fenced write.
+ */
 export class OutputWriter {
   private pending: OutputRow[] = [];
   private pendingBytes = 0;
@@ -47,13 +51,12 @@ export class OutputWriter {
   private paused = false;
   private abandoned = false;
   lost = false;
-  private readonly o: Required<
-    Omit<OutputWriterOptions, 'onPressure' | 'onLost' | 'onDbError' | 'onDbOk' | 'finishJob'>
-  > &
-    OutputWriterOptions;
+  /** Set when the database refused the output for good: later lines are counted, not sent. */
+  storeError: string | null = null;
+  private readonly options: Required<Omit<OutputWriterOptions, Callbacks>> & OutputWriterOptions;
 
   constructor(options: OutputWriterOptions) {
-    this.o = {
+    this.options = {
       flushMs: 250,
       batchRows: 2000,
       batchBytes: 1024 * 1024,
@@ -68,7 +71,7 @@ export class OutputWriter {
     if (this.lost) return;
     const bytes = Buffer.byteLength(output);
     // Once a line is dropped, so is everything after it: what is stored stays the beginning of the output.
-    if (this.droppedLines > 0 || this.storedBytes + bytes > this.o.maxBytes) {
+    if (this.droppedLines > 0 || this.storeError !== null || this.storedBytes + bytes > this.options.maxBytes) {
       this.droppedBytes += bytes;
       this.droppedLines += 1;
       return;
@@ -85,14 +88,14 @@ export class OutputWriter {
   private push(row: OutputRow, utf8Bytes: number): void {
     this.pending.push(row);
     this.pendingBytes += utf8Bytes + ROW_OVERHEAD;
-    if (this.pending.length >= this.o.batchRows || this.pendingBytes >= this.o.batchBytes) {
+    if (this.pending.length >= this.options.batchRows || this.pendingBytes >= this.options.batchBytes) {
       this.kick();
     } else if (!this.timer) {
-      this.timer = setTimeout(() => this.kick(), this.o.flushMs);
+      this.timer = setTimeout(() => this.kick(), this.options.flushMs);
     }
-    if (!this.paused && this.pendingBytes > this.o.highWaterBytes) {
+    if (!this.paused && this.pendingBytes > this.options.highWaterBytes) {
       this.paused = true;
-      this.o.onPressure?.(true);
+      this.options.onPressure?.(true);
     }
   }
 
@@ -115,7 +118,7 @@ export class OutputWriter {
     let bytes = 0;
     for (let i = 0; i < this.pending.length; i++) {
       bytes += rowBytes(this.pending[i].output);
-      if (i + 1 >= this.o.batchRows || bytes >= this.o.batchBytes) {
+      if (i + 1 >= this.options.batchRows || bytes >= this.options.batchBytes) {
         rows = i + 1;
         break;
       }
@@ -127,10 +130,11 @@ export class OutputWriter {
   private async flushLoop(): Promise<void> {
     while (this.pending.length > 0 && !this.lost && !this.abandoned) {
       const batch = this.takeBatch();
-      await this.withRetry(() => this.o.queue.appendOutput(this.o.fence, batch));
-      if (this.paused && this.pendingBytes <= this.o.highWaterBytes / 2) {
+      const refused = await this.withRetry(() => this.options.queue.appendOutput(this.options.fence, batch));
+      if (refused) this.storeFailed(refused, batch);
+      if (this.paused && this.pendingBytes <= this.options.highWaterBytes / 2) {
         this.paused = false;
-        this.o.onPressure?.(false);
+        this.options.onPressure?.(false);
       }
     }
   }
@@ -138,20 +142,32 @@ export class OutputWriter {
   /**
    * Runs a fenced write until it commits. A lost fence ends the job's writing for good; a database
    * error is retried with backoff (the batch stays in hand; (jobId, seq) makes a retry harmless).
+   * An error no retry can fix is returned instead: the caller gives that write up.
    */
-  private async withRetry(write: () => Promise<boolean>): Promise<void> {
+  private async withRetry(write: () => Promise<boolean>): Promise<unknown> {
     for (let attempt = 0; !this.abandoned; attempt++) {
       try {
         const ok = await write();
-        this.o.onDbOk?.();
+        this.options.onDbOk?.();
         if (!ok) this.markLost();
-        return;
+        return null;
       } catch (err) {
-        this.o.onDbError?.(err);
+        if (this.options.queue.isPermanentError(err)) return err;
+        this.options.onDbError?.(err);
         const backoff = Math.min(5000, 100 * 2 ** Math.min(attempt, 6));
         await sleep(backoff / 2 + Math.random() * (backoff / 2));
       }
     }
+    return null;
+  }
+
+  /** The database refused a batch for good: drop it and what follows, and have the job stopped. Once. */
+  private storeFailed(err: unknown, rows: OutputRow[]): void {
+    this.droppedLines += rows.filter((r) => r.stream !== 'system').length;
+    this.droppedBytes += rows.reduce((n, r) => n + Buffer.byteLength(r.output), 0);
+    if (this.storeError !== null) return;
+    this.storeError = Queue.describeError(err);
+    this.options.onStoreFailed?.(err);
   }
 
   private markLost(): void {
@@ -159,7 +175,7 @@ export class OutputWriter {
     this.lost = true;
     this.pending = [];
     this.pendingBytes = 0;
-    this.o.onLost?.();
+    this.options.onLost?.();
   }
 
   /** Bytes and lines dropped by the output cap so far. */
@@ -178,34 +194,47 @@ export class OutputWriter {
     }
     while (this.flushing) await this.flushing;
     if (this.lost) return false;
-    if (this.droppedBytes > 0) {
-      this.addSystem(
-        `output limit of ${this.o.maxBytes} bytes reached: ${this.droppedBytes} bytes (${this.droppedLines} lines) were not stored`,
-      );
-    }
+    const dropped = `${this.droppedBytes} bytes (${this.droppedLines} lines) were not stored`;
+    if (this.storeError !== null) this.addSystem(`the database refused this job's output: ${dropped}`);
+    else if (this.droppedBytes > 0)
+      this.addSystem(`output limit of ${this.options.maxBytes} bytes reached: ${dropped}`);
     for (const line of closingLines) this.addSystem(line);
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
     }
     // Leave the last batch (status + rows) small enough for one statement.
-    while (this.pending.length > this.o.batchRows) {
+    while (this.pending.length > this.options.batchRows) {
       const batch = this.takeBatch();
-      await this.withRetry(() => this.o.queue.appendOutput(this.o.fence, batch));
+      const refused = await this.withRetry(() => this.options.queue.appendOutput(this.options.fence, batch));
+      if (refused) this.storeFailed(refused, batch);
       if (this.lost) return false;
     }
     const rows = this.pending;
     this.pending = [];
     this.pendingBytes = 0;
+    const finishJob = this.options.finishJob ?? ((f, o, r) => this.options.queue.finishJob(f, o, r));
     let finished = false;
-    await this.withRetry(async () => {
-      finished = await (this.o.finishJob ?? ((f, o, r) => this.o.queue.finishJob(f, o, r)))(
-        this.o.fence,
-        outcome,
-        rows,
-      );
-      return finished;
-    });
+    const write = (how: Outcome, last: OutputRow[]) => async () =>
+      (finished = await finishJob(this.options.fence, how, last));
+    const refused = await this.withRetry(write(outcome, rows));
+    if (refused) {
+      // The outcome must land: as a failure that says so, without the rows the database refused (and,
+      // should it refuse the explanation too, with a fixed one).
+      const failed: Outcome = { ...outcome, status: 'failure', error: 'output_failed' };
+      const seq = rows[0]?.seq ?? this.seq + 1;
+      const explanations = [
+        `the database refused the job's last ${rows.length} output row(s) (${Queue.describeError(refused)}); ` +
+          `job marked failed (output_failed). ${closingLines.join(' ')}`,
+        "the database refused the job's last output rows; job marked failed (output_failed)",
+      ];
+      let last: unknown = refused;
+      for (const why of explanations) {
+        last = await this.withRetry(write(failed, [{ seq, stream: 'system', output: storableText(why) }]));
+        if (!last) break;
+      }
+      if (last) throw last;
+    }
     return finished;
   }
 

@@ -2,6 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
+import { ConfigError } from '../config';
 
 export interface TaskLimits {
   memoryMB?: number;
@@ -34,7 +35,8 @@ export interface TaskTemplate {
   validate: ValidateFunction;
 }
 
-export class TaskFileError extends Error {
+/** A task file that cannot be used: configuration for the daemons (EX_CONFIG); `tasks check` says 65. */
+export class TaskFileError extends ConfigError {
   override name = 'TaskFileError';
 }
 

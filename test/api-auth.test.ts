@@ -1,4 +1,5 @@
-// SPEC §6: login, sessions, CSRF, bearer tokens, security headers, /health, /tasks and unknown routes.
+// The HTTP API (README, "HTTP API"): login, sessions, CSRF, bearer tokens, security headers, /health, /tasks
+// and unknown routes.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,26 +8,9 @@ import { ConfigError } from '../config';
 import type { Database } from '../models/database';
 import { createApiToken, revokeApiToken } from '../models/users';
 import { resolveSessionSecret } from '../routers/sessions';
-import { addUser, count, login, password, sessionCookie, startApi, testConfig, type Api } from './helpers/api';
-import { freshDatabase, truncateAll } from './helpers/database';
+import { addUser, count, login, password, sessionCookie, startApi, testConfig, useApi, type Api } from './helpers/api';
 
-let db: Database;
-let database: DatabaseConfig;
-let api: Api;
-
-beforeAll(async () => {
-  ({ db, config: database } = await freshDatabase());
-  api = await startApi(db, database);
-});
-
-afterAll(async () => {
-  await api.close();
-  await db.close();
-});
-
-beforeEach(async () => {
-  await truncateAll(db);
-});
+const ctx = useApi();
 
 function expectSecurityHeaders(res: { headers: Record<string, unknown> }): void {
   expect(res.headers['x-content-type-options']).toBe('nosniff');
@@ -38,16 +22,16 @@ function expectSecurityHeaders(res: { headers: Record<string, unknown> }): void 
 
 describe('basics', () => {
   test('GET /health answers 200 when the database does', async () => {
-    const res = await api.agent().get('/health').expect(200);
+    const res = await ctx.api.agent().get('/health').expect(200);
     expect(res.body).toEqual({ status: 'ok' });
     expectSecurityHeaders(res);
   });
 
   test('GET /health answers 503 when the database does not', async () => {
     // Model classes are bound to one Sequelize per process, so the outage is simulated on this handle.
-    const sequelize = Object.create(db.sequelize) as Database['sequelize'];
+    const sequelize = Object.create(ctx.db.sequelize) as Database['sequelize'];
     sequelize.query = (() => Promise.reject(new Error('connect ECONNREFUSED'))) as unknown as typeof sequelize.query;
-    const broken = await startApi({ ...db, sequelize }, database);
+    const broken = await startApi({ ...ctx.db, sequelize }, ctx.database);
     try {
       const res = await broken.agent().get('/health').expect(503);
       expect(res.body.error.code).toBe('database_unavailable');
@@ -58,19 +42,19 @@ describe('basics', () => {
   });
 
   test('unknown routes are 404 JSON with the security headers', async () => {
-    const res = await api.agent().get('/no/such/route').expect(404);
+    const res = await ctx.api.agent().get('/no/such/route').expect(404);
     expect(res.headers['content-type']).toMatch(/^application\/json/);
     expect(res.body.error.code).toBe('not_found');
     expect(typeof res.body.error.message).toBe('string');
     expectSecurityHeaders(res);
-    await api.agent().delete('/jobs').expect(401);
+    await ctx.api.agent().delete('/jobs').expect(401);
   });
 
   test('errors never carry a stack trace', async () => {
-    const res = await api
+    const res = await ctx.api
       .agent()
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .set('Content-Type', 'application/json')
       .send('{"username":');
     expect(res.status).toBe(400);
@@ -81,11 +65,11 @@ describe('basics', () => {
 
 describe('POST /login', () => {
   test('logs in: 200 {username, isAdmin}, an HttpOnly SameSite=Lax cookie, and GET /me works', async () => {
-    await addUser(db, 'alice');
-    const agent = api.agent();
+    await addUser(ctx.db, 'alice');
+    const agent = ctx.api.agent();
     const res = await agent
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .send({ username: 'alice', password: password('alice') })
       .expect(200);
     expect(res.body).toEqual({ username: 'alice', isAdmin: false });
@@ -95,56 +79,56 @@ describe('POST /login', () => {
     expect(cookie).not.toMatch(/; Secure/i);
     expectSecurityHeaders(res);
     expect((await agent.get('/me').expect(200)).body).toEqual({ username: 'alice', isAdmin: false });
-    expect(await count(db, 'Sessions')).toBe(1);
+    expect(await count(ctx.db, 'Sessions')).toBe(1);
   });
 
   test('admins log in as admins', async () => {
-    await addUser(db, 'root', true);
-    const { agent } = await login(api, 'root');
+    await addUser(ctx.db, 'root', true);
+    const { agent } = await login(ctx.api, 'root');
     expect((await agent.get('/me').expect(200)).body).toEqual({ username: 'root', isAdmin: true });
   });
 
   test('a wrong password and an unknown user are the same 401 invalid_credentials', async () => {
-    await addUser(db, 'alice');
-    const wrong = await api
+    await addUser(ctx.db, 'alice');
+    const wrong = await ctx.api
       .agent()
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .send({ username: 'alice', password: 'not-the-password' })
       .expect(401);
-    const unknown = await api
+    const unknown = await ctx.api
       .agent()
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .send({ username: 'nobody', password: 'not-the-password' })
       .expect(401);
     expect(wrong.body.error.code).toBe('invalid_credentials');
     expect(unknown.body).toEqual(wrong.body);
     expect(wrong.headers['set-cookie']).toBeUndefined();
-    expect(await count(db, 'Sessions')).toBe(0);
+    expect(await count(ctx.db, 'Sessions')).toBe(0);
   });
 
   test('the session id is regenerated at login; the old one stops working', async () => {
-    await addUser(db, 'alice');
-    const { agent, cookie: first } = await login(api, 'alice');
+    await addUser(ctx.db, 'alice');
+    const { agent, cookie: first } = await login(ctx.api, 'alice');
     const again = await agent
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .send({ username: 'alice', password: password('alice') })
       .expect(200);
     const second = sessionCookie(again);
     expect(second).not.toBe(first);
-    await api.agent().get('/me').set('Cookie', first).expect(401);
-    await api.agent().get('/me').set('Cookie', second).expect(200);
+    await ctx.api.agent().get('/me').set('Cookie', first).expect(401);
+    await ctx.api.agent().get('/me').set('Cookie', second).expect(200);
   });
 
   test('a session id planted before login is not kept', async () => {
-    await addUser(db, 'alice');
+    await addUser(ctx.db, 'alice');
     const planted = 'cj.sid=s%3Aplanted-session-id.invalidsignature';
-    const res = await api
+    const res = await ctx.api
       .agent()
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .set('Cookie', planted)
       .send({ username: 'alice', password: password('alice') })
       .expect(200);
@@ -152,8 +136,8 @@ describe('POST /login', () => {
   });
 
   test('checks in order: 415 form-encoded, 403 cross-origin, 400 invalid_json, 400 fields', async () => {
-    await addUser(db, 'alice');
-    const agent = api.agent();
+    await addUser(ctx.db, 'alice');
+    const agent = ctx.api.agent();
     const form = await agent
       .post('/login')
       .set('Origin', 'https://evil.example')
@@ -180,31 +164,31 @@ describe('POST /login', () => {
     expect(crossSite.body.error.code).toBe('forbidden_origin');
     const badJson = await agent
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .set('Content-Type', 'application/json')
       .send('{"username": "alice",')
       .expect(400);
     expect(badJson.body.error.code).toBe('invalid_json');
     const extra = await agent
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .send({ username: 'alice', password: password('alice'), remember: true })
       .expect(400);
     expect(extra.body.error).toMatchObject({ code: 'unexpected_field', field: 'remember' });
-    const missing = await agent.post('/login').set('Origin', api.origin).send({ username: 'alice' }).expect(400);
+    const missing = await agent.post('/login').set('Origin', ctx.api.origin).send({ username: 'alice' }).expect(400);
     expect(missing.body.error).toMatchObject({ code: 'invalid_field', field: 'password' });
     const big = await agent
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .send({ username: 'alice', password: 'x'.repeat(70 * 1024) })
       .expect(413);
     expect(big.body.error.code).toBe('payload_too_large');
-    expect(await count(db, 'Sessions')).toBe(0);
+    expect(await count(ctx.db, 'Sessions')).toBe(0);
   });
 
   test('Sec-Fetch-Site: same-origin stands in for Origin', async () => {
-    await addUser(db, 'alice');
-    await api
+    await addUser(ctx.db, 'alice');
+    await ctx.api
       .agent()
       .post('/login')
       .set('Sec-Fetch-Site', 'same-origin')
@@ -214,38 +198,38 @@ describe('POST /login', () => {
 
   test('after 10 failures for a username: 429 rate_limited, even with the right password', async () => {
     // Its own app, so the lock-out does not outlive this test.
-    const api = await startApi(db, database);
-    await addUser(db, 'alice');
-    await addUser(db, 'bob');
-    const agent = api.agent();
+    const own = await startApi(ctx.db, ctx.database);
+    await addUser(ctx.db, 'alice');
+    await addUser(ctx.db, 'bob');
+    const agent = own.agent();
     for (let i = 0; i < 10; i++) {
       await agent
         .post('/login')
-        .set('Origin', api.origin)
+        .set('Origin', own.origin)
         .send({ username: 'alice', password: `wrong-${i}` })
         .expect(401);
     }
     const limited = await agent
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', own.origin)
       .send({ username: 'ALICE', password: password('alice') })
       .expect(429);
     expect(limited.body.error.code).toBe('rate_limited');
     expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
     await agent
       .post('/login')
-      .set('Origin', api.origin)
+      .set('Origin', own.origin)
       .send({ username: 'alice', password: password('alice') })
       .expect(429);
     // Per username: bob, from the same address, is not locked out.
-    await login(api, 'bob');
-    await api.close();
+    await login(own, 'bob');
+    await own.close();
   });
 
   test('failures per client address are limited too, whatever the username', async () => {
-    const strict = await startApi(db, database, { loginLimits: { perIp: { max: 3, windowMs: 60_000 } } });
+    const strict = await startApi(ctx.db, ctx.database, { loginLimits: { perIp: { max: 3, windowMs: 60_000 } } });
     try {
-      await addUser(db, 'carol');
+      await addUser(ctx.db, 'carol');
       for (const name of ['u1', 'u2', 'u3']) {
         await strict
           .agent()
@@ -269,44 +253,49 @@ describe('POST /login', () => {
 
 describe('sessions', () => {
   test('POST /logout: 204, the session row is gone, and the cookie no longer works', async () => {
-    await addUser(db, 'alice');
-    const { agent, cookie } = await login(api, 'alice');
-    await agent.post('/logout').set('Origin', api.origin).set('Content-Type', 'application/json').expect(204);
-    expect(await count(db, 'Sessions')).toBe(0);
-    await api.agent().get('/me').set('Cookie', cookie).expect(401);
+    await addUser(ctx.db, 'alice');
+    const { agent, cookie } = await login(ctx.api, 'alice');
+    await agent.post('/logout').set('Origin', ctx.api.origin).set('Content-Type', 'application/json').expect(204);
+    expect(await count(ctx.db, 'Sessions')).toBe(0);
+    await ctx.api.agent().get('/me').set('Cookie', cookie).expect(401);
   });
 
   test('POST /logout without a session is 401; cross-origin is 403', async () => {
-    await api.agent().post('/logout').set('Origin', api.origin).set('Content-Type', 'application/json').expect(401);
-    await addUser(db, 'alice');
-    const { agent } = await login(api, 'alice');
+    await ctx.api
+      .agent()
+      .post('/logout')
+      .set('Origin', ctx.api.origin)
+      .set('Content-Type', 'application/json')
+      .expect(401);
+    await addUser(ctx.db, 'alice');
+    const { agent } = await login(ctx.api, 'alice');
     const res = await agent.post('/logout').set('Origin', 'https://evil.example').send({}).expect(403);
     expect(res.body.error.code).toBe('forbidden_origin');
     await agent.get('/me').expect(200);
   });
 
   test('GET /me without a session is 401 unauthenticated', async () => {
-    const res = await api.agent().get('/me').expect(401);
+    const res = await ctx.api.agent().get('/me').expect(401);
     expect(res.body.error.code).toBe('unauthenticated');
   });
 
   test('an expired session is refused (and removed)', async () => {
-    await addUser(db, 'alice');
-    const { agent } = await login(api, 'alice');
+    await addUser(ctx.db, 'alice');
+    const { agent } = await login(ctx.api, 'alice');
     await agent.get('/me').expect(200);
-    await db.models.Session.update({ expires: new Date(Date.now() - 1000) }, { where: {} });
+    await ctx.db.models.Session.update({ expires: new Date(Date.now() - 1000) }, { where: {} });
     await agent.get('/me').expect(401);
-    expect(await count(db, 'Sessions')).toBe(0);
+    expect(await count(ctx.db, 'Sessions')).toBe(0);
   });
 
   test('a forged or unknown cookie is no session', async () => {
-    await api.agent().get('/me').set('Cookie', 'cj.sid=s%3Aabc.def').expect(401);
+    await ctx.api.agent().get('/me').set('Cookie', 'cj.sid=s%3Aabc.def').expect(401);
   });
 
   test('COOKIE_SECURE behind a trusted proxy: Secure cookie and HSTS', async () => {
-    const secure = await startApi(db, database, { env: { COOKIE_SECURE: 'true', TRUST_PROXY: 'loopback' } });
+    const secure = await startApi(ctx.db, ctx.database, { env: { COOKIE_SECURE: 'true', TRUST_PROXY: 'loopback' } });
     try {
-      await addUser(db, 'alice');
+      await addUser(ctx.db, 'alice');
       const res = await secure
         .agent()
         .post('/login')
@@ -323,7 +312,7 @@ describe('sessions', () => {
   });
 
   test('X-Forwarded-Host counts for the origin check only under TRUST_PROXY', async () => {
-    await addUser(db, 'alice');
+    await addUser(ctx.db, 'alice');
     const send = (target: Api) =>
       target
         .agent()
@@ -331,8 +320,8 @@ describe('sessions', () => {
         .set('X-Forwarded-Host', 'jobs.example.com')
         .set('Origin', 'https://jobs.example.com')
         .send({ username: 'alice', password: password('alice') });
-    expect((await send(api)).status).toBe(403);
-    const proxied = await startApi(db, database, { env: { TRUST_PROXY: 'loopback' } });
+    expect((await send(ctx.api)).status).toBe(403);
+    const proxied = await startApi(ctx.db, ctx.database, { env: { TRUST_PROXY: 'loopback' } });
     try {
       expect((await send(proxied)).status).toBe(200);
     } finally {
@@ -343,11 +332,11 @@ describe('sessions', () => {
 
 describe('bearer tokens', () => {
   test('a token authenticates, is CSRF-exempt, and records lastUsedAt', async () => {
-    await addUser(db, 'alice');
-    const { id, token } = await createApiToken(db, 'alice', 'ci');
-    const me = await api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(200);
+    await addUser(ctx.db, 'alice');
+    const { id, token } = await createApiToken(ctx.db, 'alice', 'ci');
+    const me = await ctx.api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(200);
     expect(me.body).toEqual({ username: 'alice', isAdmin: false });
-    const created = await api
+    const created = await ctx.api
       .agent()
       .post('/jobs')
       .set('Authorization', `Bearer ${token}`)
@@ -355,16 +344,16 @@ describe('bearer tokens', () => {
       .send({ task: 'greet', params: { name: 'Bob' } })
       .expect(201);
     expect(created.body).toEqual({ id: expect.any(Number), status: 'pending' });
-    const row = await db.models.ApiToken.findByPk(id);
+    const row = await ctx.db.models.ApiToken.findByPk(id);
     expect(row!.lastUsedAt).toBeInstanceOf(Date);
-    const job = await db.models.Job.findByPk(created.body.id);
+    const job = await ctx.db.models.Job.findByPk(created.body.id);
     expect(job!.createdBy).toBe('alice');
   });
 
   test('a token still needs a JSON body on POST /jobs (415)', async () => {
-    await addUser(db, 'alice');
-    const { token } = await createApiToken(db, 'alice', 'ci');
-    const res = await api
+    await addUser(ctx.db, 'alice');
+    const { token } = await createApiToken(ctx.db, 'alice', 'ci');
+    const res = await ctx.api
       .agent()
       .post('/jobs')
       .set('Authorization', `Bearer ${token}`)
@@ -372,44 +361,44 @@ describe('bearer tokens', () => {
       .send({ task: 'greet' })
       .expect(415);
     expect(res.body.error.code).toBe('unsupported_media_type');
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
   test('revoked, expired and unknown tokens are 401 invalid_token', async () => {
-    await addUser(db, 'alice');
-    const revoked = await createApiToken(db, 'alice', 'old');
-    expect(await revokeApiToken(db, revoked.id)).toBe(true);
-    const expired = await createApiToken(db, 'alice', 'expired', new Date(Date.now() - 60_000));
+    await addUser(ctx.db, 'alice');
+    const revoked = await createApiToken(ctx.db, 'alice', 'old');
+    expect(await revokeApiToken(ctx.db, revoked.id)).toBe(true);
+    const expired = await createApiToken(ctx.db, 'alice', 'expired', new Date(Date.now() - 60_000));
     for (const token of [revoked.token, expired.token, 'cjt_unknown', 'garbage']) {
-      const res = await api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(401);
+      const res = await ctx.api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(401);
       expect(res.body.error.code).toBe('invalid_token');
     }
-    await api
+    await ctx.api
       .agent()
       .post('/jobs')
       .set('Authorization', `Bearer ${revoked.token}`)
       .send({ task: 'greet', params: { name: 'Bob' } })
       .expect(401);
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
   test('a token of a deleted user is refused', async () => {
-    await addUser(db, 'alice');
-    const { token } = await createApiToken(db, 'alice', 'ci');
-    await db.models.User.destroy({ where: { username: 'alice' } });
-    await api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(401);
+    await addUser(ctx.db, 'alice');
+    const { token } = await createApiToken(ctx.db, 'alice', 'ci');
+    await ctx.db.models.User.destroy({ where: { username: 'alice' } });
+    await ctx.api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(401);
   });
 });
 
 describe('GET /tasks', () => {
   test('401 without a user', async () => {
-    await api.agent().get('/tasks').expect(401);
+    await ctx.api.agent().get('/tasks').expect(401);
   });
 
   test('users see the tasks they may run; admins also the admin-only ones', async () => {
-    await addUser(db, 'alice');
-    await addUser(db, 'root', true);
-    const user = (await (await login(api, 'alice')).agent.get('/tasks').expect(200)).body;
+    await addUser(ctx.db, 'alice');
+    await addUser(ctx.db, 'root', true);
+    const user = (await (await login(ctx.api, 'alice')).agent.get('/tasks').expect(200)).body;
     expect(user).toEqual([
       {
         name: 'greet',
@@ -418,7 +407,7 @@ describe('GET /tasks', () => {
         adminOnly: false,
       },
     ]);
-    const admin = (await (await login(api, 'root')).agent.get('/tasks').expect(200)).body;
+    const admin = (await (await login(ctx.api, 'root')).agent.get('/tasks').expect(200)).body;
     expect(admin.map((t: { name: string; adminOnly: boolean }) => [t.name, t.adminOnly])).toEqual([
       ['greet', false],
       ['rebuild-cluster', true],

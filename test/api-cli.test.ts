@@ -1,21 +1,31 @@
-// SPEC §7: `container-jobs user …`, `token …` and `start`, and server.ts, run as compiled commands.
+// The command line (README, "Command line"): `container-jobs user …`, `token …` and `start`, and server.ts,
+// run as compiled commands.
 import { spawn, type ChildProcessWithoutNullStreams, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import request from 'supertest';
-import type { DatabaseConfig } from '../config';
-import type { Database } from '../models/database';
 import { authenticateApiToken, verifyCredentials } from '../models/users';
 import { TASKS_FILE, collectText, parseSse } from './helpers/api';
 import { runScript, show } from './helpers/cli';
-import { ROOT, databaseEnv, freshDatabase, truncateAll } from './helpers/database';
+import { ROOT, databaseEnv, useDatabase } from './helpers/database';
 
 const worker = process.env.JEST_WORKER_ID ?? '0';
-let db: Database;
-let database: DatabaseConfig;
 let tmp: string;
+
+beforeAll(() => {
+  if (!fs.existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
+    throw new Error('dist/cli.js is missing: run "npm run build" first (npm test does it as pretest)');
+  }
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-api-cli-'));
+});
+
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+const ctx = useDatabase(`cj_test_apicli_w${worker}`);
 
 function envFor(extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
@@ -25,7 +35,7 @@ function envFor(extra: Record<string, string> = {}): Record<string, string> {
   }
   return {
     ...env,
-    ...databaseEnv(database),
+    ...databaseEnv(ctx.database),
     JOB_TASKS_FILE: TASKS_FILE,
     SESSION_SECRET: 'cli-test-secret-0123456789abcdef0123456789',
     ...extra,
@@ -41,30 +51,13 @@ function lastLine(text: string): string {
   return lines[lines.length - 1];
 }
 
-beforeAll(async () => {
-  if (!fs.existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
-    throw new Error('dist/cli.js is missing: run "npm run build" first (npm test does it as pretest)');
-  }
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-api-cli-'));
-  ({ db, config: database } = await freshDatabase(`cj_test_apicli_w${worker}`));
-});
-
-afterAll(async () => {
-  await db.close();
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-beforeEach(async () => {
-  await truncateAll(db);
-});
-
 describe('container-jobs user', () => {
   test('user add: the password comes from stdin; nothing is printed of it', async () => {
     const result = cli(['user', 'add', 'alice'], 'a-piped-password\n');
     expect(result.status).toBe(0);
     expect(result.stdout).toMatch(/created user "alice"/);
     expect(result.stdout).not.toContain('a-piped-password');
-    expect(await verifyCredentials(db, 'alice', 'a-piped-password')).toEqual({ username: 'alice', isAdmin: false });
+    expect(await verifyCredentials(ctx.db, 'alice', 'a-piped-password')).toEqual({ username: 'alice', isAdmin: false });
   });
 
   test('user add --admin with empty stdin: a generated password, printed once', async () => {
@@ -72,7 +65,7 @@ describe('container-jobs user', () => {
     expect(result.status).toBe(0);
     const match = /^password: (\S+)$/.exec(lastLine(result.stdout));
     expect(match).not.toBeNull();
-    expect(await verifyCredentials(db, 'root', match![1])).toEqual({ username: 'root', isAdmin: true });
+    expect(await verifyCredentials(ctx.db, 'root', match![1])).toEqual({ username: 'root', isAdmin: true });
   });
 
   test('user add refuses a duplicate, a bad name and a short password (exit 65)', () => {
@@ -91,12 +84,12 @@ describe('container-jobs user', () => {
     expect(cli(['user', 'add', 'alice'], 'old-password\n').status).toBe(0);
     const result = cli(['user', 'passwd', 'alice'], 'new-password\n');
     expect(result.status).toBe(0);
-    expect(await verifyCredentials(db, 'alice', 'new-password')).not.toBeNull();
-    expect(await verifyCredentials(db, 'alice', 'old-password')).toBeNull();
+    expect(await verifyCredentials(ctx.db, 'alice', 'new-password')).not.toBeNull();
+    expect(await verifyCredentials(ctx.db, 'alice', 'old-password')).toBeNull();
     const generated = cli(['user', 'passwd', 'alice']);
     expect(generated.status).toBe(0);
     const password = /^password: (\S+)$/.exec(lastLine(generated.stdout))![1];
-    expect(await verifyCredentials(db, 'alice', password)).not.toBeNull();
+    expect(await verifyCredentials(ctx.db, 'alice', password)).not.toBeNull();
     expect(cli(['user', 'passwd', 'nobody'], 'new-password\n').status).toBe(65);
   });
 
@@ -119,7 +112,7 @@ describe('container-jobs token', () => {
     expect(created.status).toBe(0);
     const token = lastLine(created.stdout);
     expect(token).toMatch(/^cjt_[A-Za-z0-9_-]{43}$/);
-    expect(await authenticateApiToken(db, token)).toEqual({ username: 'alice', isAdmin: false });
+    expect(await authenticateApiToken(ctx.db, token)).toEqual({ username: 'alice', isAdmin: false });
     const list = cli(['token', 'list']);
     expect(list.status).toBe(0);
     expect(list.stdout).not.toContain(token);
@@ -127,7 +120,7 @@ describe('container-jobs token', () => {
     expect([user, name]).toEqual(['alice', 'laptop']);
     const revoked = cli(['token', 'revoke', id]);
     expect(revoked.status).toBe(0);
-    expect(await authenticateApiToken(db, token)).toBeNull();
+    expect(await authenticateApiToken(ctx.db, token)).toBeNull();
     expect(cli(['token', 'revoke', id]).status).toBe(65);
   });
 
@@ -176,7 +169,7 @@ describe('container-jobs start', () => {
     try {
       const [, password] = await daemon.waitFor(/admin password \(shown once\): (\S+)/);
       const [, url] = await daemon.waitFor(/API listening on (http:\/\/\S+);/);
-      expect(daemon.lines[0]).toMatch(database.dialect === 'mysql' ? /MySQL/ : /SQLite/);
+      expect(daemon.lines[0]).toMatch(ctx.database.dialect === 'mysql' ? /MySQL/ : /SQLite/);
       const agent = request.agent(url);
       await agent.get('/health').expect(200);
       await agent.post('/login').set('Origin', url).send({ username: 'admin', password }).expect(200);
@@ -201,7 +194,7 @@ describe('container-jobs start', () => {
     again.child.kill('SIGTERM');
     expect(await again.exited).toBe(0);
     expect(again.lines.join('\n')).not.toMatch(/password/);
-    expect(await db.models.User.count()).toBe(1);
+    expect(await ctx.db.models.User.count()).toBe(1);
   });
 
   test('a configuration error exits 78: SESSION_SECRET missing with MySQL, a broken task file', () => {
@@ -227,7 +220,7 @@ describe('server.ts', () => {
     try {
       const [, url] = await daemon.waitFor(/listening on (http:\/\/\S+)/);
       expect(daemon.lines[0]).toMatch(
-        database.dialect === 'mysql' ? /^server: database: MySQL/ : /^server: database: embedded SQLite/,
+        ctx.database.dialect === 'mysql' ? /^server: database: MySQL/ : /^server: database: embedded SQLite/,
       );
       await request(url).get('/health').expect(200);
       await request(url).get('/jobs').expect(401);

@@ -1,58 +1,15 @@
-// SPEC §6: the /jobs routes — create, list, read, output, cancel — with owner scoping and input checks.
+// The /jobs routes (README, "HTTP API") — create, list, read, output, cancel — with owner scoping and input checks.
 import express from 'express';
 import request from 'supertest';
-import type { DatabaseConfig } from '../config';
-import type { Database } from '../models/database';
 import { createApiToken } from '../models/users';
-import { createJobsRouter } from '../routers';
+import { createJobsRouter, silentLogger } from '../routers';
 import { TaskCatalog } from '../tasks/catalog';
-import {
-  addUser,
-  count,
-  insertOutput,
-  login,
-  setStatus,
-  snapshotLogins,
-  startApi,
-  TASKS_FILE,
-  type Agent,
-  type Api,
-} from './helpers/api';
-import { freshDatabase, truncateAll } from './helpers/database';
+import { count, insertOutput, setStatus, TASKS_FILE, useApi, type Agent } from './helpers/api';
 
-let db: Database;
-let database: DatabaseConfig;
-let api: Api;
-let alice: Agent;
-let bob: Agent;
-let root: Agent;
-
-let restoreLogins: () => Promise<void>;
-
-beforeAll(async () => {
-  ({ db, config: database } = await freshDatabase());
-  api = await startApi(db, database);
-  await addUser(db, 'alice');
-  await addUser(db, 'bob');
-  await addUser(db, 'root', true);
-  ({ agent: alice } = await login(api, 'alice'));
-  ({ agent: bob } = await login(api, 'bob'));
-  ({ agent: root } = await login(api, 'root'));
-  restoreLogins = await snapshotLogins(db);
-});
-
-afterAll(async () => {
-  await api.close();
-  await db.close();
-});
-
-beforeEach(async () => {
-  await truncateAll(db);
-  await restoreLogins();
-});
+const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
 function post(agent: Agent, path: string) {
-  return agent.post(path).set('Origin', api.origin);
+  return agent.post(path).set('Origin', ctx.api.origin);
 }
 
 async function createJob(agent: Agent, body: unknown = { task: 'greet', params: { name: 'Ann' } }): Promise<number> {
@@ -64,12 +21,12 @@ async function createJob(agent: Agent, body: unknown = { task: 'greet', params: 
 
 describe('POST /jobs', () => {
   test('201 {id, status: pending}; the row has validated params, the quoted command and the creator', async () => {
-    const res = await post(alice, '/jobs')
+    const res = await post(ctx.as.alice, '/jobs')
       .send({ task: 'greet', params: { name: "Ann O'Neil", times: 3, loud: true } })
       .expect(201);
     expect(res.body).toEqual({ id: expect.any(Number), status: 'pending' });
     expect(res.headers.location).toBe(`/jobs/${res.body.id}`);
-    const job = await db.models.Job.findByPk(res.body.id);
+    const job = await ctx.db.models.Job.findByPk(res.body.id);
     expect(job).toMatchObject({
       task: 'greet',
       params: { name: "Ann O'Neil", times: 3, loud: true },
@@ -80,26 +37,26 @@ describe('POST /jobs', () => {
   });
 
   test('an optional param left out drops its argv element', async () => {
-    const id = await createJob(alice, { task: 'greet', params: { name: 'Ann' } });
-    expect((await db.models.Job.findByPk(id))!.command).toBe("echo 'hello Ann'");
+    const id = await createJob(ctx.as.alice, { task: 'greet', params: { name: 'Ann' } });
+    expect((await ctx.db.models.Job.findByPk(id))!.command).toBe("echo 'hello Ann'");
   });
 
   test('no session: 401 and nothing written', async () => {
-    const res = await api
+    const res = await ctx.api
       .agent()
       .post('/jobs')
-      .set('Origin', api.origin)
+      .set('Origin', ctx.api.origin)
       .send({ task: 'greet', params: { name: 'Ann' } })
       .expect(401);
     expect(res.body.error.code).toBe('unauthenticated');
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
   test('a non-admin gets 403 admin_only on an admin-only task; an admin may run it', async () => {
-    const res = await post(alice, '/jobs').send({ task: 'rebuild-cluster', params: {} }).expect(403);
+    const res = await post(ctx.as.alice, '/jobs').send({ task: 'rebuild-cluster', params: {} }).expect(403);
     expect(res.body.error.code).toBe('admin_only');
-    expect(await count(db, 'Jobs')).toBe(0);
-    await post(root, '/jobs').send({ task: 'rebuild-cluster' }).expect(201);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
+    await post(ctx.as.root, '/jobs').send({ task: 'rebuild-cluster' }).expect(201);
   });
 
   test.each([
@@ -132,79 +89,90 @@ describe('POST /jobs', () => {
     ['params that are not an object', { task: 'greet', params: ['Ann'] }, 'invalid_params', 'params'],
     ['a body that is an array', [{ task: 'greet' }], 'invalid_body', undefined],
   ])('%s: 400 and nothing written', async (_what, body, code, field) => {
-    const res = await post(alice, '/jobs').send(body).expect(400);
+    const res = await post(ctx.as.alice, '/jobs').send(body).expect(400);
     expect(res.body.error.code).toBe(code);
     if (field !== undefined) {
       expect(res.body.error.field).toBe(field);
       expect(res.body.error.message).toContain(field);
     }
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
   test('invalid JSON: 400 invalid_json', async () => {
-    const res = await post(alice, '/jobs')
+    const res = await post(ctx.as.alice, '/jobs')
       .set('Content-Type', 'application/json')
       .send('{"task": "greet",')
       .expect(400);
     expect(res.body.error.code).toBe('invalid_json');
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
   test('a 1 MB body: 413 payload_too_large', async () => {
-    const res = await post(alice, '/jobs')
+    const res = await post(ctx.as.alice, '/jobs')
       .send({ task: 'greet', params: { name: 'A'.repeat(1024 * 1024) } })
       .expect(413);
     expect(res.body.error.code).toBe('payload_too_large');
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
   test('a form-encoded POST: 415', async () => {
-    const res = await post(alice, '/jobs').type('form').send({ task: 'greet', 'params[name]': 'Ann' }).expect(415);
+    const res = await post(ctx.as.alice, '/jobs')
+      .type('form')
+      .send({ task: 'greet', 'params[name]': 'Ann' })
+      .expect(415);
     expect(res.body.error.code).toBe('unsupported_media_type');
-    const plain = await post(alice, '/jobs').set('Content-Type', 'text/plain').send('{"task":"greet"}').expect(415);
+    const plain = await post(ctx.as.alice, '/jobs')
+      .set('Content-Type', 'text/plain')
+      .send('{"task":"greet"}')
+      .expect(415);
     expect(plain.body.error.code).toBe('unsupported_media_type');
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
   test('a cross-origin POST, or one with no Origin at all: 403', async () => {
     const body = { task: 'greet', params: { name: 'Ann' } };
-    const cross = await alice.post('/jobs').set('Origin', 'https://evil.example').send(body).expect(403);
+    const cross = await ctx.as.alice.post('/jobs').set('Origin', 'https://evil.example').send(body).expect(403);
     expect(cross.body.error.code).toBe('forbidden_origin');
-    await alice.post('/jobs').send(body).expect(403);
-    await alice.post('/jobs').set('Origin', 'null').send(body).expect(403);
-    await alice.post('/jobs').set('Origin', api.origin).set('Sec-Fetch-Site', 'same-site').send(body).expect(403);
-    expect(await count(db, 'Jobs')).toBe(0);
-    await alice.post('/jobs').set('Sec-Fetch-Site', 'same-origin').send(body).expect(201);
+    await ctx.as.alice.post('/jobs').send(body).expect(403);
+    await ctx.as.alice.post('/jobs').set('Origin', 'null').send(body).expect(403);
+    await ctx.as.alice
+      .post('/jobs')
+      .set('Origin', ctx.api.origin)
+      .set('Sec-Fetch-Site', 'same-site')
+      .send(body)
+      .expect(403);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
+    await ctx.as.alice.post('/jobs').set('Sec-Fetch-Site', 'same-origin').send(body).expect(201);
   });
 
   test('checks run in the contract order: 401, 415, 403, 413, 400 invalid_json, fields', async () => {
     const big = `{"task": "greet", "params": {"name": "${'A'.repeat(70 * 1024)}"`; // also not valid JSON
     // 401 beats everything.
-    await api.agent().post('/jobs').set('Origin', 'https://evil.example').type('form').send('a=b').expect(401);
+    await ctx.api.agent().post('/jobs').set('Origin', 'https://evil.example').type('form').send('a=b').expect(401);
     // 415 beats a bad origin.
-    await alice.post('/jobs').set('Origin', 'https://evil.example').type('form').send('a=b').expect(415);
+    await ctx.as.alice.post('/jobs').set('Origin', 'https://evil.example').type('form').send('a=b').expect(415);
     // 403 beats a body too large.
-    await alice
+    await ctx.as.alice
       .post('/jobs')
       .set('Origin', 'https://evil.example')
       .set('Content-Type', 'application/json')
       .send(big)
       .expect(403);
     // 413 beats invalid JSON.
-    await post(alice, '/jobs').set('Content-Type', 'application/json').send(big).expect(413);
+    await post(ctx.as.alice, '/jobs').set('Content-Type', 'application/json').send(big).expect(413);
     // invalid_json beats field checks.
-    const res = await post(alice, '/jobs').set('Content-Type', 'application/json').send('{"nope": ').expect(400);
+    const res = await post(ctx.as.alice, '/jobs').set('Content-Type', 'application/json').send('{"nope": ').expect(400);
     expect(res.body.error.code).toBe('invalid_json');
-    expect(await count(db, 'Jobs')).toBe(0);
+    expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 });
 
 describe('GET /jobs', () => {
   test('own jobs, newest first, with ids as numbers', async () => {
-    const a1 = await createJob(alice);
-    await createJob(bob);
-    const a2 = await createJob(alice);
-    const res = await alice.get('/jobs').expect(200);
+    const a1 = await createJob(ctx.as.alice);
+    await createJob(ctx.as.bob);
+    const a2 = await createJob(ctx.as.alice);
+    const res = await ctx.as.alice.get('/jobs').expect(200);
     expect(res.body.limit).toBe(50);
     expect(res.body.offset).toBe(0);
     expect(res.body.jobs.map((j: { id: number }) => j.id)).toEqual([a2, a1]);
@@ -213,35 +181,40 @@ describe('GET /jobs', () => {
   });
 
   test('admins see every job, including createdBy NULL ones, and may filter by createdBy', async () => {
-    const a = await createJob(alice);
-    const b = await createJob(bob);
-    const orphan = await api.queue.enqueue({ task: 'greet', params: { name: 'X' }, command: 'echo', createdBy: null });
-    const all = await root.get('/jobs').expect(200);
+    const a = await createJob(ctx.as.alice);
+    const b = await createJob(ctx.as.bob);
+    const orphan = await ctx.api.queue.enqueue({
+      task: 'greet',
+      params: { name: 'X' },
+      command: 'echo',
+      createdBy: null,
+    });
+    const all = await ctx.as.root.get('/jobs').expect(200);
     expect(all.body.jobs.map((j: { id: number }) => j.id)).toEqual([orphan, b, a]);
-    const bobs = await root.get('/jobs?createdBy=bob').expect(200);
+    const bobs = await ctx.as.root.get('/jobs?createdBy=bob').expect(200);
     expect(bobs.body.jobs.map((j: { id: number }) => j.id)).toEqual([b]);
     // A user's createdBy filter can only narrow to their own jobs.
-    expect((await alice.get('/jobs?createdBy=bob').expect(200)).body.jobs).toEqual([]);
-    expect((await alice.get('/jobs?createdBy=alice').expect(200)).body.jobs.map((j: { id: number }) => j.id)).toEqual([
-      a,
-    ]);
-    expect((await alice.get('/jobs').expect(200)).body.jobs.map((j: { id: number }) => j.id)).toEqual([a]);
+    expect((await ctx.as.alice.get('/jobs?createdBy=bob').expect(200)).body.jobs).toEqual([]);
+    expect(
+      (await ctx.as.alice.get('/jobs?createdBy=alice').expect(200)).body.jobs.map((j: { id: number }) => j.id),
+    ).toEqual([a]);
+    expect((await ctx.as.alice.get('/jobs').expect(200)).body.jobs.map((j: { id: number }) => j.id)).toEqual([a]);
   });
 
   test('status filter, limit and offset', async () => {
     const ids: number[] = [];
-    for (let i = 0; i < 5; i++) ids.push(await createJob(alice));
-    await setStatus(db, ids[1], 'success', { exitCode: 0 });
-    await setStatus(db, ids[3], 'success', { exitCode: 0 });
-    const done = await alice.get('/jobs?status=success').expect(200);
+    for (let i = 0; i < 5; i++) ids.push(await createJob(ctx.as.alice));
+    await setStatus(ctx.db, ids[1], 'success', { exitCode: 0 });
+    await setStatus(ctx.db, ids[3], 'success', { exitCode: 0 });
+    const done = await ctx.as.alice.get('/jobs?status=success').expect(200);
     expect(done.body.jobs.map((j: { id: number }) => j.id)).toEqual([ids[3], ids[1]]);
-    const page = await alice.get('/jobs?limit=2&offset=1').expect(200);
+    const page = await ctx.as.alice.get('/jobs?limit=2&offset=1').expect(200);
     expect(page.body).toMatchObject({ limit: 2, offset: 1 });
     expect(page.body.jobs.map((j: { id: number }) => j.id)).toEqual([ids[3], ids[2]]);
   });
 
   test('limit above 500 is lowered to 500', async () => {
-    const res = await alice.get('/jobs?limit=5000').expect(200);
+    const res = await ctx.as.alice.get('/jobs?limit=5000').expect(200);
     expect(res.body.limit).toBe(500);
   });
 
@@ -255,19 +228,19 @@ describe('GET /jobs', () => {
     'status=done',
     'limit=1&limit=2',
   ])('?%s is 400 invalid_query', async (query) => {
-    const res = await alice.get(`/jobs?${query}`).expect(400);
+    const res = await ctx.as.alice.get(`/jobs?${query}`).expect(400);
     expect(res.body.error.code).toBe('invalid_query');
   });
 
   test('no session: 401', async () => {
-    await api.agent().get('/jobs').expect(401);
+    await ctx.api.agent().get('/jobs').expect(401);
   });
 });
 
 describe('GET /jobs/:id', () => {
   test('the owner and admins see the job with every column', async () => {
-    const id = await createJob(alice);
-    const res = await alice.get(`/jobs/${id}`).expect(200);
+    const id = await createJob(ctx.as.alice);
+    const res = await ctx.as.alice.get(`/jobs/${id}`).expect(200);
     expect(res.body).toMatchObject({
       id,
       task: 'greet',
@@ -286,61 +259,61 @@ describe('GET /jobs/:id', () => {
     });
     expect(new Date(res.body.createdAt).getTime()).not.toBeNaN();
     expect(new Date(res.body.runAt).getTime()).not.toBeNaN();
-    await root.get(`/jobs/${id}`).expect(200);
+    await ctx.as.root.get(`/jobs/${id}`).expect(200);
   });
 
   test('outputLines: how many output rows the job has (0 without any); only on the single-job read', async () => {
-    const id = await createJob(alice);
-    expect((await alice.get(`/jobs/${id}`).expect(200)).body.outputLines).toBe(0);
-    const other = await createJob(alice);
-    await insertOutput(db, other, ['not', 'this', 'job'], 1);
+    const id = await createJob(ctx.as.alice);
+    expect((await ctx.as.alice.get(`/jobs/${id}`).expect(200)).body.outputLines).toBe(0);
+    const other = await createJob(ctx.as.alice);
+    await insertOutput(ctx.db, other, ['not', 'this', 'job'], 1);
     const lines = Array.from({ length: 1200 }, (_, i) => `line ${i + 1}`);
-    for (let i = 0; i < lines.length; i += 300) await insertOutput(db, id, lines.slice(i, i + 300), i + 1);
-    expect((await alice.get(`/jobs/${id}`).expect(200)).body.outputLines).toBe(1200);
-    expect((await root.get(`/jobs/${other}`).expect(200)).body.outputLines).toBe(3);
+    for (let i = 0; i < lines.length; i += 300) await insertOutput(ctx.db, id, lines.slice(i, i + 300), i + 1);
+    expect((await ctx.as.alice.get(`/jobs/${id}`).expect(200)).body.outputLines).toBe(1200);
+    expect((await ctx.as.root.get(`/jobs/${other}`).expect(200)).body.outputLines).toBe(3);
     // The same numbering as /status's offset: the last row is at offset outputLines - 1.
-    const [last] = (await alice.get(`/jobs/${id}/status?offset=1199`).expect(200)).body;
+    const [last] = (await ctx.as.alice.get(`/jobs/${id}/status?offset=1199`).expect(200)).body;
     expect(last.output).toBe('line 1200');
-    const list = await alice.get('/jobs').expect(200);
+    const list = await ctx.as.alice.get('/jobs').expect(200);
     expect(list.body.jobs).toHaveLength(2);
     for (const job of list.body.jobs) expect(job).not.toHaveProperty('outputLines');
   });
 
   test("another user's job is 404 not_found, exactly like a missing one", async () => {
-    const id = await createJob(alice);
-    const other = await bob.get(`/jobs/${id}`).expect(404);
-    const missing = await bob.get(`/jobs/${id + 1000}`).expect(404);
+    const id = await createJob(ctx.as.alice);
+    const other = await ctx.as.bob.get(`/jobs/${id}`).expect(404);
+    const missing = await ctx.as.bob.get(`/jobs/${id + 1000}`).expect(404);
     expect(other.body.error.code).toBe('not_found');
     expect(other.body).toEqual({ error: { code: 'not_found', message: `no job ${id}` } });
     expect(missing.body).toEqual({ error: { code: 'not_found', message: `no job ${id + 1000}` } });
   });
 
   test('a createdBy NULL job is visible to admins only', async () => {
-    const id = await api.queue.enqueue({ task: 'greet', params: { name: 'X' }, command: 'echo', createdBy: null });
-    await alice.get(`/jobs/${id}`).expect(404);
-    expect((await root.get(`/jobs/${id}`).expect(200)).body.createdBy).toBeNull();
+    const id = await ctx.api.queue.enqueue({ task: 'greet', params: { name: 'X' }, command: 'echo', createdBy: null });
+    await ctx.as.alice.get(`/jobs/${id}`).expect(404);
+    expect((await ctx.as.root.get(`/jobs/${id}`).expect(200)).body.createdBy).toBeNull();
   });
 
   test.each(['1.5', '-1', 'abc', '1e3', '0x10'])('id %s is 400 invalid_id', async (id) => {
-    const res = await alice.get(`/jobs/${id}`).expect(400);
+    const res = await ctx.as.alice.get(`/jobs/${id}`).expect(400);
     expect(res.body.error.code).toBe('invalid_id');
   });
 
   test('a path that does not decode is 400, not a 500', async () => {
-    const res = await alice.get('/jobs/%E0%A4%A').expect(400);
+    const res = await ctx.as.alice.get('/jobs/%E0%A4%A').expect(400);
     expect(res.body.error.code).toBe('bad_request');
   });
 
   test('no session: 401 (before the id is looked at)', async () => {
-    await api.agent().get('/jobs/abc').expect(401);
+    await ctx.api.agent().get('/jobs/abc').expect(401);
   });
 });
 
 describe('GET /jobs/:id/status', () => {
   test('rows {id, jobId, stream, output, createdAt} in output order', async () => {
-    const id = await createJob(alice);
-    await insertOutput(db, id, ['one', 'two', 'three', 'four', 'five'], 1);
-    const res = await alice.get(`/jobs/${id}/status`).expect(200);
+    const id = await createJob(ctx.as.alice);
+    await insertOutput(ctx.db, id, ['one', 'two', 'three', 'four', 'five'], 1);
+    const res = await ctx.as.alice.get(`/jobs/${id}/status`).expect(200);
     expect(res.body.map((r: { output: string }) => r.output)).toEqual(['one', 'two', 'three', 'four', 'five']);
     expect(Object.keys(res.body[0]).sort()).toEqual(['createdAt', 'id', 'jobId', 'output', 'stream']);
     expect(res.body[0]).toMatchObject({ jobId: id, stream: 'stdout' });
@@ -351,26 +324,26 @@ describe('GET /jobs/:id/status', () => {
   });
 
   test('offset, limit and afterId page through the rows', async () => {
-    const id = await createJob(alice);
-    await insertOutput(db, id, ['a', 'b', 'c', 'd', 'e', 'f'], 1);
-    const all = (await alice.get(`/jobs/${id}/status`).expect(200)).body as { id: number; output: string }[];
-    const page = await alice.get(`/jobs/${id}/status?offset=2&limit=2`).expect(200);
+    const id = await createJob(ctx.as.alice);
+    await insertOutput(ctx.db, id, ['a', 'b', 'c', 'd', 'e', 'f'], 1);
+    const all = (await ctx.as.alice.get(`/jobs/${id}/status`).expect(200)).body as { id: number; output: string }[];
+    const page = await ctx.as.alice.get(`/jobs/${id}/status?offset=2&limit=2`).expect(200);
     expect(page.body.map((r: { output: string }) => r.output)).toEqual(['c', 'd']);
-    const after = await alice.get(`/jobs/${id}/status?afterId=${all[3].id}`).expect(200);
+    const after = await ctx.as.alice.get(`/jobs/${id}/status?afterId=${all[3].id}`).expect(200);
     expect(after.body.map((r: { output: string }) => r.output)).toEqual(['e', 'f']);
-    const both = await alice.get(`/jobs/${id}/status?afterId=${all[1].id}&limit=1`).expect(200);
+    const both = await ctx.as.alice.get(`/jobs/${id}/status?afterId=${all[1].id}&limit=1`).expect(200);
     expect(both.body.map((r: { output: string }) => r.output)).toEqual(['c']);
   });
 
   test('limit defaults to 1000 and limit=5000 returns at most 1000 rows', async () => {
-    const id = await createJob(alice);
+    const id = await createJob(ctx.as.alice);
     const lines = Array.from({ length: 1200 }, (_, i) => `line ${i + 1}`);
-    for (let i = 0; i < lines.length; i += 300) await insertOutput(db, id, lines.slice(i, i + 300), i + 1);
-    const capped = await alice.get(`/jobs/${id}/status?limit=5000`).expect(200);
+    for (let i = 0; i < lines.length; i += 300) await insertOutput(ctx.db, id, lines.slice(i, i + 300), i + 1);
+    const capped = await ctx.as.alice.get(`/jobs/${id}/status?limit=5000`).expect(200);
     expect(capped.body).toHaveLength(1000);
     expect(capped.body[999].output).toBe('line 1000');
-    expect((await alice.get(`/jobs/${id}/status`).expect(200)).body).toHaveLength(1000);
-    const rest = await alice.get(`/jobs/${id}/status?afterId=${capped.body[999].id}&limit=5000`).expect(200);
+    expect((await ctx.as.alice.get(`/jobs/${id}/status`).expect(200)).body).toHaveLength(1000);
+    const rest = await ctx.as.alice.get(`/jobs/${id}/status?afterId=${capped.body[999].id}&limit=5000`).expect(200);
     expect(rest.body).toHaveLength(200);
     expect(rest.body[0].output).toBe('line 1001');
   });
@@ -378,21 +351,21 @@ describe('GET /jobs/:id/status', () => {
   test.each(['offset=-1', 'limit=abc', 'limit=0', 'afterId=-5', 'afterId=1.5', 'offset=1&offset=2'])(
     '?%s is 400 invalid_query',
     async (query) => {
-      const id = await createJob(alice);
-      const res = await alice.get(`/jobs/${id}/status?${query}`).expect(400);
+      const id = await createJob(ctx.as.alice);
+      const res = await ctx.as.alice.get(`/jobs/${id}/status?${query}`).expect(400);
       expect(res.body.error.code).toBe('invalid_query');
     },
   );
 
   test("another user's job: 404, no rows", async () => {
-    const id = await createJob(alice);
-    await insertOutput(db, id, ['secret'], 1);
-    const res = await bob.get(`/jobs/${id}/status`).expect(404);
+    const id = await createJob(ctx.as.alice);
+    await insertOutput(ctx.db, id, ['secret'], 1);
+    const res = await ctx.as.bob.get(`/jobs/${id}/status`).expect(404);
     expect(res.body.error.code).toBe('not_found');
     expect(JSON.stringify(res.body)).not.toContain('secret');
-    await root.get(`/jobs/${id}/status`).expect(200);
-    await api.agent().get(`/jobs/${id}/status`).expect(401);
-    await alice.get('/jobs/1.5/status').expect(400);
+    await ctx.as.root.get(`/jobs/${id}/status`).expect(200);
+    await ctx.api.agent().get(`/jobs/${id}/status`).expect(401);
+    await ctx.as.alice.get('/jobs/1.5/status').expect(400);
   });
 });
 
@@ -402,67 +375,67 @@ describe('POST /jobs/:id/cancel', () => {
   }
 
   test('a pending job is cancelled at once: 200 {id, status: cancelled}', async () => {
-    const id = await createJob(alice);
-    const res = await cancel(alice, id).expect(200);
+    const id = await createJob(ctx.as.alice);
+    const res = await cancel(ctx.as.alice, id).expect(200);
     expect(res.body).toEqual({ id, status: 'cancelled' });
-    const job = await db.models.Job.findByPk(id);
+    const job = await ctx.db.models.Job.findByPk(id);
     expect(job).toMatchObject({ status: 'cancelled', cancelledBy: 'alice', error: 'cancelled' });
     expect(job!.finishedAt).toBeInstanceOf(Date);
   });
 
   test('a running job gets a cancel request: 200 {id, status: running}', async () => {
-    const id = await createJob(alice);
-    await db.sequelize.query("UPDATE Jobs SET status = 'running', runnerId = 'r1' WHERE id = ?", {
+    const id = await createJob(ctx.as.alice);
+    await ctx.db.sequelize.query("UPDATE Jobs SET status = 'running', runnerId = 'r1' WHERE id = ?", {
       replacements: [id],
     });
-    const res = await cancel(alice, id).send({}).expect(200);
+    const res = await cancel(ctx.as.alice, id).send({}).expect(200);
     expect(res.body).toEqual({ id, status: 'running' });
-    const job = await db.models.Job.findByPk(id);
+    const job = await ctx.db.models.Job.findByPk(id);
     expect(job!.cancelRequestedAt).toBeInstanceOf(Date);
     expect(job!.cancelledBy).toBe('alice');
   });
 
   test('a finished job: 409 already_finished', async () => {
-    const id = await createJob(alice);
-    await setStatus(db, id, 'success', { exitCode: 0 });
-    const res = await cancel(alice, id).expect(409);
+    const id = await createJob(ctx.as.alice);
+    await setStatus(ctx.db, id, 'success', { exitCode: 0 });
+    const res = await cancel(ctx.as.alice, id).expect(409);
     expect(res.body.error.code).toBe('already_finished');
   });
 
   test("another user's job: 404 and untouched; an admin may cancel it", async () => {
-    const id = await createJob(alice);
-    const res = await cancel(bob, id).expect(404);
+    const id = await createJob(ctx.as.alice);
+    const res = await cancel(ctx.as.bob, id).expect(404);
     expect(res.body.error.code).toBe('not_found');
-    expect((await db.models.Job.findByPk(id))!.status).toBe('pending');
-    await cancel(bob, id + 1000).expect(404);
-    expect((await cancel(root, id).expect(200)).body).toEqual({ id, status: 'cancelled' });
-    expect((await db.models.Job.findByPk(id))!.cancelledBy).toBe('root');
+    expect((await ctx.db.models.Job.findByPk(id))!.status).toBe('pending');
+    await cancel(ctx.as.bob, id + 1000).expect(404);
+    expect((await cancel(ctx.as.root, id).expect(200)).body).toEqual({ id, status: 'cancelled' });
+    expect((await ctx.db.models.Job.findByPk(id))!.cancelledBy).toBe('root');
   });
 
   test('a createdBy NULL job can be cancelled by admins only', async () => {
-    const id = await api.queue.enqueue({ task: 'greet', params: { name: 'X' }, command: 'echo', createdBy: null });
-    await cancel(alice, id).expect(404);
-    await cancel(root, id).expect(200);
+    const id = await ctx.api.queue.enqueue({ task: 'greet', params: { name: 'X' }, command: 'echo', createdBy: null });
+    await cancel(ctx.as.alice, id).expect(404);
+    await cancel(ctx.as.root, id).expect(200);
   });
 
   test('cookie writes need JSON and the same origin; bearer writes need neither', async () => {
-    const id = await createJob(alice);
-    await post(alice, `/jobs/${id}/cancel`).expect(415);
-    await post(alice, `/jobs/${id}/cancel`).type('form').send('x=1').expect(415);
-    await alice.post(`/jobs/${id}/cancel`).set('Origin', 'https://evil.example').send({}).expect(403);
-    await alice.post(`/jobs/${id}/cancel`).send({}).expect(403);
-    expect((await db.models.Job.findByPk(id))!.status).toBe('pending');
-    const { token } = await createApiToken(db, 'alice', 'ci');
-    await api.agent().post(`/jobs/${id}/cancel`).set('Authorization', `Bearer ${token}`).expect(200);
+    const id = await createJob(ctx.as.alice);
+    await post(ctx.as.alice, `/jobs/${id}/cancel`).expect(415);
+    await post(ctx.as.alice, `/jobs/${id}/cancel`).type('form').send('x=1').expect(415);
+    await ctx.as.alice.post(`/jobs/${id}/cancel`).set('Origin', 'https://evil.example').send({}).expect(403);
+    await ctx.as.alice.post(`/jobs/${id}/cancel`).send({}).expect(403);
+    expect((await ctx.db.models.Job.findByPk(id))!.status).toBe('pending');
+    const { token } = await createApiToken(ctx.db, 'alice', 'ci');
+    await ctx.api.agent().post(`/jobs/${id}/cancel`).set('Authorization', `Bearer ${token}`).expect(200);
   });
 
   test('bad ids, unexpected fields and no session are refused', async () => {
-    const id = await createJob(alice);
-    expect((await cancel(alice, '1.5').send({}).expect(400)).body.error.code).toBe('invalid_id');
-    expect((await cancel(alice, '-1').send({}).expect(400)).body.error.code).toBe('invalid_id');
-    expect((await cancel(alice, id).send({ force: true }).expect(400)).body.error.code).toBe('unexpected_field');
-    await api.agent().post(`/jobs/${id}/cancel`).set('Origin', api.origin).send({}).expect(401);
-    expect((await db.models.Job.findByPk(id))!.status).toBe('pending');
+    const id = await createJob(ctx.as.alice);
+    expect((await cancel(ctx.as.alice, '1.5').send({}).expect(400)).body.error.code).toBe('invalid_id');
+    expect((await cancel(ctx.as.alice, '-1').send({}).expect(400)).body.error.code).toBe('invalid_id');
+    expect((await cancel(ctx.as.alice, id).send({ force: true }).expect(400)).body.error.code).toBe('unexpected_field');
+    await ctx.api.agent().post(`/jobs/${id}/cancel`).set('Origin', ctx.api.origin).send({}).expect(401);
+    expect((await ctx.db.models.Job.findByPk(id))!.status).toBe('pending');
   });
 });
 
@@ -477,7 +450,10 @@ describe('createJobsRouter mounted in the container-creator', () => {
       }
       next();
     });
-    host.use('/jobs', createJobsRouter({ db, queue: api.queue, catalog: new TaskCatalog(TASKS_FILE), log: () => {} }));
+    host.use(
+      '/jobs',
+      createJobsRouter({ db: ctx.db, queue: ctx.api.queue, catalog: new TaskCatalog(TASKS_FILE), log: silentLogger }),
+    );
     return host;
   }
 
@@ -490,7 +466,7 @@ describe('createJobsRouter mounted in the container-creator', () => {
       .send({ task: 'greet', params: { name: 'Ann' } })
       .expect(201);
     expect(created.headers.location).toBe(`/jobs/${created.body.id}`);
-    expect((await db.models.Job.findByPk(created.body.id))!.createdBy).toBe('dora');
+    expect((await ctx.db.models.Job.findByPk(created.body.id))!.createdBy).toBe('dora');
     await request(host).get(`/jobs/${created.body.id}`).set('X-Host-User', 'dora').expect(200);
     const other = await request(host).get(`/jobs/${created.body.id}`).set('X-Host-User', 'eve').expect(404);
     expect(other.body.error.code).toBe('not_found');
@@ -517,6 +493,6 @@ describe('createJobsRouter mounted in the container-creator', () => {
     expect((await request(host).get('/jobs/x').set('X-Host-User', 'dora').expect(400)).body.error.code).toBe(
       'invalid_id',
     );
-    expect(await count(db, 'Jobs')).toBe(1);
+    expect(await count(ctx.db, 'Jobs')).toBe(1);
   });
 });

@@ -1,11 +1,27 @@
 // GET /metrics (SPEC §6): admins or the METRICS_TOKEN bearer only; Prometheus text with the queue's
-// gauges from the Jobs table and each runner's counters and latency histograms from its report.
+// gauges from the Jobs table, the API's process metrics, and each runner's metrics from its report.
+import type { RunnerReport } from '../models/metrics';
+import { spawnSync } from 'node:child_process';
 import type { DatabaseConfig } from '../config';
 import type { Database } from '../models/database';
 import { createApiToken } from '../models/users';
+import { RunnerMetrics } from '../runner/metrics';
 import { addUser, login, startApi, type Agent, type Api } from './helpers/api';
 import { freshDatabase } from './helpers/database';
 import { insertJob, runOnce } from './helpers/runner';
+
+/** A report as some other writer may have stored it: the scrape must survive any shape. */
+const unchecked = (value: unknown) => value as RunnerReport;
+
+/** `promtool check metrics` (Debian package prometheus) when it is installed. */
+const promtoolTest = spawnSync('promtool', ['--version']).status === 0 ? test : test.skip;
+if (promtoolTest === test.skip) {
+  console.warn('promtool is not installed (apt-get install prometheus): skipping `promtool check metrics`');
+}
+
+/** One sample line: name, labels with escaped values, and a float (or ±Inf, or NaN, which prom-client writes Nan). */
+const SAMPLE_LINE =
+  /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*"(,[a-zA-Z_][a-zA-Z0-9_]*="([^"\\\n]|\\[\\"n])*")*\})? (-?[0-9.]+(e[-+]?[0-9]+)?|[+-]Inf|NaN|Nan)$/;
 
 const METRICS_TOKEN = 'scrape-token-0123456789abcdef';
 
@@ -158,18 +174,115 @@ describe('what /metrics shows', () => {
     }
   });
 
-  test('the exposition is well formed: every sample belongs to a family declared with HELP and TYPE', async () => {
+  test('the exposition is well formed: each family has one HELP and one TYPE, before its samples', async () => {
     await insertJob(db, 'hello', { times: 1 });
     await runOnce(db);
     const res = await root.get('/metrics').expect(200);
-    const declared = new Set<string>();
+    const help = new Map<string, number>();
+    const types = new Map<string, string>();
     for (const line of res.text.trimEnd().split('\n')) {
-      const type = /^# TYPE (\S+) (gauge|counter|histogram)$/.exec(line);
-      if (type) declared.add(type[1]);
-      if (line.startsWith('#')) continue;
-      expect(line).toMatch(/^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?[0-9.e+]+$|Inf$/);
-      const name = line.split(/[{ ]/)[0].replace(/_(bucket|sum|count)$/, '');
-      expect(declared.has(name) || declared.has(line.split(/[{ ]/)[0])).toBe(true);
+      if (line === '') continue;
+      const comment = /^# (HELP|TYPE) ([a-zA-Z_:][a-zA-Z0-9_:]*) (.*)$/.exec(line);
+      if (comment?.[1] === 'HELP') help.set(comment[2], (help.get(comment[2]) ?? 0) + 1);
+      if (comment?.[1] === 'TYPE') {
+        expect(types.has(comment[2])).toBe(false);
+        expect(comment[3]).toMatch(/^(gauge|counter|histogram|summary)$/);
+        types.set(comment[2], comment[3]);
+      }
+      if (comment) continue;
+      expect(line).toMatch(SAMPLE_LINE);
+      const name = line.split(/[{ ]/)[0];
+      const family = types.has(name) ? name : name.replace(/_(bucket|sum|count)$/, '');
+      expect([name, types.get(family)]).toEqual([name, expect.any(String)]);
     }
+    expect([...help.values()].every((n) => n === 1)).toBe(true);
+    expect([...help.keys()].sort()).toEqual([...types.keys()].sort());
+  });
+
+  test("the API's own process metrics, and each runner's with its runner label", async () => {
+    await insertJob(db, 'hello', { times: 1 });
+    await runOnce(db);
+    const m = await scrape();
+    const r = 'runner="test-runner"';
+    for (const name of ['process_cpu_seconds_total', 'process_resident_memory_bytes', 'nodejs_eventloop_lag_seconds']) {
+      expect(m.get(name)).toBeGreaterThanOrEqual(0);
+      expect(m.get(`${name}{${r}}`)).toBeGreaterThanOrEqual(0);
+    }
+    expect(
+      [...m.keys()].some((k) => k.startsWith('nodejs_heap_space_size_used_bytes{runner="test-runner",space=')),
+    ).toBe(true);
+  });
+});
+
+/** Series named `name` (any labels) in an exposition. */
+function seriesOf(m: Map<string, number>, name: string): string[] {
+  return [...m.keys()].filter((k) => k === name || k.startsWith(`${name}{`));
+}
+
+describe('several runners in one scrape', () => {
+  const odd = 'host "a"\\b\nc';
+
+  beforeEach(async () => {
+    await insertJob(db, 'hello', { times: 1 });
+    await runOnce(db);
+    const other = new RunnerMetrics();
+    other.jobStarted();
+    other.jobFinished('failure', 1500);
+    await api.queue.reportRunner(odd, await other.report(8, 1, true));
+    // A report as the previous version wrote it: its series are left out, the runner is still counted.
+    await api.queue.reportRunner(
+      'old-runner',
+      unchecked({ slots: 4, busy: 0, draining: false, jobsStarted: 9, finished: {} }),
+    );
+  });
+
+  test("one family per metric name, each runner's series labelled, label values escaped", async () => {
+    const res = await api.agent().get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}`).expect(200);
+    expect(res.text.match(/^# TYPE container_jobs_runner_slots gauge$/gm)).toHaveLength(1);
+    expect(res.text.match(/^# TYPE container_jobs_job_duration_seconds histogram$/gm)).toHaveLength(1);
+    expect(res.text.match(/^# TYPE process_cpu_seconds_total counter$/gm)).toHaveLength(1);
+    const m = samples(res.text);
+    const escaped = 'runner="host \\"a\\"\\\\b\\nc"';
+    expect(m.get(`container_jobs_runner_slots{${escaped}}`)).toBe(8);
+    expect(m.get('container_jobs_runner_slots{runner="test-runner"}')).toBe(2);
+    expect(m.get(`container_jobs_runner_draining{${escaped}}`)).toBe(1);
+    expect(m.get(`container_jobs_runner_jobs_finished_total{${escaped},status="failure"}`)).toBe(1);
+    expect(m.get(`container_jobs_runner_jobs_finished_total{${escaped},status="cancelled"}`)).toBe(0);
+    expect(m.get(`container_jobs_job_duration_seconds_bucket{${escaped},le="1"}`)).toBe(0);
+    expect(m.get(`container_jobs_job_duration_seconds_bucket{${escaped},le="5"}`)).toBe(1);
+    expect(m.get('container_jobs_runners')).toBe(3);
+    expect(m.get('container_jobs_runner_report_age_seconds{runner="old-runner"}')).toBeLessThan(600);
+    expect(seriesOf(m, 'container_jobs_runner_slots')).toHaveLength(2);
+    expect([...m.keys()].filter((k) => k.includes('runner="old-runner"'))).toEqual([
+      'container_jobs_runner_report_age_seconds{runner="old-runner"}',
+    ]);
+  });
+
+  test('a malformed report, or a metric reported with another type, is left out without breaking the scrape', async () => {
+    await api.queue.reportRunner(
+      'broken',
+      unchecked({
+        version: 2,
+        metrics: [
+          { name: 'container_jobs_runners', help: 'x', type: 'counter', values: [{ labels: {}, value: 5 }] },
+          { name: 'bad name', help: 'x', type: 'gauge', values: [{ labels: {}, value: 1 }] },
+          { name: 'bad_labels', help: 'x', type: 'gauge', values: [{ labels: { 'a-b': 'c' }, value: 1 }] },
+          { name: 'custom_gauge', help: 'A gauge.', type: 'gauge', values: [{ labels: { k: 'v' }, value: 2 }] },
+          'nonsense',
+        ],
+      }),
+    );
+    await db.sequelize.query("UPDATE JobRunners SET report = 'not json' WHERE id = 'old-runner'");
+    const m = await scrape();
+    expect(m.get('container_jobs_runners')).toBe(4);
+    expect(seriesOf(m, 'container_jobs_runners')).toEqual(['container_jobs_runners']);
+    expect(seriesOf(m, 'bad_labels')).toEqual([]);
+    expect(m.get('custom_gauge{runner="broken",k="v"}')).toBe(2);
+  });
+
+  promtoolTest('promtool check metrics accepts the scrape', async () => {
+    const res = await api.agent().get('/metrics').set('Authorization', `Bearer ${METRICS_TOKEN}`).expect(200);
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: res.text, encoding: 'utf8' });
+    expect({ status: check.status, output: `${check.stdout}${check.stderr}` }).toEqual({ status: 0, output: '' });
   });
 });

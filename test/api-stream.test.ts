@@ -1,56 +1,20 @@
-// SPEC §6: GET /jobs/:id/stream — every row once, in order, then `end`; resumable; owner-scoped.
-import type { DatabaseConfig } from '../config';
-import type { Database } from '../models/database';
+// GET /jobs/:id/stream (README, "HTTP API") — every row once, in order, then `end`; resumable; owner-scoped.
 import { createApiToken } from '../models/users';
 import {
-  addUser,
   collectText,
   insertOutput,
-  login,
   parseSse,
   setStatus,
-  snapshotLogins,
-  startApi,
+  useApi,
   LiveStream,
   type Agent,
-  type Api,
   type SseEvent,
 } from './helpers/api';
-import { freshDatabase, truncateAll } from './helpers/database';
 
-let db: Database;
-let database: DatabaseConfig;
-let api: Api;
-let alice: Agent;
-let aliceCookie: string;
-let bob: Agent;
-let root: Agent;
-let restoreLogins: () => Promise<void>;
-
-beforeAll(async () => {
-  ({ db, config: database } = await freshDatabase());
-  api = await startApi(db, database);
-  await addUser(db, 'alice');
-  await addUser(db, 'bob');
-  await addUser(db, 'root', true);
-  ({ agent: alice, cookie: aliceCookie } = await login(api, 'alice'));
-  ({ agent: bob } = await login(api, 'bob'));
-  ({ agent: root } = await login(api, 'root'));
-  restoreLogins = await snapshotLogins(db);
-});
-
-afterAll(async () => {
-  await api.close();
-  await db.close();
-});
-
-beforeEach(async () => {
-  await truncateAll(db);
-  await restoreLogins();
-});
+const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
 function enqueue(createdBy: string | null = 'alice'): Promise<number> {
-  return api.queue.enqueue({ task: 'greet', params: { name: 'Ann' }, command: "echo 'hello Ann'", createdBy });
+  return ctx.api.queue.enqueue({ task: 'greet', params: { name: 'Ann' }, command: "echo 'hello Ann'", createdBy });
 }
 
 async function readStream(agent: Agent, path: string, headers: Record<string, string> = {}) {
@@ -83,9 +47,9 @@ describe('GET /jobs/:id/stream', () => {
   test('a finished job: all rows in order, its status, then end', async () => {
     const id = await enqueue();
     const expected = Array.from({ length: 1203 }, (_, i) => `line ${i + 1}`);
-    await insertOutput(db, id, expected, 1);
-    await setStatus(db, id, 'failure', { exitCode: 3, error: null });
-    const events = await readStream(alice, `/jobs/${id}/stream`);
+    await insertOutput(ctx.db, id, expected, 1);
+    await setStatus(ctx.db, id, 'failure', { exitCode: 3, error: null });
+    const events = await readStream(ctx.as.alice, `/jobs/${id}/stream`);
     expectWellFormed(events, id);
     expect(lines(events)).toEqual(expected);
     const tail = events.slice(-2);
@@ -96,29 +60,29 @@ describe('GET /jobs/:id/stream', () => {
 
   test('a live job: rows written while streaming arrive once each, in order, and end comes after the last', async () => {
     const id = await enqueue();
-    const stream = new LiveStream(`${api.origin}/jobs/${id}/stream`, { Cookie: aliceCookie });
+    const stream = new LiveStream(`${ctx.api.origin}/jobs/${id}/stream`, { Cookie: ctx.cookies.alice });
     // The stream is open and has seen the job pending before anything is written.
     const first = await stream.waitFor((e) => e.event === 'status');
     expect(JSON.parse(first.data)).toEqual({ status: 'pending', exitCode: null, error: null });
-    await db.sequelize.query("UPDATE Jobs SET status = 'running', runnerId = 'test' WHERE id = ?", {
+    await ctx.db.sequelize.query("UPDATE Jobs SET status = 'running', runnerId = 'test' WHERE id = ?", {
       replacements: [id],
     });
     const expected: string[] = [];
     let seq = 1;
     for (let batch = 0; batch < 20; batch++) {
       const rows = Array.from({ length: 37 }, (_, i) => `batch ${batch} line ${i}`);
-      await insertOutput(db, id, rows, seq);
+      await insertOutput(ctx.db, id, rows, seq);
       seq += rows.length;
       expected.push(...rows);
       if (batch === 5) await stream.waitFor((e) => e.event === 'output');
     }
     // The last rows and the outcome land in one transaction, as the runner's finishJob writes them.
-    await db.sequelize.transaction(async (transaction) => {
-      await db.sequelize.query(
+    await ctx.db.sequelize.transaction(async (transaction) => {
+      await ctx.db.sequelize.query(
         'INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (?, ?, ?, ?), (?, ?, ?, ?)',
         { replacements: [id, seq, 'stdout', 'last words', id, seq + 1, 'system', 'exited 0'], transaction },
       );
-      await db.sequelize.query("UPDATE Jobs SET status = 'success', exitCode = 0 WHERE id = ?", {
+      await ctx.db.sequelize.query("UPDATE Jobs SET status = 'success', exitCode = 0 WHERE id = ?", {
         replacements: [id],
         transaction,
       });
@@ -136,72 +100,74 @@ describe('GET /jobs/:id/stream', () => {
 
   test('Last-Event-ID resumes after that row, without repeats', async () => {
     const id = await enqueue();
-    await insertOutput(db, id, ['a', 'b', 'c', 'd', 'e', 'f'], 1);
-    await setStatus(db, id, 'success', { exitCode: 0 });
-    const full = await readStream(alice, `/jobs/${id}/stream`);
+    await insertOutput(ctx.db, id, ['a', 'b', 'c', 'd', 'e', 'f'], 1);
+    await setStatus(ctx.db, id, 'success', { exitCode: 0 });
+    const full = await readStream(ctx.as.alice, `/jobs/${id}/stream`);
     const cut = outputs(full)[2].id!;
-    const resumed = await readStream(alice, `/jobs/${id}/stream`, { 'Last-Event-ID': cut });
+    const resumed = await readStream(ctx.as.alice, `/jobs/${id}/stream`, { 'Last-Event-ID': cut });
     expectWellFormed(resumed, id);
     expect(lines(resumed)).toEqual(['d', 'e', 'f']);
     // The header (what a reconnecting browser sends) wins over the URL's afterId.
-    const both = await readStream(alice, `/jobs/${id}/stream?afterId=${outputs(full)[0].id}`, { 'Last-Event-ID': cut });
+    const both = await readStream(ctx.as.alice, `/jobs/${id}/stream?afterId=${outputs(full)[0].id}`, {
+      'Last-Event-ID': cut,
+    });
     expect(lines(both)).toEqual(['d', 'e', 'f']);
-    const byQuery = await readStream(alice, `/jobs/${id}/stream?afterId=${outputs(full)[4].id}`);
+    const byQuery = await readStream(ctx.as.alice, `/jobs/${id}/stream?afterId=${outputs(full)[4].id}`);
     expect(lines(byQuery)).toEqual(['f']);
-    const atEnd = await readStream(alice, `/jobs/${id}/stream`, { 'Last-Event-ID': outputs(full)[5].id! });
+    const atEnd = await readStream(ctx.as.alice, `/jobs/${id}/stream`, { 'Last-Event-ID': outputs(full)[5].id! });
     expect(lines(atEnd)).toEqual([]);
     expect(atEnd.map((e) => e.event)).toEqual(['status', 'end']);
   });
 
   test('a reconnect in the middle of a live job continues where it stopped', async () => {
     const id = await enqueue();
-    await insertOutput(db, id, ['one', 'two', 'three'], 1);
-    const first = new LiveStream(`${api.origin}/jobs/${id}/stream`, { Cookie: aliceCookie });
+    await insertOutput(ctx.db, id, ['one', 'two', 'three'], 1);
+    const first = new LiveStream(`${ctx.api.origin}/jobs/${id}/stream`, { Cookie: ctx.cookies.alice });
     const seen = await first.waitFor((e) => e.event === 'output' && JSON.parse(e.data).output === 'three');
     first.close();
     await first.finished.catch(() => undefined);
-    await insertOutput(db, id, ['four', 'five'], 4);
-    await setStatus(db, id, 'cancelled', { error: 'cancelled' });
-    const rest = await readStream(alice, `/jobs/${id}/stream`, { 'Last-Event-ID': seen.id! });
+    await insertOutput(ctx.db, id, ['four', 'five'], 4);
+    await setStatus(ctx.db, id, 'cancelled', { error: 'cancelled' });
+    const rest = await readStream(ctx.as.alice, `/jobs/${id}/stream`, { 'Last-Event-ID': seen.id! });
     expect(lines(rest)).toEqual(['four', 'five']);
     expect(JSON.parse(rest[rest.length - 1].data)).toEqual({ status: 'cancelled' });
   });
 
   test("another user's job: 404 JSON, like a missing one; admins may watch", async () => {
     const id = await enqueue();
-    await insertOutput(db, id, ['secret'], 1);
-    await setStatus(db, id, 'success', { exitCode: 0 });
-    const other = await bob.get(`/jobs/${id}/stream`).expect(404);
+    await insertOutput(ctx.db, id, ['secret'], 1);
+    await setStatus(ctx.db, id, 'success', { exitCode: 0 });
+    const other = await ctx.as.bob.get(`/jobs/${id}/stream`).expect(404);
     expect(other.headers['content-type']).toMatch(/^application\/json/);
     expect(other.body).toEqual({ error: { code: 'not_found', message: `no job ${id}` } });
-    const missing = await bob.get(`/jobs/${id + 1000}/stream`).expect(404);
+    const missing = await ctx.as.bob.get(`/jobs/${id + 1000}/stream`).expect(404);
     expect(missing.body.error.code).toBe('not_found');
-    expect(lines(await readStream(root, `/jobs/${id}/stream`))).toEqual(['secret']);
+    expect(lines(await readStream(ctx.as.root, `/jobs/${id}/stream`))).toEqual(['secret']);
   });
 
   test('a createdBy NULL job streams to admins only', async () => {
     const id = await enqueue(null);
-    await setStatus(db, id, 'success', { exitCode: 0 });
-    await alice.get(`/jobs/${id}/stream`).expect(404);
-    await readStream(root, `/jobs/${id}/stream`);
+    await setStatus(ctx.db, id, 'success', { exitCode: 0 });
+    await ctx.as.alice.get(`/jobs/${id}/stream`).expect(404);
+    await readStream(ctx.as.root, `/jobs/${id}/stream`);
   });
 
   test('401 without a session; 400 for a bad id, afterId or Last-Event-ID', async () => {
     const id = await enqueue();
-    await setStatus(db, id, 'success', { exitCode: 0 });
-    await api.agent().get(`/jobs/${id}/stream`).expect(401);
-    expect((await alice.get('/jobs/1.5/stream').expect(400)).body.error.code).toBe('invalid_id');
-    expect((await alice.get(`/jobs/${id}/stream?afterId=-1`).expect(400)).body.error.code).toBe('invalid_query');
-    expect((await alice.get(`/jobs/${id}/stream?afterId=x`).expect(400)).body.error.code).toBe('invalid_query');
-    await alice.get(`/jobs/${id}/stream`).set('Last-Event-ID', 'abc').expect(400);
+    await setStatus(ctx.db, id, 'success', { exitCode: 0 });
+    await ctx.api.agent().get(`/jobs/${id}/stream`).expect(401);
+    expect((await ctx.as.alice.get('/jobs/1.5/stream').expect(400)).body.error.code).toBe('invalid_id');
+    expect((await ctx.as.alice.get(`/jobs/${id}/stream?afterId=-1`).expect(400)).body.error.code).toBe('invalid_query');
+    expect((await ctx.as.alice.get(`/jobs/${id}/stream?afterId=x`).expect(400)).body.error.code).toBe('invalid_query');
+    await ctx.as.alice.get(`/jobs/${id}/stream`).set('Last-Event-ID', 'abc').expect(400);
   });
 
   test('bearer tokens may stream too', async () => {
     const id = await enqueue();
-    await insertOutput(db, id, ['x'], 1);
-    await setStatus(db, id, 'success', { exitCode: 0 });
-    const { token } = await createApiToken(db, 'alice', 'ci');
-    const events = await readStream(api.agent(), `/jobs/${id}/stream`, { Authorization: `Bearer ${token}` });
+    await insertOutput(ctx.db, id, ['x'], 1);
+    await setStatus(ctx.db, id, 'success', { exitCode: 0 });
+    const { token } = await createApiToken(ctx.db, 'alice', 'ci');
+    const events = await readStream(ctx.api.agent(), `/jobs/${id}/stream`, { Authorization: `Bearer ${token}` });
     expect(lines(events)).toEqual(['x']);
   });
 });

@@ -1,4 +1,4 @@
-// SPEC §7 (and §3's migrations): the compiled `container-jobs` command against a real database.
+// The compiled `container-jobs` command (README, "Command line", `migrate` included) against a real database.
 import type { SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';

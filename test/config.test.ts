@@ -1,4 +1,5 @@
-// SPEC §2: the environment is parsed once into a typed object; a bad value is one line and exit 78.
+// Configuration (README, "Configuration"): the environment is parsed once into a typed object; a bad value is
+// one line and exit 78.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,7 +23,7 @@ function configError(env: Record<string, string>): ConfigError {
   throw new Error(`loadConfig(${JSON.stringify(env)}) did not throw`);
 }
 
-describe('loadConfig defaults (SPEC §2)', () => {
+describe('loadConfig defaults (the README configuration table)', () => {
   const config = loadConfig({});
 
   it('uses the embedded SQLite database at ./data/jobs.sqlite when MYSQL_HOST is unset', () => {
@@ -144,6 +145,22 @@ describe('loadConfig with values set', () => {
     ['no', false],
   ])('COOKIE_SECURE=%s is %s', (raw, expected) => {
     expect(loadConfig({ COOKIE_SECURE: raw }).http.cookieSecure).toBe(expected);
+  });
+});
+
+describe('LOG_LEVEL', () => {
+  it('is info by default, and any of error, warn, notice, info, debug (case aside)', () => {
+    expect(loadConfig({}).logLevel).toBe('info');
+    for (const level of ['error', 'warn', 'notice', 'info', 'debug']) {
+      expect(loadConfig({ LOG_LEVEL: level }).logLevel).toBe(level);
+    }
+    expect(loadConfig({ LOG_LEVEL: ' Debug ' }).logLevel).toBe('debug');
+  });
+
+  it('refuses anything else, naming it', () => {
+    for (const raw of ['verbose', 'warning', '3']) {
+      expect(namesVariable(configError({ LOG_LEVEL: raw }).message, 'LOG_LEVEL')).toBe(true);
+    }
   });
 });
 
@@ -301,6 +318,7 @@ describe('entry points stop on a bad value with one line and exit 78 (EX_CONFIG)
     ['JOB_RUNNER_LEASE_MS', { JOB_RUNNER_HEARTBEAT_MS: '5000', JOB_RUNNER_LEASE_MS: '10000' }],
     ['COOKIE_SECURE', { COOKIE_SECURE: 'maybe' }],
     ['MYSQL_USER', { MYSQL_HOST: '127.0.0.1', MYSQL_DATABASE: 'cj' }],
+    ['LOG_LEVEL', { LOG_LEVEL: 'verbose' }],
   ])('job-runner with a bad %s', (variable, env) => {
     const result = run('job-runner.js', [], env);
     expectConfigExit(result, variable);
@@ -321,5 +339,24 @@ describe('entry points stop on a bad value with one line and exit 78 (EX_CONFIG)
     const result = run('cli.js', ['migrate'], { JOB_RUNNER_CONCURRENCY: '0' });
     expectConfigExit(result, 'JOB_RUNNER_CONCURRENCY');
     expect(fs.existsSync(path.join(tmp, 'jobs.sqlite'))).toBe(false);
+  });
+
+  it.each<[string, string[]]>([
+    ['server.js', []],
+    ['cli.js', ['start']],
+    ['cli.js', ['migrate']],
+  ])('%s %j with a bad LOG_LEVEL', (entry, args) => {
+    expectConfigExit(run(entry, args, { LOG_LEVEL: 'loud', SESSION_SECRET: 'x'.repeat(40) }), 'LOG_LEVEL');
+    expect(fs.existsSync(path.join(tmp, 'jobs.sqlite'))).toBe(false);
+  });
+
+  it('LOG_LEVEL=warn leaves out the start and stop lines; the default has them', () => {
+    const env = { JOBS_SQLITE_PATH: path.join(tmp, 'levels', 'jobs.sqlite') };
+    const quiet = run('job-runner.js', ['--once'], { ...env, LOG_LEVEL: 'warn' });
+    expect([quiet.status, quiet.stdout, quiet.stderr]).toEqual([0, '', '']);
+    const usual = run('job-runner.js', ['--once'], env);
+    expect(usual.status).toBe(0);
+    expect(usual.stdout).toMatch(/^job-runner: database: embedded SQLite/);
+    expect(usual.stdout).toMatch(/^job-runner: stopped/m);
   });
 });

@@ -1,4 +1,5 @@
-// SPEC §5 Output: bytes in, lines out — UTF-8 across chunks, CR dropped before LF, lines over 16 KiB split.
+// The runner's output (README, "How the runner works"): bytes in, lines out — UTF-8 across chunks, CR dropped
+// before LF, lines over 16 KiB split.
 import { LineSplitter, MAX_LINE_BYTES, splitLongLine } from '../runner/line-splitter';
 
 const EMOJI = '😀'; // 4 bytes, 2 UTF-16 code units

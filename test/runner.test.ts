@@ -1,4 +1,5 @@
-// SPEC §4 and §5 end to end: a real Runner in-process, real child processes, the real database.
+// Task templates and the runner end to end (README, "Task templates", "How the runner works"): a real Runner
+// in-process, real child processes, the real database.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -67,7 +68,7 @@ async function finished(id: number) {
   return { job, rows, last: rows.at(-1)! };
 }
 
-describe('plain SQL jobs and validation (§4)', () => {
+describe('plain SQL jobs and validation', () => {
   test('a job inserted with plain SQL runs like any other and gets its command filled in', async () => {
     const id = await insertJob(db, 'hello', { times: 3 });
     expect((await jobRow(db, id)).command).toBeNull();
@@ -131,7 +132,7 @@ describe('plain SQL jobs and validation (§4)', () => {
   });
 });
 
-describe('what a job gets (§4)', () => {
+describe('what a job gets', () => {
   test('a shell-looking param reaches the program as exactly one literal argv element', async () => {
     const marker = path.join(tmp, 'x');
     // HOME points into the temp dir too: even a broken runner could only hurt that.
@@ -198,7 +199,7 @@ describe('what a job gets (§4)', () => {
   });
 });
 
-describe('stopping a job and its whole process group (§5)', () => {
+describe('stopping a job and its whole process group', () => {
   test('timeout: failure/timeout, and no grandchild survives', async () => {
     const id = await insertJob(db, 'timeout-tree', {});
 
@@ -239,7 +240,7 @@ describe('stopping a job and its whole process group (§5)', () => {
   });
 });
 
-describe('limits (§4)', () => {
+describe('limits', () => {
   const prlimit = findPrlimit();
   const withPrlimit = prlimit ? test : test.skip;
   if (!prlimit) {
@@ -273,7 +274,7 @@ describe('limits (§4)', () => {
   });
 });
 
-describe('outcomes (§5)', () => {
+describe('outcomes', () => {
   test('non-zero exit: failure/exit_code with the code', async () => {
     const id = await insertJob(db, 'exit-code', { code: 3 });
 
@@ -313,7 +314,7 @@ describe('outcomes (§5)', () => {
   });
 });
 
-describe('output (§5)', () => {
+describe('output', () => {
   test('UTF-8 across chunk boundaries, CRLF, streams, a 40 KiB line split at 16 KiB, no final newline', async () => {
     const id = await insertJob(db, 'output', {});
 
@@ -365,7 +366,7 @@ describe('output (§5)', () => {
   });
 });
 
-describe('output cap with lines of different sizes (§5)', () => {
+describe('output cap with lines of different sizes', () => {
   test('what is stored is the beginning of the output: no short line after the first dropped one', async () => {
     const PAIRS = 100; // 1000-byte and 10-byte lines, alternating: 101,000 bytes
     const MAX = 5000;
@@ -391,7 +392,7 @@ describe('output cap with lines of different sizes (§5)', () => {
   });
 });
 
-describe('claim order (§5)', () => {
+describe('claim order', () => {
   test('with one slot, higher priority runs first, ties by id', async () => {
     const file = path.join(tmp, 'order.txt');
     const a = await insertJob(db, 'record', { file }, { priority: 0 });
@@ -408,7 +409,7 @@ describe('claim order (§5)', () => {
   });
 });
 
-describe('cancel (§5)', () => {
+describe('cancel', () => {
   test('a running job is stopped within a heartbeat: cancelled, its process group gone', async () => {
     const id = await insertJob(db, 'ticker', {});
     const { runner, logs } = makeRunner(db);
@@ -448,7 +449,7 @@ describe('cancel (§5)', () => {
   });
 });
 
-describe('a lost lease (§5)', () => {
+describe('a lost lease', () => {
   test.each([
     [
       'taken by another runner',

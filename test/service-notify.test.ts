@@ -4,9 +4,19 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import type { DatabaseConfig } from '../config';
+import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
 import { migrate } from '../models/migrate';
-import { TcpProxy, killRunners, startRunner, waitForExit, waitForFinal, waitForLog, worker } from './helpers/chaos';
+import {
+  TcpProxy,
+  killRunners,
+  startRunner,
+  waitForExit,
+  waitForFinal,
+  waitForLog,
+  worker,
+  type RunnerProcess,
+} from './helpers/chaos';
 import { ROOT, databaseEnv, dialect, freshDatabase } from './helpers/database';
 import { NotifyListener } from './helpers/notify-listener';
 import { ServiceNotifier } from '../notify';
@@ -22,6 +32,17 @@ async function listener(): Promise<NotifyListener> {
   return l;
 }
 
+/** The runner exits 0 after its SIGTERM; if not, its log says why. */
+async function expectCleanExit(runner: RunnerProcess): Promise<void> {
+  const exit = await waitForExit(runner);
+  if (exit?.code !== 0) console.log(`runner ${runner.id} ended ${JSON.stringify(exit)}:\n${runner.log()}`);
+  expect(exit).toEqual({ code: 0, signal: null });
+}
+
+/** A logger that keeps every line in `lines`. */
+const collecting = (lines: string[]): Logger =>
+  createLogger({ level: 'debug', journald: false, write: (_level, line) => lines.push(line) });
+
 /** The variables systemd gives a Type=notify service with WatchdogSec=0.6s (pings every 300 ms). */
 const notifyEnv = (l: NotifyListener) => ({ NOTIFY_SOCKET: l.socketPath, WATCHDOG_USEC: '600000' });
 
@@ -29,15 +50,24 @@ beforeAll(async () => {
   ({ db, config } = await freshDatabase(`cj_test_notify_w${worker}`));
 });
 
+/** Runners of this file: after a failed test they are killed, and awaited, so the jest worker can exit. */
+const runners: RunnerProcess[] = [];
+function tracked(...args: Parameters<typeof startRunner>): RunnerProcess {
+  const runner = startRunner(...args);
+  runners.push(runner);
+  return runner;
+}
+
 afterAll(async () => {
   killRunners();
-  for (const l of listeners) l.close();
+  await Promise.all(runners.map((runner) => runner.exited));
+  await Promise.all(listeners.map((l) => l.close()));
   await db.close();
 });
 
 test('runner: READY=1 after the database answers, WATCHDOG=1 pings, STATUS= slots, STOPPING=1 on SIGTERM, exit 0', async () => {
   const notify = await listener();
-  const runner = startRunner(config, {
+  const runner = tracked(config, {
     id: `notify-runner-w${worker}`,
     env: { ...notifyEnv(notify), JOB_TASKS_FILE: RUNNER_TASKS_FILE, JOB_RUNNER_CONCURRENCY: '3' },
   });
@@ -56,11 +86,12 @@ test('runner: READY=1 after the database answers, WATCHDOG=1 pings, STATUS= slot
   for (const name of ['NOTIFY_SOCKET', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'CREDENTIALS_DIRECTORY']) {
     expect(env).not.toHaveProperty(name);
   }
-  await waitFor(() => notify.statuses().some((s) => /slots busy, last claim \d+s ago/.test(s)));
+  // A tick may have caught the job still running ("1/3 slots busy"); the one after it ended says 0/3.
+  await waitFor(() => notify.statuses().some((s) => /^0\/3 slots busy, last claim \d+s ago$/.test(s)));
   expect(notify.statuses().some((s) => /^0\/3 slots busy, last claim \d+s ago$/.test(s))).toBe(true);
 
   runner.child.kill('SIGTERM');
-  expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+  await expectCleanExit(runner);
   const stopping = notify.indexesOf('STOPPING=1');
   expect(stopping).toHaveLength(1);
   expect(stopping[0]).toBeGreaterThan(ready);
@@ -70,7 +101,7 @@ test('runner: READY=1 after the database answers, WATCHDOG=1 pings, STATUS= slot
 
 test('runner: a SIGTERM while a job runs sends STOPPING=1 at once, then drains', async () => {
   const notify = await listener();
-  const runner = startRunner(config, {
+  const runner = tracked(config, {
     id: `notify-drain-w${worker}`,
     env: { ...notifyEnv(notify), JOB_SHUTDOWN_GRACE_MS: '60000' },
   });
@@ -80,7 +111,7 @@ test('runner: a SIGTERM while a job runs sends STOPPING=1 at once, then drains',
   runner.child.kill('SIGTERM');
   await notify.waitFor('STOPPING=1');
   expect(notify.messages[notify.indexesOf('STOPPING=1')[0]]).toMatch(/STATUS=1\/2 slots busy, .*draining/);
-  expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+  await expectCleanExit(runner);
   expect((await waitForFinal(db, id)).status).toBe('success');
 });
 
@@ -116,6 +147,7 @@ test('API server: READY=1 once it listens on the database, STOPPING=1 on SIGTERM
     expect(notify.indexesOf('STOPPING=1')[0]).toBeGreaterThan(notify.indexesOf('READY=1')[0]);
   } finally {
     child.kill('SIGKILL');
+    await exited;
   }
 });
 
@@ -128,7 +160,7 @@ mysqlOnly('runner (MySQL): while the database does not answer, STATUS= says so a
   await proxy.cut(); // the port now refuses connections
   const notify = await listener();
   try {
-    const runner = startRunner(
+    const runner = tracked(
       { ...mysql, host: '127.0.0.1', port: proxy.port },
       { id: `notify-wait-w${worker}`, env: notifyEnv(notify) },
     );
@@ -145,18 +177,46 @@ mysqlOnly('runner (MySQL): while the database does not answer, STATUS= says so a
     expect(proxy.accepted).toBeGreaterThan(0);
     expect(runner.log()).toMatch(/database ready/);
     runner.child.kill('SIGTERM');
-    expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+    await expectCleanExit(runner);
   } finally {
     await proxy.close();
   }
 });
+
+mysqlOnly(
+  'runner (MySQL): a SIGTERM while a connection attempt hangs ends the start-up, even if the attempt then succeeds',
+  async () => {
+    const mysql = config as Extract<DatabaseConfig, { dialect: 'mysql' }>;
+    const proxy = new TcpProxy(mysql.host, mysql.port);
+    await proxy.listen();
+    proxy.partition(); // connections are accepted, but the handshake hangs
+    const notify = await listener();
+    try {
+      const runner = tracked(
+        { ...mysql, host: '127.0.0.1', port: proxy.port },
+        { id: `notify-opening-w${worker}`, env: notifyEnv(notify) },
+      );
+      await waitFor(() => proxy.accepted > 0 || runner.exit !== null);
+      expect(proxy.accepted).toBeGreaterThan(0);
+      runner.child.kill('SIGTERM');
+      await waitForLog(runner, /SIGTERM/);
+      proxy.heal(); // the attempt under way now succeeds: the runner must not start for all that
+      await expectCleanExit(runner);
+      expect(notify.indexesOf('READY=1')).toEqual([]);
+      expect(notify.indexesOf('STOPPING=1')).toHaveLength(1);
+      expect(runner.log()).not.toMatch(/started:/);
+    } finally {
+      await proxy.close();
+    }
+  },
+);
 
 mysqlOnly('runner (MySQL): while a migration is pending, STATUS= asks for `migrate`; READY=1 follows it', async () => {
   const notify = await listener();
   // The schema one release behind: the last migration not applied.
   await db.sequelize.query('DROP TABLE JobRunners');
   await db.sequelize.query("DELETE FROM SequelizeMeta WHERE name LIKE '%create-jobrunners%'");
-  const runner = startRunner(config, { id: `notify-schema-w${worker}`, env: notifyEnv(notify) });
+  const runner = tracked(config, { id: `notify-schema-w${worker}`, env: notifyEnv(notify) });
   await waitFor(() => notify.statuses().some((s) => /schema is not current.*container-jobs migrate/.test(s)));
   expect(notify.indexesOf('READY=1')).toEqual([]);
   const beforeMigrate = notify.messages.length;
@@ -164,12 +224,12 @@ mysqlOnly('runner (MySQL): while a migration is pending, STATUS= asks for `migra
   await notify.waitFor('READY=1');
   expect(notify.indexesOf('READY=1')[0]).toBeGreaterThanOrEqual(beforeMigrate);
   runner.child.kill('SIGTERM');
-  expect(await waitForExit(runner)).toEqual({ code: 0, signal: null });
+  await expectCleanExit(runner);
 });
 
 mysqlOnly('runner (MySQL): wrong credentials are configuration: one line and exit 78, no READY=1', async () => {
   const notify = await listener();
-  const runner = startRunner(
+  const runner = tracked(
     { ...(config as Extract<DatabaseConfig, { dialect: 'mysql' }>), user: 'no_such_user_cj', password: 'nope' },
     { id: `notify-denied-w${worker}`, env: notifyEnv(notify) },
   );
@@ -183,7 +243,7 @@ test('ServiceNotifier: one STATUS= line whatever the text; inert without NOTIFY_
   const logs: string[] = [];
   const notifier = new ServiceNotifier(
     { notifySocket: notify.socketPath, watchdogMs: undefined },
-    { log: (l) => logs.push(l) },
+    { log: collecting(logs) },
   );
   expect(notifier.enabled).toBe(true);
   notifier.status('waiting: database unavailable: connect ECONNREFUSED\n  at line two');
@@ -203,7 +263,7 @@ test('ServiceNotifier: one STATUS= line whatever the text; inert without NOTIFY_
   expect(notify.messages.slice(2).join('\n')).toMatch(/STOPPING=1(.|\n)*STATUS=stopping$/);
   expect(logs).toEqual([]);
 
-  const inert = new ServiceNotifier({ notifySocket: undefined, watchdogMs: 1000 }, { log: (l) => logs.push(l) });
+  const inert = new ServiceNotifier({ notifySocket: undefined, watchdogMs: 1000 }, { log: collecting(logs) });
   expect(inert.enabled).toBe(false);
   inert.ready();
   await inert.close();

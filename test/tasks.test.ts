@@ -1,4 +1,5 @@
-// SPEC §4: task templates are checked at load; params are validated, then rendered into argv and env.
+// Task templates (README, "Task templates"): checked at load; params are validated, then rendered into argv
+// and env.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,8 +18,8 @@ import {
 
 type Json = Record<string, unknown>;
 
-/** The example of SPEC §4, verbatim. */
-function specTask(): Json {
+/** The README's example task, verbatim. */
+function readmeTask(): Json {
   return {
     description: 'Apply new resources to a container',
     argv: ['node', 'bin/reconfigure-container.js', '--container-id={containerId}', '--memory={memory}'],
@@ -81,7 +82,7 @@ function fileText(tasks: Record<string, unknown>): string {
 
 function load(): Map<string, TaskTemplate> {
   return parseTaskFile(
-    fileText({ 'reconfigure-container': specTask(), greet: greetTask(), count: countTask() }),
+    fileText({ 'reconfigure-container': readmeTask(), greet: greetTask(), count: countTask() }),
     'fixture.json',
   );
 }
@@ -92,9 +93,9 @@ function task(name: string): TaskTemplate {
   return t;
 }
 
-/** parseTaskFile of the SPEC task after `edit`; returns the TaskFileError message. */
+/** parseTaskFile of the README's example task after `edit`; returns the TaskFileError message. */
 function refusal(edit: (task: Json & { params: Json & { properties: Record<string, Json> } }) => void): string {
-  const t = specTask() as Json & { params: Json & { properties: Record<string, Json> } };
+  const t = readmeTask() as Json & { params: Json & { properties: Record<string, Json> } };
   edit(t);
   try {
     parseTaskFile(fileText({ 'reconfigure-container': t }), 'fixture.json');
@@ -116,8 +117,8 @@ function paramsError(work: () => unknown): ParamsError {
 }
 
 describe('parseTaskFile', () => {
-  it('loads the SPEC example task', () => {
-    const tasks = parseTaskFile(fileText({ 'reconfigure-container': specTask() }));
+  it('loads the README example task', () => {
+    const tasks = parseTaskFile(fileText({ 'reconfigure-container': readmeTask() }));
     expect([...tasks.keys()]).toEqual(['reconfigure-container']);
     const t = tasks.get('reconfigure-container')!;
     expect(t).toMatchObject({
@@ -152,7 +153,7 @@ describe('parseTaskFile', () => {
       description: '',
     });
     expect(minimal.cwd).toBeUndefined();
-    const t = specTask();
+    const t = readmeTask();
     delete t.timeoutSec;
     expect(parseTaskFile(fileText({ t })).get('t')!.timeoutSec).toBe(3600);
   });

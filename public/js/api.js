@@ -1,4 +1,4 @@
-// The HTTP API of SPEC §6, as the page uses it: JSON in and out, errors as ApiError.
+// The HTTP API (README, "HTTP API") as the page uses it: JSON in and out, errors as ApiError.
 
 /** An error answer of the API: `{error: {code, message, field?}}` with its HTTP status. */
 export class ApiError extends Error {

@@ -5,15 +5,16 @@ import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import request from 'supertest';
 import { loadConfig, type Config, type DatabaseConfig } from '../../config';
+import { silentLogger } from '../../log';
 import type { Database } from '../../models/database';
 import { Queue } from '../../models/queue';
 import { createUser } from '../../models/users';
 import { createApp, type AppDeps } from '../../routers/app';
 import { TaskCatalog } from '../../tasks/catalog';
-import { ROOT } from './database';
+import { freshDatabase, ROOT, truncateAll, type DatabaseSuite } from './database';
 
 export const TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'api-tasks.json');
-export const SESSION_SECRET = 'test-session-secret-0123456789abcdef0123456789';
+const SESSION_SECRET = 'test-session-secret-0123456789abcdef0123456789';
 
 export type Agent = ReturnType<typeof request.agent>;
 
@@ -45,7 +46,7 @@ export async function startApi(
     catalog: new TaskCatalog(config.tasksFile),
     config,
     sessionSecret: SESSION_SECRET,
-    log: () => {},
+    log: silentLogger,
     streamPollMs: 25,
     ...deps,
   });
@@ -222,4 +223,41 @@ export async function snapshotLogins(db: Database): Promise<() => Promise<void>>
     await User.bulkCreate(users);
     await Session.bulkCreate(sessions);
   };
+}
+
+export interface ApiSuite<User extends string> extends DatabaseSuite {
+  api: Api;
+  /** A client logged in as each user of the options. */
+  as: Record<User, Agent>;
+  /** Each user's `cj.sid=…` session cookie. */
+  cookies: Record<User, string>;
+}
+
+/**
+ * The hooks of an API test file: a fresh database and the API on it before all its tests, `users`
+ * (name: isAdmin) added and logged in once, every table emptied before each test with those users
+ * and their sessions put back, and all closed after. The handle's fields are filled in beforeAll.
+ */
+export function useApi<User extends string = never>(options: { users?: Record<User, boolean> } = {}): ApiSuite<User> {
+  const users = Object.entries(options.users ?? {}) as [User, boolean][];
+  const suite = { as: {}, cookies: {} } as ApiSuite<User>;
+  let restoreLogins = async () => {};
+  beforeAll(async () => {
+    ({ db: suite.db, config: suite.database } = await freshDatabase());
+    suite.api = await startApi(suite.db, suite.database);
+    for (const [username, isAdmin] of users) await addUser(suite.db, username, isAdmin);
+    for (const [username] of users) {
+      ({ agent: suite.as[username], cookie: suite.cookies[username] } = await login(suite.api, username));
+    }
+    if (users.length > 0) restoreLogins = await snapshotLogins(suite.db);
+  });
+  afterAll(async () => {
+    await suite.api.close();
+    await suite.db.close();
+  });
+  beforeEach(async () => {
+    await truncateAll(suite.db);
+    await restoreLogins();
+  });
+  return suite;
 }

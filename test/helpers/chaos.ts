@@ -11,7 +11,7 @@ import type { Database } from '../../models/database';
 import { ROOT, databaseEnv, freshDatabase, truncateAll } from './database';
 import { jobRow, killQuietly, lines, waitFor, type JobRow, type StatusRow } from './runner';
 
-export const CHAOS_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'chaos', 'tasks.json');
+const CHAOS_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'chaos', 'tasks.json');
 export const worker = process.env.JEST_WORKER_ID ?? '0';
 
 export interface RunnerExit {

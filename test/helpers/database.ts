@@ -78,3 +78,26 @@ export async function truncateAll(db: Database): Promise<void> {
     await db.sequelize.query(db.dialect === 'mysql' ? `DELETE FROM \`${table}\`` : `DELETE FROM "${table}"`);
   }
 }
+
+export interface DatabaseSuite {
+  db: Database;
+  database: DatabaseConfig;
+}
+
+/**
+ * The hooks of a test file that owns a database: fresh before all its tests, emptied before each,
+ * closed after all. The handle's fields are filled in beforeAll.
+ */
+export function useDatabase(name?: string): DatabaseSuite {
+  const suite = {} as DatabaseSuite;
+  beforeAll(async () => {
+    ({ db: suite.db, config: suite.database } = await freshDatabase(name));
+  });
+  afterAll(async () => {
+    await suite.db.close();
+  });
+  beforeEach(async () => {
+    await truncateAll(suite.db);
+  });
+  return suite;
+}

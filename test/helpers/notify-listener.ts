@@ -21,10 +21,15 @@ while True:
 export class NotifyListener {
   /** Every message but BARRIER=1, as sent (newline-separated assignments). */
   readonly messages: string[] = [];
+  /** The listener's end, its pipes closed too. */
+  private readonly closed: Promise<void>;
+
   private constructor(
     readonly socketPath: string,
     private readonly child: ChildProcess,
-  ) {}
+  ) {
+    this.closed = new Promise((resolve) => child.once('close', () => resolve()));
+  }
 
   static async start(): Promise<NotifyListener> {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-notify-'));
@@ -64,8 +69,10 @@ export class NotifyListener {
     }
   }
 
-  close(): void {
+  /** Kills the listener and waits until it is gone: a jest worker does not exit while its child runs. */
+  async close(): Promise<void> {
     this.child.kill('SIGKILL');
+    await this.closed;
     fs.rmSync(path.dirname(this.socketPath), { recursive: true, force: true });
   }
 }

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { RunnerConfig } from '../../config';
 import type { Database } from '../../models/database';
+import { createLogger } from '../../log';
 import { Queue } from '../../models/queue';
 import { findPrlimit } from '../../runner/job-process';
 import { Runner } from '../../runner/runner';
@@ -13,7 +14,7 @@ import { ROOT } from './database';
 export const RUNNER_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'runner', 'tasks.json');
 export const RUNNER_ID = 'test-runner';
 
-export function runnerConfig(overrides: Partial<RunnerConfig> = {}): RunnerConfig {
+function runnerConfig(overrides: Partial<RunnerConfig> = {}): RunnerConfig {
   return {
     pollMs: 100,
     concurrency: 2,
@@ -51,7 +52,7 @@ export function makeRunner(db: Database, options: TestRunnerOptions = {}): { run
     prlimitPath: findPrlimit(),
     killGraceMs: options.killGraceMs ?? 1000,
     once: options.once ?? true,
-    log: (line) => logs.push(line),
+    log: createLogger({ write: (_level, line) => logs.push(line), journald: false, level: 'debug' }),
   });
   return { runner, logs };
 }

@@ -1,0 +1,98 @@
+// The seam between the queue engine and a database: what a dialect can do (capabilities, never its
+// name) and every SQL text the engine runs. A new database is a new driver that passes test/queue.
+import type { Options } from 'sequelize';
+import type { DatabaseConfig } from '../../config';
+
+export type Dialect = DatabaseConfig['dialect'];
+
+export interface DriverCapabilities {
+  /** `FOR UPDATE SKIP LOCKED`: concurrent claimers take different rows without waiting. */
+  skipLocked: boolean;
+  /** One writer per database file: this process queues its own writes (see models/write-gate.ts). */
+  serialWrites: boolean;
+  /**
+   * A file beside the program (the quick start): it migrates itself when opened, and an error in
+   * opening it is final (a server is waited for instead, and migrated by the operator).
+   */
+  embedded: boolean;
+}
+
+/** Named replacements (`:name`) unless a statement says it takes positional `?`. */
+export interface QueueStatements {
+  /** Due pending jobs in claim order, up to `limit`, each with the highest output line it has. */
+  claimSelect(limit: number): string;
+  /** :runnerId, :ids → the selected rows become running. */
+  claimMark: string;
+  /** Multi-row output insert that skips rows already stored (same jobId and seq): positional (jobId, seq, stream, output) × rows. */
+  insertOutput(rows: number): string;
+  /** :jobId, :runnerId → one row while the fence holds (locked against a concurrent finish or reap). */
+  fenceHeld: string;
+  /** :ids, :runnerId → the ids of those still running under this runner, locked for the finish. */
+  fencesHeldForFinish: string;
+  /** :ids, :runnerId, :status, :exitCode, :signal, :error, :command → the outcome of this runner's running jobs. */
+  finish: string;
+  /** :jobIds, :runnerId → renews the lease of owned running jobs that have no cancel request. */
+  renewLeases: string;
+  /** :jobIds → id, runnerId, status, cancel (cancelRequestedAt) of each. */
+  leaseStates: string;
+  /** :ids, :runnerId → renews leases of jobs being stopped on request. */
+  renewCancelling: string;
+  /** :jobId → lastSeq, the job's highest output line number (null without output). */
+  lastSeq: string;
+  /** Expired leases, oldest first, up to `batch`, locked (skipped when another reaper has them). */
+  reapSelect(leaseMs: number, batch: number): string;
+  /** :id → failure/runner_lost, only while still expired. */
+  reapMark(leaseMs: number): string;
+  /** :jobId, :by (and :owner when `scoped`) → a pending job becomes cancelled. */
+  cancelPending(scoped: boolean): string;
+  /** :jobId, :by (and :owner) → a running job gets a cancel request. */
+  cancelRunning(scoped: boolean): string;
+  /** :jobId (and :owner) → status of a job the viewer may see. */
+  jobStatus(scoped: boolean): string;
+  /** :task, :params, :command, :createdBy, :priority → inserts one pending job. */
+  enqueue: string;
+  /** :id, :report → upserts a runner's report (JobRunners). */
+  reportRunner: string;
+  /** Finished jobs older than `olderThanMs`, by id, up to `limit` (prune). */
+  pruneSelectJobs(olderThanMs: number, limit: number): string;
+  /** :ids → ids of their output rows, up to `limit`. */
+  pruneSelectOutput(limit: number): string;
+  /** :rowIds → deletes output rows by primary key. */
+  pruneDeleteOutput: string;
+  /** :ids → deletes finished jobs. */
+  pruneDeleteJobs: string;
+}
+
+export interface Driver {
+  dialect: Dialect;
+  capabilities: DriverCapabilities;
+  /** "Now" on the database's clock, with milliseconds (an SQL expression). */
+  now: string;
+  /** "Now" minus `ms` milliseconds. */
+  ago(ms: number): string;
+  /** Seconds from the time in `expr` (any SQL expression) to now. */
+  secondsSince(expr: string): string;
+  statements: QueueStatements;
+  /** Sequelize options for this database (the app's handle and sequelize-cli alike). */
+  sequelizeOptions(
+    config: DatabaseConfig,
+    options: { logging: false | ((sql: string) => void); poolMax?: number },
+  ): Options;
+  /** Migration table options (charset, engine). */
+  tableOptions: Record<string, string>;
+  /** Statements run before migrating (settings kept in the database file itself). */
+  beforeMigrate: string[];
+  /** Deadlocks, lock waits, a busy file: normal under concurrency, so the transaction is run again. */
+  isRetryableLockError(err: unknown): boolean;
+  /**
+   * A statement error that no retry can fix (the statement or its data is refused), as opposed to
+   * the database being away: a write that fails so is given up, never retried forever.
+   */
+  isPermanentError(err: unknown): boolean;
+}
+
+/** The driver error under Sequelize's wrapper. */
+export function driverError(err: unknown): { errno?: number; code?: string; message?: string } {
+  const e = err as { parent?: object; original?: object };
+  return (e?.original ?? e?.parent ?? {}) as { errno?: number; code?: string; message?: string };
+}

@@ -1,0 +1,56 @@
+// MySQL 8.0.1+ and MariaDB 10.6+: row locks with SKIP LOCKED, a server clock with microseconds.
+import type { DatabaseConfig } from '../../config';
+import { driverError, type Driver } from './driver';
+import { sharedStatements } from './statements';
+
+const now = 'NOW(3)';
+const ago = (ms: number) => `(NOW(3) - INTERVAL ${Math.max(0, Math.floor(ms)) * 1000} MICROSECOND)`;
+
+/** Deadlock (1213), lock-wait timeout (1205): retry the transaction. */
+const LOCK_ERRNOS = new Set([1213, 1205]);
+
+/**
+ * Refusals of the statement or its data: parse error (1064), incorrect string value (1366), data
+ * too long (1406), out of range (1264), NULL into NOT NULL (1048), bad datetime (1292), invalid
+ * character string (1300), invalid JSON (3140), CHECK constraint (4025), collation mix (1267).
+ */
+const PERMANENT_ERRNOS = new Set([1064, 1366, 1406, 1264, 1048, 1292, 1300, 3140, 4025, 1267]);
+
+export const mysqlDriver: Driver = {
+  dialect: 'mysql',
+  capabilities: { skipLocked: true, serialWrites: false, embedded: false },
+  now,
+  ago,
+  secondsSince: (expr) => `TIMESTAMPDIFF(MICROSECOND, ${expr}, NOW(3)) / 1000000`,
+  statements: sharedStatements({
+    now,
+    ago,
+    skipLocked: 'FOR UPDATE SKIP LOCKED',
+    forUpdate: 'FOR UPDATE',
+    forShare: 'LOCK IN SHARE MODE',
+    // Without it MariaDB may filesort the claim, locking every pending row it reads (SKIP LOCKED then
+    // finds nothing for the other runners).
+    claimIndexHint: 'FORCE INDEX (jobs_claim_order)',
+    insertIgnore: 'INSERT IGNORE',
+    upsertRunner: 'ON DUPLICATE KEY UPDATE seenAt = VALUES(seenAt), report = VALUES(report)',
+  }),
+  sequelizeOptions(config: DatabaseConfig, options) {
+    if (config.dialect !== 'mysql') throw new Error(`mysql driver given a ${config.dialect} configuration`);
+    return {
+      logging: options.logging,
+      dialect: 'mysql',
+      host: config.host,
+      port: config.port,
+      username: config.user,
+      password: config.password,
+      database: config.database,
+      timezone: '+00:00',
+      pool: { max: options.poolMax ?? 10, min: 0, acquire: 30000, idle: 10000 },
+      dialectOptions: { dateStrings: false, supportBigNumbers: true, bigNumberStrings: false, connectTimeout: 10000 },
+    };
+  },
+  tableOptions: { charset: 'utf8mb4', engine: 'InnoDB' },
+  beforeMigrate: [],
+  isRetryableLockError: (err) => LOCK_ERRNOS.has(driverError(err).errno ?? -1),
+  isPermanentError: (err) => PERMANENT_ERRNOS.has(driverError(err).errno ?? -1),
+};

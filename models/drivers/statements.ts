@@ -1,0 +1,76 @@
+// The queue's statements in the SQL that MySQL/MariaDB and SQLite share; each of those drivers fills
+// in its own pieces (clock, locking clauses, insert-or-skip, upsert). A database whose SQL differs
+// more (PostgreSQL: quoted identifiers, RETURNING) writes its own QueueStatements instead.
+import type { QueueStatements } from './driver';
+
+export interface SqlPieces {
+  now: string;
+  ago(ms: number): string;
+  /** Appended to the claim and reap SELECTs: skip rows another transaction holds ('' without row locks). */
+  skipLocked: string;
+  /** Appended to the finish's fence read ('' without row locks). */
+  forUpdate: string;
+  /** Appended to the output's fence read: a shared lock, so a finish or reap waits for the insert. */
+  forShare: string;
+  /** After `FROM Jobs` in the claim: the index that answers its ORDER BY in order ('' to trust the planner). */
+  claimIndexHint: string;
+  /** `INSERT … ` verb that skips a row whose unique key exists. */
+  insertIgnore: string;
+  /** After the JobRunners insert: update seenAt and report on a duplicate id. */
+  upsertRunner: string;
+}
+
+const FINISHED = "status IN ('success', 'failure', 'cancelled')";
+
+export function sharedStatements(p: SqlPieces): QueueStatements {
+  const owner = (scoped: boolean) => (scoped ? 'AND createdBy = :owner' : '');
+  return {
+    // lastSeq: a job put back to pending keeps its earlier output; new lines follow it.
+    claimSelect: (limit) =>
+      `SELECT id, task, params, command, createdBy,
+         (SELECT COALESCE(MAX(s.seq), 0) FROM JobStatuses s WHERE s.jobId = Jobs.id) AS lastSeq
+       FROM Jobs ${p.claimIndexHint}
+       WHERE status = 'pending' AND runAt <= ${p.now}
+       ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${p.skipLocked}`,
+    claimMark: `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${p.now},
+         heartbeatAt = ${p.now}, updatedAt = ${p.now}
+       WHERE id IN (:ids) AND status = 'pending'`,
+    insertOutput: (rows) =>
+      `${p.insertIgnore} INTO JobStatuses (jobId, seq, stream, output) VALUES ${new Array(rows).fill('(?, ?, ?, ?)').join(', ')}`,
+    fenceHeld: `SELECT id FROM Jobs WHERE id = :jobId AND runnerId = :runnerId AND status = 'running' ${p.forShare}`,
+    fencesHeldForFinish: `SELECT id FROM Jobs WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${p.forUpdate}`,
+    finish: `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
+         command = COALESCE(command, :command), finishedAt = ${p.now}, updatedAt = ${p.now}
+       WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
+    renewLeases: `UPDATE Jobs SET heartbeatAt = ${p.now}
+       WHERE id IN (:jobIds) AND runnerId = :runnerId AND status = 'running' AND cancelRequestedAt IS NULL`,
+    leaseStates: 'SELECT id, runnerId, status, cancelRequestedAt AS cancel FROM Jobs WHERE id IN (:jobIds)',
+    renewCancelling: `UPDATE Jobs SET heartbeatAt = ${p.now} WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
+    lastSeq: 'SELECT MAX(seq) AS lastSeq FROM JobStatuses WHERE jobId = :jobId',
+    reapSelect: (leaseMs, batch) =>
+      `SELECT id, runnerId FROM Jobs WHERE status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}
+       ORDER BY heartbeatAt LIMIT ${Math.floor(batch)} ${p.skipLocked}`,
+    reapMark: (leaseMs) =>
+      `UPDATE Jobs SET status = 'failure', error = 'runner_lost', finishedAt = ${p.now}, updatedAt = ${p.now}
+       WHERE id = :id AND status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}`,
+    cancelPending: (scoped) =>
+      `UPDATE Jobs SET status = 'cancelled', error = 'cancelled', cancelledBy = :by, cancelRequestedAt = ${p.now},
+         finishedAt = ${p.now}, updatedAt = ${p.now}
+       WHERE id = :jobId AND status = 'pending' ${owner(scoped)}`,
+    cancelRunning: (scoped) =>
+      `UPDATE Jobs SET cancelRequestedAt = COALESCE(cancelRequestedAt, ${p.now}),
+         cancelledBy = COALESCE(cancelledBy, :by), updatedAt = ${p.now}
+       WHERE id = :jobId AND status = 'running' ${owner(scoped)}`,
+    jobStatus: (scoped) => `SELECT status FROM Jobs WHERE id = :jobId ${owner(scoped)}`,
+    enqueue:
+      'INSERT INTO Jobs (task, params, command, createdBy, priority) VALUES (:task, :params, :command, :createdBy, :priority)',
+    reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
+    pruneSelectJobs: (olderThanMs, limit) =>
+      `SELECT id FROM Jobs WHERE ${FINISHED} AND finishedAt < ${p.ago(olderThanMs)} ORDER BY id LIMIT ${Math.floor(limit)}`,
+    // Read first (no locks), then delete by primary key: a `DELETE … WHERE jobId IN … LIMIT` that
+    // MySQL plans as a table scan (stale statistics, many lines a job) locks every row.
+    pruneSelectOutput: (limit) => `SELECT id FROM JobStatuses WHERE jobId IN (:ids) LIMIT ${Math.floor(limit)}`,
+    pruneDeleteOutput: 'DELETE FROM JobStatuses WHERE id IN (:rowIds)',
+    pruneDeleteJobs: `DELETE FROM Jobs WHERE id IN (:ids) AND ${FINISHED}`,
+  };
+}

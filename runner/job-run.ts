@@ -1,0 +1,185 @@
+// One claimed job on this runner, from its claim to its recorded outcome: validate, spawn, stream
+// its output, describe how it ended, write that (fenced). Its phase is the one word for where it is.
+import type { RunnerConfig, TestCrashPoint } from '../config';
+import type { Logger } from '../log';
+import { Queue, type ClaimedJob, type Fence, type Outcome, type OutputRow } from '../models/queue';
+import type { TaskCatalog } from '../tasks/catalog';
+import { prepareJob, renderEnvironment, ParamsError } from '../tasks/render';
+import type { DbHealth } from './db-health';
+import { JobProcess, type StopReason } from './job-process';
+import { LineSplitter } from './line-splitter';
+import type { RunnerMetrics } from './metrics';
+import { describeOutcome, mentionsOutOfMemory } from './outcome';
+import { OutputWriter } from './output-writer';
+
+/**
+ * starting → running → finishing → done, where
+ * - `expired`: stopped because its lease could not be renewed in time (it still ends and finishes);
+ * - `lost`: no longer this runner's (reaped, or changed by someone else): killed, nothing more written.
+ */
+export type JobPhase = 'starting' | 'running' | 'expired' | 'finishing' | 'lost' | 'done';
+
+/** What a runner is built with and lends each of its jobs. */
+export interface JobTools {
+  queue: Queue;
+  catalog: TaskCatalog;
+  config: RunnerConfig;
+  runnerEnv: Readonly<Record<string, string | undefined>>;
+  prlimitPath?: string;
+  setprivPath?: string;
+  /** SIGTERM-to-SIGKILL grace for a job being stopped (10 s in production). */
+  killGraceMs?: number;
+}
+
+/** What a job borrows from its runner. */
+export interface JobRunContext extends JobTools {
+  log: Logger;
+  health: DbHealth;
+  metrics: RunnerMetrics;
+  /** Writes the outcome (the runner batches finishes across jobs). */
+  finish: (fence: Fence, outcome: Outcome, rows: OutputRow[]) => Promise<boolean>;
+  /** True when a job that starts now should be stopped at once (the runner is draining). */
+  stopOnStart: () => boolean;
+  crashPoint: (point: TestCrashPoint) => void;
+}
+
+const STDERR_TAIL = 5;
+
+export class JobRun {
+  /** Written by run() (its own progress), and by lose()/expire() from the lease keeper or the writer. */
+  phase: JobPhase = 'starting';
+  /** Local time its lease was last known renewed: written by the lease keeper (and at claim). */
+  renewedAt = Date.now();
+  /** Written by run() once spawned. */
+  private process: JobProcess | null = null;
+  readonly writer: OutputWriter;
+
+  constructor(
+    private readonly job: ClaimedJob,
+    private readonly ctx: JobRunContext,
+  ) {
+    this.writer = new OutputWriter({
+      queue: ctx.queue,
+      fence: { jobId: job.id, runnerId: ctx.config.id },
+      lastSeq: job.lastSeq,
+      maxBytes: ctx.config.outputMaxBytes,
+      finishJob: (fence, outcome, rows) => ctx.finish(fence, outcome, rows),
+      onPressure: (paused) => this.process?.setPaused(paused),
+      // A fenced write found the job gone: the same as a heartbeat finding it so.
+      onLost: () => this.lose(),
+      onStoreFailed: (err) => {
+        ctx.log.error(`job ${job.id}: its output cannot be stored (${Queue.describeError(err)}); stopping it`);
+        this.process?.stop('output_failed');
+      },
+      onDbError: (err) => ctx.health.error(err),
+      onDbOk: () => ctx.health.ok(),
+    });
+  }
+
+  get id(): number {
+    return this.job.id;
+  }
+
+  /** Runs the job to its recorded outcome; never rejects for the job's own failures. */
+  async run(): Promise<void> {
+    const { job, ctx, writer } = this;
+    const template = ctx.catalog.get(job.task);
+    if (!template) return this.refuse(`task "${job.task}" is not in the task file; job not run`);
+    let prepared;
+    try {
+      prepared = prepareJob(template, job.params);
+    } catch (err) {
+      if (!(err instanceof ParamsError)) throw err;
+      return this.refuse(`params do not validate against task "${job.task}": ${err.message}; job not run`);
+    }
+    const started = Date.now();
+    const stderrTail: string[] = [];
+    // An out-of-memory message may be far above the tail (node prints a native stack trace after it).
+    let outOfMemoryLine: string | null = null;
+    const out = new LineSplitter((line) => writer.add('stdout', line));
+    const errOut = new LineSplitter((line) => {
+      writer.add('stderr', line);
+      if (mentionsOutOfMemory(line)) outOfMemoryLine = line;
+      stderrTail.push(line);
+      if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
+    });
+    const proc = new JobProcess({
+      argv: prepared.argv,
+      cwd: template.cwd ?? ctx.config.cwd,
+      env: renderEnvironment(template, job, ctx.runnerEnv),
+      timeoutMs: template.timeoutSec * 1000,
+      limits: template.limits,
+      prlimitPath: ctx.prlimitPath,
+      setprivPath: ctx.setprivPath,
+      killGraceMs: ctx.killGraceMs,
+      onStdout: (chunk) => out.write(chunk),
+      onStderr: (chunk) => errOut.write(chunk),
+    });
+    this.process = proc;
+    if (this.phase === 'starting') this.phase = 'running';
+    proc.start();
+    if (ctx.stopOnStart()) proc.stop('shutdown');
+    const exit = await proc.done;
+    out.end();
+    errOut.end();
+    const durationMs = Date.now() - started;
+    const { outcome, line } = describeOutcome({
+      exit,
+      template,
+      durationMs,
+      stderrTail: outOfMemoryLine === null ? stderrTail : [outOfMemoryLine, ...stderrTail],
+      storeError: writer.storeError,
+    });
+    outcome.command = job.command === null ? prepared.command : null;
+    if (this.phase === 'lost') return;
+    ctx.crashPoint('before-finish');
+    await this.record(outcome, line, durationMs);
+  }
+
+  /** Ends a job that cannot run as it stands (unknown task, params that no longer validate). */
+  private refuse(reason: string): Promise<void> {
+    return this.record({ status: 'failure', exitCode: null, signal: null, error: 'invalid_template' }, reason, null);
+  }
+
+  private async record(outcome: Outcome, line: string, durationMs: number | null): Promise<void> {
+    this.phase = 'finishing';
+    const recorded = await this.writer.finish(outcome, [line]);
+    if (recorded) {
+      this.phase = 'done';
+      this.ctx.metrics.jobFinished(outcome.status, durationMs);
+    } else if ((this.phase as JobPhase) !== 'lost') {
+      this.ctx.log.warn(`job ${this.id}: no longer owned by this runner; outcome not recorded`);
+    }
+  }
+
+  /** Stops the job's processes gently (SIGTERM, then SIGKILL after the grace). */
+  stop(reason: StopReason): void {
+    this.process?.stop(reason);
+  }
+
+  /** Stops the job's processes at once. */
+  kill(reason: StopReason): void {
+    this.process?.kill(reason);
+  }
+
+  /** Past its lease another runner may reap the job: stop it rather than run it unowned. Once. */
+  expire(now: number, leaseMs: number): void {
+    if (this.phase !== 'running' || now - this.renewedAt <= leaseMs) return;
+    this.phase = 'expired';
+    this.ctx.log.warn(
+      `job ${this.id}: lease not renewed for ${Math.round((now - this.renewedAt) / 1000)} s (over JOB_RUNNER_LEASE_MS); stopping it`,
+    );
+    this.process?.stop('runner_lost');
+  }
+
+  /** The job is no longer ours (reaped, or changed by someone else): kill it, write nothing more. Once. */
+  lose(): void {
+    if (this.phase === 'lost' || this.phase === 'done') return;
+    this.phase = 'lost';
+    this.writer.abandon();
+    this.ctx.log.warn(
+      `job ${this.id}: its lease was taken (reaped, or changed by someone else); stopping its processes, writing nothing more`,
+    );
+    this.process?.kill('runner_lost');
+  }
+}
