@@ -7,6 +7,7 @@ import { migrate } from './models/migrate';
 import { pruneRunnerRows } from './models/metrics';
 import { openDatabase } from './models/open';
 import { ServiceNotifier, openDatabaseForService } from './notify';
+import { IdempotencyConflictError } from './models/enqueue';
 import { Queue } from './models/queue';
 import { parseDuration, pruneFinishedJobs } from './models/prune';
 import {
@@ -26,7 +27,8 @@ import { resolveSessionSecret } from './routers/sessions';
 import { createRunner } from './runner/daemon';
 import { runService, type Failure, type Service } from './service';
 import { TaskCatalog, TaskFileError, loadTaskFile } from './tasks/catalog';
-import { ParamsError, displayCommand, paramsFromStrings, renderArgv } from './tasks/render';
+import { checkJobRequest, JobRequestError } from './tasks/job-request';
+import { ParamsError, paramsFromStrings } from './tasks/render';
 
 const EX_USAGE = 64;
 const EX_DATAERR = 65;
@@ -38,7 +40,7 @@ const USAGE = `usage: container-jobs <command>
 
   migrate                                   apply database migrations
   tasks check [FILE]                        check a task file (default: JOB_TASKS_FILE)
-  enqueue TASK [--param k=v]... [--as USER] [--priority N]
+  enqueue TASK [--param k=v]... [--as USER] [--priority N] [--run-at T | --delay S] [--idempotency-key K]
                                             validate and enqueue a job; prints its id
   user add NAME [--admin]                   add a user; password from stdin, or generated and printed
   user passwd NAME                          set a password (from stdin, or generated and printed)
@@ -121,20 +123,44 @@ function cmdTasksCheck(config: Config, args: string[]): number {
 
 async function cmdEnqueue(config: Config, log: Logger, args: string[]): Promise<number> {
   const parsed = parseArgs(args);
-  only(parsed, ['param', 'as', 'priority']);
+  only(parsed, ['param', 'as', 'priority', 'run-at', 'delay', 'idempotency-key']);
   if (parsed.positional.length !== 1) throw new UsageError('enqueue takes exactly one TASK');
   const name = parsed.positional[0];
-  const task = loadTaskFile(config.tasksFile).get(name);
+  const catalog = new TaskCatalog(config.tasksFile);
+  const task = catalog.get(name);
   if (!task) throw new InputError(`unknown task "${name}" (see: container-jobs tasks check)`);
-  const params = paramsFromStrings(task, parsed.options.get('param') ?? []);
-  const priorityRaw = parsed.options.get('priority')?.at(-1) ?? '0';
-  if (!/^-?\d+$/.test(priorityRaw)) throw new UsageError('--priority must be a whole number');
-  const createdBy = parsed.options.get('as')?.at(-1) ?? null;
-  const command = displayCommand(renderArgv(task, params));
-  const id = await withDatabase(config, log, (db) =>
-    new Queue(db).enqueue({ task: name, params, command, createdBy, priority: Number(priorityRaw) }),
-  );
-  console.log(id);
+  const last = (option: string) => parsed.options.get(option)?.at(-1);
+  const whole = (option: string) => {
+    const raw = last(option);
+    if (raw !== undefined && !/^-?\d+$/.test(raw)) throw new UsageError(`--${option} must be a whole number`);
+    return raw === undefined ? undefined : Number(raw);
+  };
+  const request = {
+    task: name,
+    params: paramsFromStrings(task, parsed.options.get('param') ?? []),
+    priority: whole('priority'),
+    runAt: last('run-at'),
+    delaySec: whole('delay'),
+    idempotencyKey: last('idempotency-key'),
+  };
+  // The operator speaks for the queue: `--as` only names the owner.
+  let job;
+  try {
+    job = checkJobRequest(catalog, { username: last('as') ?? null, isAdmin: true }, request);
+  } catch (err) {
+    if (err instanceof JobRequestError) throw new InputError(`${err.field ? `${err.field}: ` : ''}${err.message}`);
+    throw err;
+  }
+  const enqueued = await withDatabase(config, log, async (db) => {
+    try {
+      return await new Queue(db).enqueue(job);
+    } catch (err) {
+      if (err instanceof IdempotencyConflictError) throw new InputError(err.message);
+      throw err;
+    }
+  });
+  if (enqueued.replayed) log.notice(`job ${enqueued.id} already existed for this idempotency key (${enqueued.status})`);
+  console.log(enqueued.id);
   return 0;
 }
 
@@ -319,6 +345,7 @@ async function cmdPrune(config: Config, log: Logger, args: string[]): Promise<nu
   }));
   console.log(
     `pruned ${result.jobs} finished job(s) and ${result.outputRows} output row(s) older than ${raw}` +
+      (result.groups > 0 ? `, ${result.groups} empty group(s)` : '') +
       (runners > 0 ? `, and ${runners} stale runner report(s)` : ''),
   );
   return 0;

@@ -35,6 +35,9 @@ export class Job extends Model<InferAttributes<Job>, InferCreationAttributes<Job
   declare exitCode: CreationOptional<number | null>;
   declare signal: CreationOptional<string | null>;
   declare error: CreationOptional<string | null>;
+  declare groupKey: CreationOptional<string | null>;
+  declare groupQueued: CreationOptional<boolean>;
+  declare idempotencyKey: CreationOptional<string | null>;
   declare createdAt: CreationOptional<Date>;
   declare updatedAt: CreationOptional<Date>;
 }
@@ -119,6 +122,9 @@ export function initModels(sequelize: Sequelize): Models {
       exitCode: { type: INTEGER, allowNull: true },
       signal: { type: STRING(32), allowNull: true },
       error: { type: STRING(255), allowNull: true },
+      groupKey: { type: STRING(255), allowNull: true },
+      groupQueued: { type: BOOLEAN, allowNull: false, defaultValue: false },
+      idempotencyKey: { type: DataTypes.CHAR(64), allowNull: true },
       createdAt: { type: DATE(3), allowNull: false },
       updatedAt: { type: DATE(3), allowNull: false },
     },

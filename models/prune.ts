@@ -5,6 +5,8 @@ import type { Database } from './database';
 export interface PruneResult {
   jobs: number;
   outputRows: number;
+  /** Serial groups with nothing left in them (JobGroups rows). */
+  groups: number;
 }
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
@@ -30,11 +32,14 @@ export async function pruneFinishedJobs(
     db.sequelize.query<T>(text, { type: QueryTypes.SELECT, replacements });
   const remove = async (text: string, replacements: Record<string, unknown>) =>
     (await db.sequelize.query(text, { type: QueryTypes.BULKDELETE, replacements })) as unknown as number;
-  const result: PruneResult = { jobs: 0, outputRows: 0 };
+  const result: PruneResult = { jobs: 0, outputRows: 0, groups: 0 };
   for (;;) {
     const olderThanMs = Math.floor(olderThanSec) * 1000;
     const ids = (await query<{ id: number }>(sql.pruneSelectJobs(olderThanMs, jobBatch))).map((r) => Number(r.id));
-    if (ids.length === 0) return result;
+    if (ids.length === 0) {
+      result.groups = await remove(sql.pruneIdleGroups(olderThanMs), {});
+      return result;
+    }
     for (;;) {
       const rowIds = (await query<{ id: number }>(sql.pruneSelectOutput(rowBatch), { ids })).map((r) => Number(r.id));
       if (rowIds.length > 0) result.outputRows += await remove(sql.pruneDeleteOutput, { rowIds });

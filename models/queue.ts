@@ -2,12 +2,15 @@
 // Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
+import { insertJobs, type Enqueued, type NewJob } from './enqueue';
+import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
+import { sqlIn } from './sql';
 import type { Database } from './database';
 import type { Driver, QueueStatements } from './drivers';
 import { driverError } from './drivers/driver';
 import type { RunnerReport } from './metrics';
 import { writeGateFor, type WriteGate } from './write-gate';
-import { parseJsonColumn, type JobParams, type JobStatusName, type OutputStream } from './models';
+import { parseJsonColumn, type JobStatusName, type OutputStream } from './models';
 
 export interface ClaimedJob {
   id: number;
@@ -15,8 +18,22 @@ export interface ClaimedJob {
   params: unknown;
   command: string | null;
   createdBy: string | null;
+  /** Its serial group (null: none, or inserted by plain SQL before it joined one). */
+  groupKey: string | null;
   /** The highest output line number the job already has (0 for a fresh job). */
   lastSeq: number;
+}
+
+/** Why a pending job has not started (README, "Serial groups"). */
+export type WaitingReason = 'run_at' | 'group' | 'group_blocked' | 'slot';
+
+export interface GroupState {
+  key: string;
+  state: 'active' | 'blocked';
+  /** The group's job that runs now (null while its head waits for a slot or its runAt). */
+  runningJobId: number | null;
+  pendingJobs: number;
+  blockedByJobId: number | null;
 }
 
 export interface OutputRow {
@@ -142,7 +159,7 @@ export class Queue {
 
   /**
    * Claims up to `limit` due pending jobs (priority DESC, id ASC) in one short transaction.
-   * On MySQL the SELECT walks jobs_claim_order in index order with SKIP LOCKED, so concurrent
+   * On MySQL the SELECT walks jobs_claim_ready in index order with SKIP LOCKED, so concurrent
    * runners each take different rows and never wait on each other.
    */
   async claimDueJobs(runnerId: string, limit: number): Promise<ClaimedJob[]> {
@@ -233,15 +250,12 @@ export class Queue {
     if (jobs.length === 0) return Promise.resolve({ finished: [], claimed: [] });
     return this.transaction(async (transaction) => {
       // The fence for the whole batch in one read: the rows this runner still owns, locked.
-      const owned = new Set(
-        (
-          await this.select<{ id: number }>(
-            this.sql.fencesHeldForFinish,
-            { ids: jobs.map((j) => j.fence.jobId), runnerId: jobs[0].fence.runnerId },
-            transaction,
-          )
-        ).map((r) => Number(r.id)),
+      const held = await this.select<{ id: number; groupKey: string | null }>(
+        this.sql.fencesHeldForFinish,
+        { ids: jobs.map((j) => j.fence.jobId), runnerId: jobs[0].fence.runnerId },
+        transaction,
       );
+      const owned = new Map(held.map((r) => [Number(r.id), r.groupKey]));
       const mine = jobs.filter((j) => owned.has(j.fence.jobId) && j.fence.runnerId === jobs[0].fence.runnerId);
       // Jobs that ended alike (the common case: all exit 0) share one UPDATE.
       const groups = new Map<string, { outcome: Outcome; ids: number[] }>();
@@ -268,9 +282,26 @@ export class Queue {
       }
       const rows = mine.flatMap(({ fence, rows: jobRows }) => jobRows.map((row) => ({ jobId: fence.jobId, row })));
       if (rows.length > 0) await this.insertRows(rows, transaction);
+      const settled = mine.map(({ fence, outcome }) => ({
+        id: fence.jobId,
+        groupKey: owned.get(fence.jobId) ?? null,
+        failed: outcome.status === 'failure',
+      }));
+      await this.releaseGroupsOf(settled, transaction);
+      // After the release, so a group's next job may be among the successors.
       const claimed = refill ? await this.claimIn(transaction, refill.runnerId, refill.limit) : [];
       return { finished: jobs.map((j) => mine.includes(j)), claimed };
     });
+  }
+
+  /** Settled jobs give up the groups they hold, in key order (every transaction locks groups so). */
+  private async releaseGroupsOf(
+    jobs: { id: number; groupKey: string | null; failed: boolean }[],
+    transaction: Transaction,
+  ): Promise<void> {
+    const grouped = jobs.filter((j) => j.groupKey !== null).sort((a, b) => (a.groupKey! < b.groupKey! ? -1 : 1));
+    const sql = sqlIn(this.db.sequelize, transaction);
+    for (const job of grouped) await releaseGroup(sql, this.sql, job.groupKey!, job.id, job.failed);
   }
 
   async finishJob(fence: Fence, outcome: Outcome, rows: OutputRow[]): Promise<boolean> {
@@ -321,12 +352,13 @@ export class Queue {
    */
   async reapExpiredLeases(leaseMs: number, batch = 100): Promise<number[]> {
     return this.transaction(async (transaction) => {
-      const rows = await this.select<{ id: number; runnerId: string | null }>(
+      const rows = await this.select<{ id: number; runnerId: string | null; groupKey: string | null }>(
         this.sql.reapSelect(leaseMs, batch),
         {},
         transaction,
       );
       const reaped: number[] = [];
+      const settled: { id: number; groupKey: string | null; failed: boolean }[] = [];
       for (const row of rows) {
         const changed = await this.update(this.sql.reapMark(leaseMs), { id: row.id }, transaction);
         if (changed !== 1) continue;
@@ -336,7 +368,9 @@ export class Queue {
           transaction,
         );
         reaped.push(Number(row.id));
+        settled.push({ id: Number(row.id), groupKey: row.groupKey, failed: true });
       }
+      await this.releaseGroupsOf(settled, transaction);
       return reaped;
     });
   }
@@ -351,6 +385,10 @@ export class Queue {
       const params = { jobId, by, owner: scope.owner ?? null };
       const cancelled = await this.update(this.sql.cancelPending(scoped), params, transaction);
       if (cancelled === 1) {
+        // A pending job may be its group's head (claimable, not yet claimed): the group passes on.
+        const [grouped] = await this.select<{ groupKey: string }>(this.sql.groupsOfJobs, { ids: [jobId] }, transaction);
+        if (grouped)
+          await this.releaseGroupsOf([{ id: jobId, groupKey: grouped.groupKey, failed: false }], transaction);
         await this.appendSystemRow(jobId, `cancelled by ${by} before it started`, transaction);
         return { result: 'cancelled', status: 'cancelled' } as const;
       }
@@ -361,21 +399,69 @@ export class Queue {
     });
   }
 
-  /** Enqueues one job (the API and the CLI; other programs may simply INSERT). Returns its id. */
-  async enqueue(job: {
-    task: string;
-    params: JobParams;
-    command: string;
-    createdBy: string | null;
-    priority?: number;
-  }): Promise<number> {
-    const [insertId] = (await this.write(() =>
-      this.db.sequelize.query(this.sql.enqueue, {
-        type: QueryTypes.INSERT,
-        replacements: { ...job, params: JSON.stringify(job.params), priority: job.priority ?? 0 },
-      }),
-    )) as unknown as [number, number];
-    return Number(insertId);
+  /**
+   * Enqueues jobs in one multi-row INSERT, in `transaction` when given (the job exists only if it
+   * commits), else in a transaction of its own (the API and the CLI). See models/enqueue.ts.
+   */
+  async enqueueMany(jobs: NewJob[], transaction?: Transaction): Promise<Enqueued[]> {
+    if (transaction) return insertJobs(this.db, jobs, transaction);
+    return this.transaction((t) => insertJobs(this.db, jobs, t));
+  }
+
+  async enqueue(job: NewJob, transaction?: Transaction): Promise<Enqueued> {
+    return (await this.enqueueMany([job], transaction))[0];
+  }
+
+  /** Why a pending job waits; null when it is not pending. */
+  async waitingReason(jobId: number): Promise<WaitingReason | null> {
+    const [row] = await this.select<{ later: number; groupQueued: number | boolean; blockedBy: number | null }>(
+      this.sql.waitingOf,
+      { id: jobId },
+    );
+    if (!row) return null;
+    // Its group comes first: a queued job's own runAt only matters once its turn has come.
+    if (Number(row.groupQueued)) return row.blockedBy === null ? 'group' : 'group_blocked';
+    if (Number(row.later) === 1) return 'run_at';
+    return 'slot';
+  }
+
+  /** Groups that hold a job or are blocked (admins: GET /groups). */
+  async listGroups(state: 'active' | 'blocked' | null = null): Promise<GroupState[]> {
+    const rows = await this.select<{
+      key: string;
+      headJobId: number | null;
+      blockedByJobId: number | null;
+      headStatus: string | null;
+      pendingJobs: number;
+    }>(this.sql.groups(state), {});
+    return rows.map((r) => ({
+      key: r.key,
+      state: r.blockedByJobId === null ? 'active' : 'blocked',
+      runningJobId: r.headStatus === 'running' ? Number(r.headJobId) : null,
+      pendingJobs: Number(r.pendingJobs),
+      blockedByJobId: r.blockedByJobId === null ? null : Number(r.blockedByJobId),
+    }));
+  }
+
+  /** An admin lifts a group's block; null for an unknown group, false when it was not blocked. */
+  releaseGroup(key: string): Promise<boolean | null> {
+    return this.transaction((t) => unblockGroup(sqlIn(this.db.sequelize, t), this.sql, key));
+  }
+
+  /**
+   * A claimed job of a grouped task that was inserted without its group (plain SQL): it goes back
+   * to pending in its group, behind the group's earlier jobs, instead of running now. Fenced.
+   */
+  async joinGroup(fence: Fence, group: { key: string; blockOnFailure: boolean }): Promise<boolean> {
+    return this.transaction(async (t) => {
+      const sql = sqlIn(this.db.sequelize, t);
+      const held = await lockGroupForEnqueue(sql, this.sql, group.key, group.blockOnFailure);
+      const moved = await this.update(this.sql.joinGroup, { ...fence, key: group.key }, t);
+      if (moved === 1 && held.headJobId === null && held.blockedByJobId === null) {
+        await admitNext(sql, this.sql, group.key);
+      }
+      return moved === 1;
+    });
   }
 
   /** Upserts this runner's report (JobRunners) on the database clock: what GET /metrics reads. */
@@ -389,6 +475,6 @@ export class Queue {
 }
 
 /** The file a SQLite handle writes (its write gate's key). */
-function storageOf(db: Database): string {
+export function storageOf(db: Pick<Database, 'sequelize'>): string {
   return String((db.sequelize as unknown as { options: { storage?: string } }).options.storage ?? '');
 }

@@ -6,6 +6,7 @@ import type { Database } from '../models/database';
 import type { Queue } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { errorHandler, notFound } from './errors';
+import { createGroupsRouter } from './groups';
 import { createJobsRouter, createTasksRouter } from './jobs';
 import { createLoginRouter, type LoginLimits } from './login';
 import { createMetricsRouter } from './metrics';
@@ -98,6 +99,7 @@ export function createApp(deps: AppDeps): Express {
   app.use(createLoginRouter(deps));
   app.use('/tasks', createTasksRouter(deps));
   app.use('/jobs', createJobsRouter({ ...deps, log }));
+  app.use('/groups', createGroupsRouter(deps));
   app.use('/metrics', createMetricsRouter({ db: deps.db, metricsToken: http.metricsToken }));
   app.use(createUiRouter());
   app.use(notFound);

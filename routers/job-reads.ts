@@ -23,6 +23,7 @@ export function jobJson(job: Job) {
     createdBy: job.createdBy,
     priority: Number(job.priority),
     runAt: job.runAt,
+    groupKey: job.groupKey ?? null,
     runnerId: job.runnerId,
     heartbeatAt: job.heartbeatAt,
     startedAt: job.startedAt,

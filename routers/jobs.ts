@@ -3,9 +3,10 @@ import { Router } from 'express';
 import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
 import { JOB_STATUSES, type JobStatusName } from '../models/models';
+import { IdempotencyConflictError } from '../models/enqueue';
 import type { Queue } from '../models/queue';
 import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
-import { ParamsError, prepareJob } from '../tasks/render';
+import { checkJobRequest, JobRequestError } from '../tasks/job-request';
 import { authenticate, bodyFields, jsonBody, principalOf, writeGuard, type Principal } from './auth';
 import { errorHandler, HttpError, notFound } from './errors';
 import { countOutputLines, findVisibleJob, jobJson, listVisibleJobs, readOutput } from './job-reads';
@@ -35,6 +36,16 @@ function mayRun(principal: Principal, task: TaskTemplate): boolean {
   return principal.isAdmin || !task.adminOnly;
 }
 
+/** A request's check, its JobRequestError as the API's error. */
+function checked<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (err) {
+    if (!(err instanceof JobRequestError)) throw err;
+    throw new HttpError(err.status, err.code, err.message, { field: err.field });
+  }
+}
+
 /**
  * /jobs routes. In the container-creator's app, `req.session.user` and `req.session.isAdmin`
  * come from its own login; a bearer token works too. Errors are this API's JSON either way.
@@ -47,31 +58,20 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
 
   router.post('/', writeGuard({ bodyRequired: true }), jsonBody, async (req, res) => {
     const principal = principalOf(req);
-    const body = bodyFields(req.body, ['task', 'params']);
-    if (typeof body.task !== 'string' || body.task === '') {
-      throw new HttpError(400, 'invalid_field', '"task" must be the name of a task', { field: 'task' });
-    }
-    const task = catalog.get(body.task);
-    if (!task) throw new HttpError(400, 'unknown_task', `unknown task ${JSON.stringify(body.task)}`, { field: 'task' });
-    if (!mayRun(principal, task)) {
-      throw new HttpError(403, 'admin_only', `task ${JSON.stringify(task.name)} may only be run by admins`);
-    }
-    let prepared;
+    const body = bodyFields(req.body, ['task', 'params', 'runAt', 'delaySec', 'priority']);
+    const job = checked(() =>
+      checkJobRequest(catalog, principal, { ...body, task: body.task, idempotencyKey: req.get('Idempotency-Key') }),
+    );
+    let enqueued;
     try {
-      prepared = prepareJob(task, body.params ?? {});
+      enqueued = await queue.enqueue(job);
     } catch (err) {
-      if (err instanceof ParamsError) {
-        throw new HttpError(400, 'invalid_params', err.message, { field: err.field ?? 'params' });
-      }
-      throw err;
+      if (!(err instanceof IdempotencyConflictError)) throw err;
+      throw new HttpError(409, 'idempotency_conflict', err.message);
     }
-    const id = await queue.enqueue({
-      task: task.name,
-      params: prepared.params,
-      command: prepared.command,
-      createdBy: principal.username,
-    });
-    res.status(201).location(`${req.baseUrl}/${id}`).json({ id, status: 'pending' });
+    if (enqueued.replayed) res.status(200).set('Idempotent-Replayed', 'true');
+    else res.status(201);
+    res.location(`${req.baseUrl}/${enqueued.id}`).json({ id: enqueued.id, status: enqueued.status });
   });
 
   router.get('/', async (req, res) => {
@@ -97,7 +97,8 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
     const job = await findVisibleJob(db, principalOf(req), id);
     if (!job) throw notFoundJob(id);
     // Only here, not in the list: the job page sizes its output view from it before reading any row.
-    res.json({ ...jobJson(job), outputLines: await countOutputLines(db, id) });
+    const waiting = job.status === 'pending' ? await queue.waitingReason(id) : null;
+    res.json({ ...jobJson(job), waiting, outputLines: await countOutputLines(db, id) });
   });
 
   router.get('/:id/status', async (req, res) => {

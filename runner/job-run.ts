@@ -4,7 +4,7 @@ import type { RunnerConfig, TestCrashPoint } from '../config';
 import type { Logger } from '../log';
 import { Queue, type ClaimedJob, type Fence, type Outcome, type OutputRow } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
-import { prepareJob, renderEnvironment, ParamsError } from '../tasks/render';
+import { prepareJob, renderEnvironment, renderGroupKey, ParamsError } from '../tasks/render';
 import type { DbHealth } from './db-health';
 import { JobProcess, type StopReason } from './job-process';
 import { LineSplitter } from './line-splitter';
@@ -92,6 +92,8 @@ export class JobRun {
       if (!(err instanceof ParamsError)) throw err;
       return this.refuse(`params do not validate against task "${job.task}": ${err.message}; job not run`);
     }
+    const group = renderGroupKey(template, prepared.params);
+    if (group !== null && job.groupKey === null) return this.joinGroup(group, template.groupOnFailure === 'block');
     const started = Date.now();
     const stderrTail: string[] = [];
     // An out-of-memory message may be far above the tail (node prints a native stack trace after it).
@@ -134,6 +136,18 @@ export class JobRun {
     if (this.phase === 'lost') return;
     ctx.crashPoint('before-finish');
     await this.record(outcome, line, durationMs);
+  }
+
+  /**
+   * A job of a grouped task inserted without its group (plain SQL): it goes back to pending in its
+   * group, behind the group's earlier jobs, and runs in its turn.
+   */
+  private async joinGroup(key: string, blockOnFailure: boolean): Promise<void> {
+    const fence = { jobId: this.id, runnerId: this.ctx.config.id };
+    this.phase = 'finishing';
+    const joined = await this.ctx.queue.joinGroup(fence, { key, blockOnFailure });
+    this.phase = 'done';
+    this.ctx.log.info(`job ${this.id}: ${joined ? `joined its group ${key}; it runs in its turn` : 'no longer ours'}`);
   }
 
   /** Ends a job that cannot run as it stands (unknown task, params that no longer validate). */

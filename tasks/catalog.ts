@@ -31,6 +31,10 @@ export interface TaskTemplate {
   timeoutSec: number;
   adminOnly: boolean;
   limits: TaskLimits;
+  /** Serial group key with `{param}` placeholders (each a required param): one job of a group runs at a time. */
+  group?: string;
+  /** After a job of the group ends `failure`: `continue` with the next, or `block` the group until released. */
+  groupOnFailure: 'continue' | 'block';
   /** Compiled once at load; `validateParams` is the way in. */
   validate: ValidateFunction;
 }
@@ -44,7 +48,19 @@ export const DEFAULT_TIMEOUT_SEC = 3600;
 const TASK_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const PLACEHOLDER = /\{([A-Za-z_][A-Za-z0-9_]*)\}/g;
-const TASK_KEYS = ['description', 'argv', 'params', 'cwd', 'env', 'passEnv', 'timeoutSec', 'adminOnly', 'limits'];
+const TASK_KEYS = [
+  'description',
+  'argv',
+  'params',
+  'cwd',
+  'env',
+  'passEnv',
+  'timeoutSec',
+  'adminOnly',
+  'limits',
+  'group',
+  'groupOnFailure',
+];
 const LIMIT_KEYS: (keyof TaskLimits)[] = ['memoryMB', 'processes', 'openFiles', 'cpuSeconds'];
 const SCALAR_TYPES: ScalarType[] = ['string', 'integer', 'number', 'boolean'];
 /** The job gets these from the runner; a template may not override them. */
@@ -131,6 +147,17 @@ function checkTask(ajv: Ajv, name: string, raw: unknown): TaskTemplate {
     if (!LIMIT_KEYS.includes(key as keyof TaskLimits)) fail(`limits.${key} is not one of ${LIMIT_KEYS.join(', ')}`);
     if (!positiveInt(value)) fail(`limits.${key} must be a positive integer`);
   }
+  const group = t.group;
+  if (group !== undefined) {
+    if (typeof group !== 'string' || group === '' || group.length > 200)
+      fail('group must be a string of 1-200 characters');
+    for (const [, param] of (group as string).matchAll(PLACEHOLDER)) {
+      if (!params.required?.includes(param)) fail(`group names "${param}", which is not a required param`);
+    }
+  }
+  const groupOnFailure = (t.groupOnFailure ?? 'continue') as TaskTemplate['groupOnFailure'];
+  if (groupOnFailure !== 'continue' && groupOnFailure !== 'block') fail('groupOnFailure must be "continue" or "block"');
+  if (t.groupOnFailure !== undefined && t.group === undefined) fail('groupOnFailure needs a group');
   let validate: ValidateFunction;
   try {
     validate = ajv.compile(params);
@@ -148,6 +175,8 @@ function checkTask(ajv: Ajv, name: string, raw: unknown): TaskTemplate {
     timeoutSec: (t.timeoutSec as number | undefined) ?? DEFAULT_TIMEOUT_SEC,
     adminOnly: (t.adminOnly as boolean | undefined) ?? false,
     limits: limits as TaskLimits,
+    group: t.group as string | undefined,
+    groupOnFailure,
     validate,
   };
 }

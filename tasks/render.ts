@@ -139,3 +139,9 @@ export function prepareJob(task: TaskTemplate, params: unknown): PreparedJob {
   const argv = renderArgv(task, valid);
   return { params: valid, argv, command: displayCommand(argv) };
 }
+
+/** The job's serial group: the template's `group` with its params filled in (null without one). */
+export function renderGroupKey(task: TaskTemplate, params: Params): string | null {
+  if (task.group === undefined) return null;
+  return task.group.replace(PLACEHOLDER, (_, name: string) => String(params[name]));
+}

@@ -69,12 +69,9 @@ describe('POST /jobs', () => {
       'unexpected_field',
       'command',
     ],
-    [
-      'a priority (not accepted from requests)',
-      { task: 'greet', params: { name: 'Ann' }, priority: 9 },
-      'unexpected_field',
-      'priority',
-    ],
+    ['a priority out of range', { task: 'greet', params: { name: 'Ann' }, priority: 101 }, 'invalid_field', 'priority'],
+    ['a fractional priority', { task: 'greet', params: { name: 'Ann' }, priority: 0.5 }, 'invalid_field', 'priority'],
+    ['an unknown field', { task: 'greet', params: { name: 'Ann' }, urgent: true }, 'unexpected_field', 'urgent'],
     ['a param of the wrong type', { task: 'greet', params: { name: 'Ann', times: '3' } }, 'invalid_params', 'times'],
     ['a fractional integer', { task: 'greet', params: { name: 'Ann', times: 1.5 } }, 'invalid_params', 'times'],
     ['a param out of range', { task: 'greet', params: { name: 'Ann', times: 11 } }, 'invalid_params', 'times'],
@@ -183,7 +180,7 @@ describe('GET /jobs', () => {
   test('admins see every job, including createdBy NULL ones, and may filter by createdBy', async () => {
     const a = await createJob(ctx.as.alice);
     const b = await createJob(ctx.as.bob);
-    const orphan = await ctx.api.queue.enqueue({
+    const { id: orphan } = await ctx.api.queue.enqueue({
       task: 'greet',
       params: { name: 'X' },
       command: 'echo',
@@ -289,7 +286,12 @@ describe('GET /jobs/:id', () => {
   });
 
   test('a createdBy NULL job is visible to admins only', async () => {
-    const id = await ctx.api.queue.enqueue({ task: 'greet', params: { name: 'X' }, command: 'echo', createdBy: null });
+    const { id } = await ctx.api.queue.enqueue({
+      task: 'greet',
+      params: { name: 'X' },
+      command: 'echo',
+      createdBy: null,
+    });
     await ctx.as.alice.get(`/jobs/${id}`).expect(404);
     expect((await ctx.as.root.get(`/jobs/${id}`).expect(200)).body.createdBy).toBeNull();
   });
@@ -413,7 +415,12 @@ describe('POST /jobs/:id/cancel', () => {
   });
 
   test('a createdBy NULL job can be cancelled by admins only', async () => {
-    const id = await ctx.api.queue.enqueue({ task: 'greet', params: { name: 'X' }, command: 'echo', createdBy: null });
+    const { id } = await ctx.api.queue.enqueue({
+      task: 'greet',
+      params: { name: 'X' },
+      command: 'echo',
+      createdBy: null,
+    });
     await cancel(ctx.as.alice, id).expect(404);
     await cancel(ctx.as.root, id).expect(200);
   });

@@ -14,7 +14,9 @@ import {
 const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
 function enqueue(createdBy: string | null = 'alice'): Promise<number> {
-  return ctx.api.queue.enqueue({ task: 'greet', params: { name: 'Ann' }, command: "echo 'hello Ann'", createdBy });
+  return ctx.api.queue
+    .enqueue({ task: 'greet', params: { name: 'Ann' }, command: "echo 'hello Ann'", createdBy })
+    .then((job) => job.id);
 }
 
 async function readStream(agent: Agent, path: string, headers: Record<string, string> = {}) {

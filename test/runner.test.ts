@@ -430,7 +430,12 @@ describe('cancel', () => {
   });
 
   test('a pending job is cancelled at once with a system row, and the runner never runs it', async () => {
-    const id = await queue.enqueue({ task: 'marker', params: { n: 1 }, command: 'node marker.js 1', createdBy: 'bob' });
+    const { id } = await queue.enqueue({
+      task: 'marker',
+      params: { n: 1 },
+      command: 'node marker.js 1',
+      createdBy: 'bob',
+    });
 
     expect(await queue.cancelJob(id, 'alice')).toEqual({ result: 'cancelled', status: 'cancelled' });
     const before = await finished(id);

@@ -21,6 +21,8 @@ export interface DriverCapabilities {
 export interface QueueStatements {
   /** Due pending jobs in claim order, up to `limit`, each with the highest output line it has. */
   claimSelect(limit: number): string;
+  /** :ids → groupKey of each that may hold its group (not queued behind another): a cancel releases it. */
+  groupsOfJobs: string;
   /** :runnerId, :ids → the selected rows become running. */
   claimMark: string;
   /** Multi-row output insert that skips rows already stored (same jobId and seq): positional (jobId, seq, stream, output) × rows. */
@@ -49,8 +51,35 @@ export interface QueueStatements {
   cancelRunning(scoped: boolean): string;
   /** :jobId (and :owner) → status of a job the viewer may see. */
   jobStatus(scoped: boolean): string;
-  /** :task, :params, :command, :createdBy, :priority → inserts one pending job. */
-  enqueue: string;
+  /**
+   * Positional (task, params, command, createdBy, priority, [runAt], groupKey, groupQueued,
+   * idempotencyKey) × rows, one multi-row INSERT; each row's runAt is its SQL expression in
+   * `runAts` (`?` takes a value from the row's list).
+   */
+  insertJobs(runAts: string[]): string;
+  /** :key → the job an idempotency key made (id, task, params, status). */
+  jobByIdempotencyKey: string;
+  /**
+   * The same as a locking read, which sees the newest committed row, not the transaction's
+   * snapshot: after a racing insert of the same key won, this finds its job.
+   */
+  jobByIdempotencyKeyLatest: string;
+  /** :jobId, :runnerId, :key → a claimed job goes back to pending, queued in its group. */
+  joinGroup: string;
+  /** :key, :block → makes sure the group's row exists (and takes its write lock); sets its failure policy. */
+  groupUpsert: string;
+  /** :key → headJobId, blockedByJobId, blockOnFailure of the group, locked. */
+  groupLock: string;
+  /** :key → the group's first job waiting behind its head (lowest id), locked. */
+  groupNextQueued: string;
+  /** :id → a queued job becomes its group's head (claimable). */
+  groupPromote: string;
+  /** :key, :head, :blockedBy → who holds the group. */
+  groupSetHolders: string;
+  /** :id → why a pending job waits: later (runAt ahead), groupQueued, blockedBy (its group's blocking job). */
+  waitingOf: string;
+  /** Groups that hold a job or are blocked (`state` narrows), with their pending count. */
+  groups(state: 'active' | 'blocked' | null): string;
   /** :id, :report → upserts a runner's report (JobRunners). */
   reportRunner: string;
   /** Finished jobs older than `olderThanMs`, by id, up to `limit` (prune). */
@@ -61,6 +90,8 @@ export interface QueueStatements {
   pruneDeleteOutput: string;
   /** :ids → deletes finished jobs. */
   pruneDeleteJobs: string;
+  /** Groups that hold nothing, have no pending job and did not change for `olderThanMs`. */
+  pruneIdleGroups(olderThanMs: number): string;
 }
 
 export interface Driver {
@@ -70,6 +101,8 @@ export interface Driver {
   now: string;
   /** "Now" minus `ms` milliseconds. */
   ago(ms: number): string;
+  /** "Now" plus `ms` milliseconds. */
+  later(ms: number): string;
   /** Seconds from the time in `expr` (any SQL expression) to now. */
   secondsSince(expr: string): string;
   statements: QueueStatements;
@@ -89,6 +122,15 @@ export interface Driver {
    * the database being away: a write that fails so is given up, never retried forever.
    */
   isPermanentError(err: unknown): boolean;
+  /** A duplicate key in a unique index (an idempotency key used before). */
+  isUniqueViolation(err: unknown): boolean;
+  /**
+   * The ids a multi-row INSERT of `rows` rows made, from what the driver returned (MySQL: the
+   * first id, then steps of auto_increment_increment; SQLite: the last id, one writer at a time).
+   */
+  insertedIds(returned: number, rows: number, step: number): number[];
+  /** SQL that reads the step between auto-increment ids (`step`); null where it is always 1. */
+  autoIncrementStep: string | null;
 }
 
 /** The driver error under Sequelize's wrapper. */

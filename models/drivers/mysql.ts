@@ -5,6 +5,7 @@ import { sharedStatements } from './statements';
 
 const now = 'NOW(3)';
 const ago = (ms: number) => `(NOW(3) - INTERVAL ${Math.max(0, Math.floor(ms)) * 1000} MICROSECOND)`;
+const later = (ms: number) => `(NOW(3) + INTERVAL ${Math.max(0, Math.floor(ms)) * 1000} MICROSECOND)`;
 
 /** Deadlock (1213), lock-wait timeout (1205): retry the transaction. */
 const LOCK_ERRNOS = new Set([1213, 1205]);
@@ -21,6 +22,7 @@ export const mysqlDriver: Driver = {
   capabilities: { skipLocked: true, serialWrites: false, embedded: false },
   now,
   ago,
+  later,
   secondsSince: (expr) => `TIMESTAMPDIFF(MICROSECOND, ${expr}, NOW(3)) / 1000000`,
   statements: sharedStatements({
     now,
@@ -30,9 +32,10 @@ export const mysqlDriver: Driver = {
     forShare: 'LOCK IN SHARE MODE',
     // Without it MariaDB may filesort the claim, locking every pending row it reads (SKIP LOCKED then
     // finds nothing for the other runners).
-    claimIndexHint: 'FORCE INDEX (jobs_claim_order)',
+    claimIndexHint: 'FORCE INDEX (jobs_claim_ready)',
     insertIgnore: 'INSERT IGNORE',
     upsertRunner: 'ON DUPLICATE KEY UPDATE seenAt = VALUES(seenAt), report = VALUES(report)',
+    upsertGroup: 'ON DUPLICATE KEY UPDATE blockOnFailure = VALUES(blockOnFailure)',
   }),
   sequelizeOptions(config: DatabaseConfig, options) {
     if (config.dialect !== 'mysql') throw new Error(`mysql driver given a ${config.dialect} configuration`);
@@ -53,4 +56,9 @@ export const mysqlDriver: Driver = {
   beforeMigrate: [],
   isRetryableLockError: (err) => LOCK_ERRNOS.has(driverError(err).errno ?? -1),
   isPermanentError: (err) => PERMANENT_ERRNOS.has(driverError(err).errno ?? -1),
+  isUniqueViolation: (err) => driverError(err).errno === 1062,
+  // A multi-row INSERT takes its ids at once: the first, then every auto_increment_increment
+  // (1, or the node count on Galera).
+  insertedIds: (first, rows, step) => Array.from({ length: rows }, (_, i) => first + i * step),
+  autoIncrementStep: 'SELECT @@auto_increment_increment AS step',
 };

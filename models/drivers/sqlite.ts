@@ -6,8 +6,9 @@ import { driverError, type Driver } from './driver';
 import { sharedStatements } from './statements';
 
 const now = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
-const ago = (ms: number) =>
-  `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${(Math.max(0, Math.floor(ms)) / 1000).toFixed(3)} seconds')`;
+const shift = (ms: number) => (Math.max(0, Math.floor(ms)) / 1000).toFixed(3);
+const ago = (ms: number) => `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${shift(ms)} seconds')`;
+const later = (ms: number) => `strftime('%Y-%m-%d %H:%M:%f', 'now', '+${shift(ms)} seconds')`;
 
 /**
  * Refusals of the statement or its data, not of the moment (the file being busy). A constraint is
@@ -38,6 +39,7 @@ export const sqliteDriver: Driver = {
   capabilities: { skipLocked: false, serialWrites: true, embedded: true },
   now,
   ago,
+  later,
   secondsSince: (expr) => `(julianday('now') - julianday(${expr})) * 86400`,
   statements: sharedStatements({
     now,
@@ -48,6 +50,7 @@ export const sqliteDriver: Driver = {
     claimIndexHint: '',
     insertIgnore: 'INSERT OR IGNORE',
     upsertRunner: 'ON CONFLICT(id) DO UPDATE SET seenAt = excluded.seenAt, report = excluded.report',
+    upsertGroup: 'ON CONFLICT(`key`) DO UPDATE SET blockOnFailure = excluded.blockOnFailure',
   }),
   sequelizeOptions(config: DatabaseConfig, options) {
     if (config.dialect !== 'sqlite') throw new Error(`sqlite driver given a ${config.dialect} configuration`);
@@ -65,6 +68,13 @@ export const sqliteDriver: Driver = {
   // Readers never wait for the writer; the setting stays with the file.
   beforeMigrate: ['PRAGMA journal_mode = WAL'],
   isRetryableLockError: (err) => driverError(err).code === 'SQLITE_BUSY',
+  isUniqueViolation: (err) => {
+    const e = driverError(err);
+    return e.code === 'SQLITE_CONSTRAINT' && /UNIQUE constraint failed/.test(e.message ?? '');
+  },
+  // One writer at a time: a multi-row INSERT's ids are the last one's and the ones just below it.
+  insertedIds: (last, rows) => Array.from({ length: rows }, (_, i) => last - rows + 1 + i),
+  autoIncrementStep: null,
   isPermanentError: (err) => {
     const e = driverError(err);
     return PERMANENT_CODES.has(e.code ?? '') || (e.code === 'SQLITE_ERROR' && PERMANENT_MESSAGES.test(e.message ?? ''));

@@ -18,6 +18,8 @@ export interface SqlPieces {
   insertIgnore: string;
   /** After the JobRunners insert: update seenAt and report on a duplicate id. */
   upsertRunner: string;
+  /** After the JobGroups insert: update blockOnFailure on a duplicate key. */
+  upsertGroup: string;
 }
 
 const FINISHED = "status IN ('success', 'failure', 'cancelled')";
@@ -27,18 +29,19 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
   return {
     // lastSeq: a job put back to pending keeps its earlier output; new lines follow it.
     claimSelect: (limit) =>
-      `SELECT id, task, params, command, createdBy,
+      `SELECT id, task, params, command, createdBy, groupKey,
          (SELECT COALESCE(MAX(s.seq), 0) FROM JobStatuses s WHERE s.jobId = Jobs.id) AS lastSeq
        FROM Jobs ${p.claimIndexHint}
-       WHERE status = 'pending' AND runAt <= ${p.now}
+       WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now}
        ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${p.skipLocked}`,
+    groupsOfJobs: 'SELECT id, groupKey FROM Jobs WHERE id IN (:ids) AND groupKey IS NOT NULL AND groupQueued = 0',
     claimMark: `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${p.now},
          heartbeatAt = ${p.now}, updatedAt = ${p.now}
        WHERE id IN (:ids) AND status = 'pending'`,
     insertOutput: (rows) =>
       `${p.insertIgnore} INTO JobStatuses (jobId, seq, stream, output) VALUES ${new Array(rows).fill('(?, ?, ?, ?)').join(', ')}`,
     fenceHeld: `SELECT id FROM Jobs WHERE id = :jobId AND runnerId = :runnerId AND status = 'running' ${p.forShare}`,
-    fencesHeldForFinish: `SELECT id FROM Jobs WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${p.forUpdate}`,
+    fencesHeldForFinish: `SELECT id, groupKey FROM Jobs WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${p.forUpdate}`,
     finish: `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
          command = COALESCE(command, :command), finishedAt = ${p.now}, updatedAt = ${p.now}
        WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
@@ -48,7 +51,7 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     renewCancelling: `UPDATE Jobs SET heartbeatAt = ${p.now} WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
     lastSeq: 'SELECT MAX(seq) AS lastSeq FROM JobStatuses WHERE jobId = :jobId',
     reapSelect: (leaseMs, batch) =>
-      `SELECT id, runnerId FROM Jobs WHERE status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}
+      `SELECT id, runnerId, groupKey FROM Jobs WHERE status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}
        ORDER BY heartbeatAt LIMIT ${Math.floor(batch)} ${p.skipLocked}`,
     reapMark: (leaseMs) =>
       `UPDATE Jobs SET status = 'failure', error = 'runner_lost', finishedAt = ${p.now}, updatedAt = ${p.now}
@@ -62,8 +65,31 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
          cancelledBy = COALESCE(cancelledBy, :by), updatedAt = ${p.now}
        WHERE id = :jobId AND status = 'running' ${owner(scoped)}`,
     jobStatus: (scoped) => `SELECT status FROM Jobs WHERE id = :jobId ${owner(scoped)}`,
-    enqueue:
-      'INSERT INTO Jobs (task, params, command, createdBy, priority) VALUES (:task, :params, :command, :createdBy, :priority)',
+    insertJobs: (runAts) =>
+      `INSERT INTO Jobs (task, params, command, createdBy, priority, runAt, groupKey, groupQueued, idempotencyKey)
+       VALUES ${runAts.map((runAt) => `(?, ?, ?, ?, ?, ${runAt}, ?, ?, ?)`).join(', ')}`,
+    jobByIdempotencyKey: 'SELECT id, task, params, status FROM Jobs WHERE idempotencyKey = :key',
+    jobByIdempotencyKeyLatest: `SELECT id, task, params, status FROM Jobs WHERE idempotencyKey = :key ${p.forShare}`,
+    joinGroup: `UPDATE Jobs SET status = 'pending', runnerId = NULL, startedAt = NULL, heartbeatAt = NULL,
+         groupKey = :key, groupQueued = 1, updatedAt = ${p.now}
+       WHERE id = :jobId AND runnerId = :runnerId AND status = 'running'`,
+    groupUpsert: `INSERT INTO JobGroups (\`key\`, blockOnFailure, updatedAt) VALUES (:key, :block, ${p.now}) ${p.upsertGroup}`,
+    groupLock: `SELECT headJobId, blockedByJobId, blockOnFailure FROM JobGroups WHERE \`key\` = :key ${p.forUpdate}`,
+    groupNextQueued: `SELECT id FROM Jobs WHERE groupKey = :key AND status = 'pending' AND groupQueued = 1
+       ORDER BY id LIMIT 1 ${p.forUpdate}`,
+    groupPromote: `UPDATE Jobs SET groupQueued = 0, updatedAt = ${p.now} WHERE id = :id AND status = 'pending'`,
+    groupSetHolders: `UPDATE JobGroups SET headJobId = :head, blockedByJobId = :blockedBy, updatedAt = ${p.now}
+       WHERE \`key\` = :key`,
+    waitingOf: `SELECT CASE WHEN runAt > ${p.now} THEN 1 ELSE 0 END AS later, groupQueued,
+         (SELECT g.blockedByJobId FROM JobGroups g WHERE g.\`key\` = Jobs.groupKey) AS blockedBy
+       FROM Jobs WHERE id = :id AND status = 'pending'`,
+    groups: (state) =>
+      `SELECT g.\`key\` AS \`key\`, g.headJobId, g.blockedByJobId,
+         (SELECT j.status FROM Jobs j WHERE j.id = g.headJobId) AS headStatus,
+         (SELECT COUNT(*) FROM Jobs j WHERE j.groupKey = g.\`key\` AND j.status = 'pending') AS pendingJobs
+       FROM JobGroups g
+       WHERE ${state === 'active' ? 'g.headJobId IS NOT NULL' : state === 'blocked' ? 'g.blockedByJobId IS NOT NULL' : '(g.headJobId IS NOT NULL OR g.blockedByJobId IS NOT NULL)'}
+       ORDER BY g.\`key\``,
     reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
     pruneSelectJobs: (olderThanMs, limit) =>
       `SELECT id FROM Jobs WHERE ${FINISHED} AND finishedAt < ${p.ago(olderThanMs)} ORDER BY id LIMIT ${Math.floor(limit)}`,
@@ -72,5 +98,8 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     pruneSelectOutput: (limit) => `SELECT id FROM JobStatuses WHERE jobId IN (:ids) LIMIT ${Math.floor(limit)}`,
     pruneDeleteOutput: 'DELETE FROM JobStatuses WHERE id IN (:rowIds)',
     pruneDeleteJobs: `DELETE FROM Jobs WHERE id IN (:ids) AND ${FINISHED}`,
+    pruneIdleGroups: (olderThanMs) =>
+      `DELETE FROM JobGroups WHERE headJobId IS NULL AND blockedByJobId IS NULL AND updatedAt < ${p.ago(olderThanMs)}
+         AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.groupKey = JobGroups.\`key\` AND j.status = 'pending')`,
   };
 }

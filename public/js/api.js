@@ -49,7 +49,8 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     logout: () => request('POST', '/logout'),
     me: () => request('GET', '/me'),
     tasks: () => request('GET', '/tasks'),
-    createJob: (task, params) => request('POST', '/jobs', { task, params }),
+    /** `when`: `{runAt, delaySec, priority}`, each left out when undefined. */
+    createJob: (task, params, when = {}) => request('POST', '/jobs', { task, params, ...when }),
     /** `{status, createdBy, limit, offset}` → `{jobs, limit, offset}`, newest first. */
     listJobs: (filter = {}) => request('GET', '/jobs' + query(filter)),
     /** The job, with `outputLines`: how many output rows it has. */
@@ -59,6 +60,10 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     /** At most `limit` output rows from row number `offset` (0-based, in output order). */
     outputAt: (id, offset, limit = 1000) => request('GET', `/jobs/${id}/status` + query({ offset, limit })),
     cancel: (id) => request('POST', `/jobs/${id}/cancel`),
+    /** Admins: `{groups: [{key, state, runningJobId, pendingJobs, blockedByJobId}]}`; state 'active', 'blocked' or all. */
+    groups: (state) => request('GET', '/groups' + query({ state })),
+    /** Admins: lets a blocked group's next job run → `{key, released, state}`. */
+    releaseGroup: (key) => request('POST', `/groups/${encodeURIComponent(key)}/release`),
     /** The live event stream; the browser itself resumes with Last-Event-ID after a dropped connection. */
     stream: (id, afterId) => new EventSource(base + `/jobs/${id}/stream` + query({ afterId })),
   };

@@ -2,6 +2,8 @@
 // `invalid_params` error names the field (`error.field`), and the message is shown beside it.
 import { ApiError } from './api.js';
 import { h, replace } from './dom.js';
+import { fieldRow } from './form-field.js';
+import { jobOptionFields } from './job-options.js';
 
 /** "integer, 1 to 10", "at most 500 characters", "pattern ^[a-z]+$": what the schema allows. */
 function hint(schema) {
@@ -23,8 +25,7 @@ function hint(schema) {
 
 /** One input for one param: `read()` gives the value to send, or undefined to leave it out. */
 function paramField(name, schema, required) {
-  const id = `param-${name}`;
-  const common = { id, name, 'aria-describedby': `${id}-hint ${id}-error` };
+  const common = { id: `param-${name}`, name };
   let input;
   let read;
   if (Array.isArray(schema.enum)) {
@@ -73,38 +74,11 @@ function paramField(name, schema, required) {
     });
     read = () => (input.value === '' ? undefined : input.value);
   }
-  if (required) input.setAttribute('aria-required', 'true');
-  const error = h('p', { class: 'field-error', id: `${id}-error`, role: 'alert', hidden: true });
-  const label = h(
-    'label',
-    { for: id },
-    name,
-    required ? h('span', { class: 'required', title: 'required' }, ' *') : h('span', { class: 'muted' }, ' (optional)'),
-  );
-  const help = [schema.description, hint(schema)].filter(Boolean).join(' — ');
-  const row = h(
-    'div',
-    { class: `field field-${input.type === 'checkbox' ? 'check' : 'text'}`, dataset: { param: name } },
-    label,
-    input,
-    h('p', { class: 'hint muted', id: `${id}-hint` }, help),
-    error,
-  );
-  return {
-    row,
-    input,
-    read,
-    showError(message) {
-      error.textContent = message;
-      error.hidden = message === '';
-      row.classList.toggle('invalid', message !== '');
-      if (message) input.setAttribute('aria-invalid', 'true');
-      else input.removeAttribute('aria-invalid');
-    },
-  };
+  const hintText = [schema.description, hint(schema)].filter(Boolean).join(' — ');
+  return { ...fieldRow({ input, label: name, hint: hintText, required, dataset: { param: name } }), read };
 }
 
-export function renderJobForm(container, { api, query, navigate }) {
+export function renderJobForm(container, { api, me, query, navigate }) {
   let disposed = false;
   replace(container, h('p', { class: 'muted' }, 'Loading tasks…'));
 
@@ -123,6 +97,8 @@ export function renderJobForm(container, { api, query, navigate }) {
       const description = h('p', { class: 'muted task-description' });
       const taskError = h('p', { class: 'field-error', role: 'alert', hidden: true });
       const fieldset = h('div', { class: 'params' });
+      // Kept across task changes: when and how urgently is not a property of the task.
+      const options = jobOptionFields(me);
       const formError = h('p', { class: 'form-error', role: 'alert', hidden: true });
       const submit = h('button', { type: 'submit', class: 'button' }, 'Start job');
       // novalidate: the API's validation is the one that counts, and its message is the one shown.
@@ -131,6 +107,7 @@ export function renderJobForm(container, { api, query, navigate }) {
         { class: 'job-form', novalidate: true },
         h('div', { class: 'field' }, h('label', { for: 'task' }, 'Task'), taskSelect, description, taskError),
         fieldset,
+        options.element,
         formError,
         h('div', { class: 'actions' }, submit),
       );
@@ -157,8 +134,16 @@ export function renderJobForm(container, { api, query, navigate }) {
 
       function clearErrors() {
         for (const f of fields.values()) f.showError('');
+        options.clearErrors();
         taskError.hidden = true;
         formError.hidden = true;
+      }
+
+      /** The field an API error names: a param's for `invalid_params`, else runAt, delaySec or priority. */
+      function fieldOf(err) {
+        if (err.field === undefined) return undefined;
+        if (err.code === 'invalid_params') return fields.get(err.field);
+        return options.field(err.field) ?? fields.get(err.field);
       }
 
       taskSelect.addEventListener('change', build);
@@ -172,11 +157,11 @@ export function renderJobForm(container, { api, query, navigate }) {
         }
         submit.disabled = true;
         try {
-          const { id } = await api.createJob(taskSelect.value, params);
+          const { id } = await api.createJob(taskSelect.value, params, options.read());
           navigate(`#/jobs/${id}`);
         } catch (err) {
           if (disposed || (err instanceof ApiError && err.status === 401)) return;
-          const field = err instanceof ApiError && err.field !== undefined ? fields.get(err.field) : undefined;
+          const field = err instanceof ApiError ? fieldOf(err) : undefined;
           if (field) {
             field.showError(err.message);
             field.input.focus();

@@ -1,135 +1,109 @@
-// #/jobs/:id — one job: its facts, a Cancel button for its owner and admins, and its output, live.
+// #/jobs/:id — one job: its facts, why it waits, a Cancel button for its owner and admins, and its
+// output, live. This module holds the page's state and its requests; job-view.js draws.
 import { ApiError } from './api.js';
-import { h, replace } from './dom.js';
-import { FINISHED, formatTime, jobDuration, statusBadge } from './format.js';
+import { replace, h } from './dom.js';
+import { FINISHED } from './format.js';
+import { drawDuration, drawJob, jobLayout, jobUnavailable } from './job-view.js';
 import { followOutput } from './output-feed.js';
 import { OutputView } from './output-view.js';
+import { createPoller } from './poll.js';
 
-function paramsText(params) {
-  if (params === null || params === undefined) return '—';
-  return typeof params === 'string' ? params : JSON.stringify(params);
-}
-
-/** The job's facts as a definition list (empty ones left out); long values get a wider cell. */
-function facts(job) {
-  const items = [
-    ['Task', job.task],
-    ['Status', statusBadge(job.status)],
-    ['Owner', job.createdBy ?? '(none)'],
-    ['Created', formatTime(job.createdAt)],
-    ['Started', job.startedAt ? formatTime(job.startedAt) : null],
-    ['Finished', job.finishedAt ? formatTime(job.finishedAt) : null],
-    ['Duration', jobDuration(job) || null],
-    ['Exit code', job.exitCode === null ? null : String(job.exitCode)],
-    ['Signal', job.signal],
-    ['Runner', job.runnerId],
-    ['Cancel requested', job.cancelRequestedAt ? `${formatTime(job.cancelRequestedAt)} by ${job.cancelledBy}` : null],
-    ['Params', h('code', {}, paramsText(job.params)), 'wide'],
-    ['Command', job.command ? h('code', {}, job.command) : null, 'wide'],
-    ['Error', job.error ? h('span', { class: 'error-text' }, job.error) : null, 'wide'],
-  ];
-  return items
-    .filter(([, value]) => value !== null && value !== undefined && value !== '')
-    .map(([label, value, wide]) =>
-      h(
-        'div',
-        { class: wide ? 'fact fact-wide' : 'fact' },
-        h('dt', {}, label),
-        h('dd', { dataset: { fact: label } }, value),
-      ),
-    );
-}
+/** A pending job's reason to wait changes without a status event (its group frees, it falls due). */
+const WAITING_REFRESH_MS = 5000;
 
 export function renderJobPage(container, { api, me, id }) {
+  // All of these are written by the load and refresh callbacks below, and read by the drawing.
   let disposed = false;
   let feed = null;
   let view = null;
   let ticker = 0;
   let job = null;
+  /** The job blocking this job's group (admins only may ask GET /groups). */
+  let blockedBy = null;
 
-  const title = h('h1', {}, `Job #${id}`);
-  const badge = h('span', { class: 'title-badge' });
-  const cancelButton = h('button', { type: 'button', class: 'button button-danger', hidden: true }, 'Cancel job');
-  const notice = h('p', { class: 'notice', role: 'status', hidden: true });
-  const factList = h('dl', { class: 'facts' });
+  const parts = jobLayout(id);
+  const waitingPoll = createPoller(() => refresh(), WAITING_REFRESH_MS);
   replace(container, h('p', { class: 'muted' }, 'Loading…'));
-  // Only a number goes into the API's path (`#/jobs/..` must not become another request).
-  const load = /^\d+$/.test(id) ? api.job(id) : Promise.reject(new ApiError(404, 'not_found', `no job ${id}`));
 
   const mayCancel = (j) =>
     (j.createdBy === me.username || me.isAdmin) && !FINISHED.includes(j.status) && !j.cancelRequestedAt;
 
-  function show(next) {
-    job = next;
-    replace(badge, statusBadge(job.status));
-    replace(factList, facts(job));
-    cancelButton.hidden = !mayCancel(job);
-    clearInterval(ticker);
-    // A running job's duration counts up.
-    if (job.status === 'running') {
-      ticker = setInterval(() => {
-        const cell = factList.querySelector('[data-fact="Duration"]');
-        if (cell) cell.textContent = jobDuration(job);
-      }, 1000);
+  /** Who blocks the job's group: only admins may read the groups, others get the words without it. */
+  async function blockerOf(next) {
+    if (!me.isAdmin || next.waiting !== 'group_blocked' || !next.groupKey) return null;
+    try {
+      const { groups } = await api.groups('blocked');
+      return groups.find((g) => g.key === next.groupKey)?.blockedByJobId ?? null;
+    } catch {
+      return null;
     }
   }
 
+  /** Loads the job (and its group's blocker when it matters); rejects like api.job. */
+  async function loadJob() {
+    const next = await api.job(id);
+    return { next, blocker: await blockerOf(next) };
+  }
+
+  function show({ next, blocker }) {
+    job = next;
+    blockedBy = blocker;
+    drawJob(parts, job, { mayCancel: mayCancel(job), blockedBy, isAdmin: me.isAdmin });
+    clearInterval(ticker);
+    // A running job's duration counts up.
+    if (job.status === 'running') ticker = setInterval(() => drawDuration(parts, job), 1000);
+    if (job.status === 'pending') waitingPoll.start({ now: false });
+    else waitingPoll.stop();
+  }
+
   const refresh = () =>
-    api.job(id).then(
-      (next) => !disposed && show(next),
+    loadJob().then(
+      (loaded) => !disposed && show(loaded),
       () => {},
     );
 
-  cancelButton.addEventListener('click', async () => {
-    cancelButton.disabled = true;
+  parts.cancelButton.addEventListener('click', async () => {
+    parts.cancelButton.disabled = true;
     try {
       const result = await api.cancel(id);
-      notice.textContent =
+      parts.notice.textContent =
         result.status === 'running' ? 'Cancel requested: the runner stops the job within a heartbeat.' : 'Cancelled.';
     } catch (err) {
-      notice.textContent = err.code === 'already_finished' ? 'The job has already finished.' : err.message;
+      parts.notice.textContent = err.code === 'already_finished' ? 'The job has already finished.' : err.message;
     }
-    notice.hidden = false;
-    cancelButton.disabled = false;
+    parts.notice.hidden = false;
+    parts.cancelButton.disabled = false;
     await refresh();
   });
 
-  load.then(
-    (first) => {
+  // Only a number goes into the API's path (`#/jobs/..` must not become another request).
+  const first = /^\d+$/.test(id) ? loadJob() : Promise.reject(new ApiError(404, 'not_found', `no job ${id}`));
+  first.then(
+    (loaded) => {
       if (disposed) return;
       view = new OutputView();
-      replace(
-        container,
-        h('div', { class: 'page-head' }, title, badge, h('span', { class: 'grow' }), cancelButton),
-        notice,
-        factList,
-        view.element,
-      );
-      show(first);
+      replace(container, parts.nodes(view.element));
+      show(loaded);
       feed = followOutput(api, id, view, {
-        lines: first.outputLines,
-        finished: FINISHED.includes(first.status),
+        lines: loaded.next.outputLines,
+        finished: FINISHED.includes(loaded.next.status),
         onStatus: refresh,
         onEnd: refresh,
       });
     },
     (err) => {
       if (disposed) return;
+      if (err instanceof ApiError && err.status === 401) return;
       // Another user's job is answered exactly like a missing one.
       const missing = err instanceof ApiError && (err.status === 404 || err.status === 400);
-      if (err instanceof ApiError && err.status === 401) return;
-      replace(
-        container,
-        h('h1', {}, missing ? 'Job not found' : 'Could not load the job'),
-        h('p', { class: 'muted' }, missing ? `There is no job ${id} that you may see.` : err.message),
-        h('p', {}, h('a', { href: '#/jobs' }, '← All jobs')),
-      );
+      replace(container, jobUnavailable(id, { missing, message: err.message }));
     },
   );
 
   return () => {
     disposed = true;
     clearInterval(ticker);
+    waitingPoll.stop();
     if (feed) feed.close();
     if (view) view.dispose();
   };

@@ -1,6 +1,7 @@
 // #/jobs?status=&createdBy=&offset= — the newest jobs first, filtered and paged; it refreshes itself.
 import { h, replace } from './dom.js';
 import { ageElement, jobDuration, STATUSES, statusBadge } from './format.js';
+import { createPoller } from './poll.js';
 
 const PAGE = 50;
 const REFRESH_MS = 5000;
@@ -22,7 +23,8 @@ function jobRow(job) {
     { dataset: { jobId: job.id } },
     cell('Job', h('a', { href: `#/jobs/${job.id}` }, `#${job.id}`)),
     cell('Status', statusBadge(job.status)),
-    cell('Task', job.task),
+    // The serial group under the task: a column more would not fit a phone's card.
+    cell('Task', job.task, job.groupKey && h('code', { class: 'group-key', title: 'serial group' }, job.groupKey)),
     cell('Owner', job.createdBy ?? '(none)'),
     cell('Created', ageElement(job.createdAt)),
     cell('Duration', jobDuration(job) || '—'),
@@ -36,7 +38,6 @@ export function renderJobList(container, { api, me, query, navigate }) {
     offset: Math.max(0, Number.parseInt(query.get('offset') ?? '0', 10) || 0),
   };
   let disposed = false;
-  let timer = 0;
 
   const statusSelect = h(
     'select',
@@ -72,7 +73,7 @@ export function renderJobList(container, { api, me, query, navigate }) {
   const body = h('tbody');
   const table = h(
     'table',
-    { class: 'jobs' },
+    { class: 'list jobs' },
     h(
       'thead',
       {},
@@ -107,9 +108,8 @@ export function renderJobList(container, { api, me, query, navigate }) {
     pager,
   );
 
+  // A list in a hidden tab waits; it catches up when looked at again.
   async function load() {
-    // A list in a hidden tab waits; it catches up when looked at again (visibilitychange).
-    if (document.hidden) return;
     try {
       const { jobs } = await api.listJobs({ ...filter, limit: PAGE, offset: filter.offset || undefined });
       if (disposed) return;
@@ -129,18 +129,12 @@ export function renderJobList(container, { api, me, query, navigate }) {
       if (disposed || err.status === 401) return;
       message.textContent = `Could not load the jobs: ${err.message}`;
     }
-    if (disposed) return;
-    // One timer, even when a load started by visibilitychange overlapped this one.
-    clearTimeout(timer);
-    timer = setTimeout(load, REFRESH_MS);
   }
-  const onVisible = () => !disposed && load();
-  document.addEventListener('visibilitychange', onVisible);
-  load();
+  const poller = createPoller(load, REFRESH_MS);
+  poller.start();
 
   return () => {
     disposed = true;
-    clearTimeout(timer);
-    document.removeEventListener('visibilitychange', onVisible);
+    poller.stop();
   };
 }

@@ -1,7 +1,8 @@
-// The page's shell: who is logged in, the header, and hash routing (#/jobs, #/jobs/12, #/new) so
+// The page's shell: who is logged in, the header, and hash routing (#/jobs, #/jobs/12, #/new, #/groups) so
 // the server serves one file. Each view is `render(container, context) → dispose`; to embed one in
 // another app, import it with an api from createApi() and call it the same way.
 import { createApi } from './api.js';
+import { renderGroupsPage } from './groups-page.js';
 import { renderJobForm } from './job-form.js';
 import { renderJobList } from './jobs-list.js';
 import { renderJobPage } from './job-page.js';
@@ -34,6 +35,7 @@ function showHeader() {
   if (!me) return;
   document.getElementById('who-name').textContent = me.username;
   document.getElementById('who-admin').hidden = !me.isAdmin;
+  document.getElementById('nav-groups').hidden = !me.isAdmin;
 }
 
 function showLogin() {
@@ -63,6 +65,9 @@ function route() {
     mount(renderJobPage, { id: parts[1] });
   } else if (parts[0] === 'new') {
     mount(renderJobForm, { query });
+  } else if (parts[0] === 'groups') {
+    // Not hidden from non-admins by the router: the API's 403 says it, as text.
+    mount(renderGroupsPage, {});
   } else if (parts[0] === 'jobs' && parts.length === 1) {
     mount(renderJobList, { query });
   } else {

@@ -1,60 +1,20 @@
 // The jobs page (public/, served at /) in a real browser: Debian's Chromium driven by playwright-core,
 // against the real app on an ephemeral port and a real in-process Runner, so job lines really arrive.
-import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { QueryTypes } from 'sequelize';
-import type { DatabaseConfig } from '../../config';
-import type { Database } from '../../models/database';
-import type { Runner } from '../../runner/runner';
 import { findPublicDir } from '../../routers/ui';
-import { TaskCatalog } from '../../tasks/catalog';
-import { addUser, count, insertOutput, password, startApi, type Api } from '../helpers/api';
-import { freshDatabase, ROOT } from '../helpers/database';
-import { jobRow, makeRunner } from '../helpers/runner';
+import type { Database } from '../../models/database';
+import { count, insertOutput, type Api } from '../helpers/api';
+import { ROOT } from '../helpers/database';
+import { jobRow } from '../helpers/runner';
+import { describeInChromium, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
 
-const CHROMIUM = '/usr/bin/chromium';
-const UI_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'ui-tasks.json');
-const ARTIFACTS = path.join(ROOT, 'test', 'artifacts');
-const WAIT_MS = 30_000;
-// Without the background-networking flags Chromium keeps calling home, into a closed network.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-const haveChromium = fs.existsSync(CHROMIUM);
-if (!haveChromium) {
-  console.warn(
-    `${CHROMIUM} is missing: the browser tests of the web UI are ${process.env.CI === 'true' ? 'FAILING (CI=true)' : 'skipped'}. ` +
-      'Install it with: apt-get install -y --no-install-recommends chromium',
-  );
-}
-
-let db: Database;
-let database: DatabaseConfig;
-let api: Api;
-
-beforeAll(async () => {
-  ({ db, config: database } = await freshDatabase(`cj_test_ui_w${process.env.JEST_WORKER_ID ?? '0'}`));
-  api = await startApi(db, database, { catalog: new TaskCatalog(UI_TASKS_FILE), streamPollMs: 50 });
-  await addUser(db, 'alice');
-  await addUser(db, 'bob');
-  await addUser(db, 'root', true);
-});
-
-afterAll(async () => {
-  await api?.close();
-  await db?.close();
-});
+const app = useUiApp('cj_test_ui');
 
 describe('serving the page', () => {
   test('GET / is the page, under the API’s Content-Security-Policy; its files are plain static files', async () => {
+    const { api } = app;
     const res = await api.agent().get('/').expect(200);
     expect(res.headers['content-type']).toMatch(/^text\/html/);
     expect(res.headers['content-security-policy']).toContain("default-src 'self'");
@@ -80,65 +40,15 @@ describe('serving the page', () => {
   });
 });
 
-if (!haveChromium && process.env.CI === 'true') {
-  test('Chromium is installed (CI=true)', () => {
-    throw new Error(`${CHROMIUM} is missing: .ci/run installs it (apt-get install chromium)`);
+describeInChromium('the jobs page in Chromium', () => {
+  const browsing = useChromium(app);
+  const { logIn, shot } = browsing;
+  const openPage = (viewport = { width: 1280, height: 800 }) => browsing.openPage({ viewport });
+  let db: Database;
+  let api: Api;
+  beforeAll(() => {
+    ({ db, api } = app);
   });
-}
-
-(haveChromium ? describe : describe.skip)('the jobs page in Chromium', () => {
-  let browser: Browser;
-  let runner: Runner;
-  let running: Promise<void>;
-  const contexts: BrowserContext[] = [];
-  let problems: string[] = [];
-  let dialogs: string[] = [];
-
-  beforeAll(async () => {
-    fs.mkdirSync(ARTIFACTS, { recursive: true });
-    ({ runner } = makeRunner(db, { once: false, tasksFile: UI_TASKS_FILE, config: { concurrency: 4 } }));
-    running = runner.run();
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await runner?.stop(2000);
-    await running;
-  });
-
-  afterEach(async () => {
-    await Promise.all(contexts.splice(0).map((c) => c.close()));
-    // No script errors and no CSP refusals; failed requests (a 401, a 404) are expected answers.
-    expect(problems).toEqual([]);
-    expect(dialogs).toEqual([]);
-    problems = [];
-    dialogs = [];
-  });
-
-  async function openPage(viewport = { width: 1280, height: 800 }): Promise<Page> {
-    const context = await browser.newContext({ viewport });
-    contexts.push(context);
-    const page = await context.newPage();
-    page.setDefaultTimeout(WAIT_MS);
-    page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error' && !/Failed to load resource/.test(msg.text())) problems.push(msg.text());
-    });
-    page.on('dialog', (dialog) => {
-      dialogs.push(dialog.message());
-      void dialog.dismiss();
-    });
-    return page;
-  }
-
-  async function logIn(page: Page, username: string, hash = ''): Promise<void> {
-    await page.goto(`${api.origin}/${hash}`);
-    await page.getByLabel('Username').fill(username);
-    await page.getByLabel('Password').fill(password(username));
-    await page.getByRole('button', { name: 'Log in' }).click();
-    await page.locator('#who-name', { hasText: username }).waitFor();
-  }
 
   /** A job that is finished from the start, so the runner never claims it (and never writes its rows). */
   async function insertFinishedJob(createdBy: string): Promise<number> {
@@ -150,13 +60,10 @@ if (!haveChromium && process.env.CI === 'true') {
     return Number(insertId);
   }
 
-  const jobIdOf = (page: Page) => Number(/#\/jobs\/(\d+)$/.exec(page.url())?.[1]);
   const outputLine = (page: Page, text: string) =>
     page
       .locator('.output .line .tx')
       .filter({ hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`) });
-  const titleStatus = (page: Page, status: string) => page.locator('.title-badge .status', { hasText: status });
-  const shot = (page: Page, name: string) => page.screenshot({ path: path.join(ARTIFACTS, name) });
 
   test('log in, start a demo job from the generated form and watch its lines arrive live', async () => {
     const page = await openPage();
@@ -185,7 +92,7 @@ if (!haveChromium && process.env.CI === 'true') {
   });
 
   test('a running job is cancelled from its page by its owner', async () => {
-    const id = await api.queue.enqueue({
+    const { id } = await api.queue.enqueue({
       task: 'sleep',
       params: { seconds: 300 },
       command: 'sleep 300',
@@ -248,11 +155,11 @@ if (!haveChromium && process.env.CI === 'true') {
     expect(await line.textContent()).toBe(markup);
     expect(await page.locator('.output img').count()).toBe(0);
     expect(await page.evaluate<number>('document.images.length')).toBe(0);
-    expect(dialogs).toEqual([]);
+    expect(browsing.dialogs).toEqual([]);
   });
 
   test("another user's job is not found, exactly like a missing one", async () => {
-    const id = await api.queue.enqueue({
+    const { id } = await api.queue.enqueue({
       task: 'echo',
       params: { message: 'secret' },
       command: 'echo secret',
@@ -409,13 +316,13 @@ if (!haveChromium && process.env.CI === 'true') {
           `('echo', '{"message":"m${i}"}', 'carol', '${i % 3 ? 'success' : 'failure'}', ${i % 3 ? 0 : 1}, NULL, NULL)`,
       ).join(', ')}`,
     );
-    const failing = await api.queue.enqueue({
+    const { id: failing } = await api.queue.enqueue({
       task: 'fail',
       params: { message: 'disk full', exitCode: 3 },
       command: "node demo/fail.js 'disk full' 3",
       createdBy: 'bob',
     });
-    const sleeping = await api.queue.enqueue({
+    const { id: sleeping } = await api.queue.enqueue({
       task: 'sleep',
       params: { seconds: 300 },
       command: 'sleep 300',
@@ -482,7 +389,7 @@ if (!haveChromium && process.env.CI === 'true') {
   });
 
   test('phone width: one column, nothing wider than the screen', async () => {
-    const id = await api.queue.enqueue({
+    const { id } = await api.queue.enqueue({
       task: 'fail',
       params: { message: 'a rather long message that would not fit on one line of a phone', exitCode: 2 },
       command: "node demo/fail.js 'a rather long message that would not fit on one line of a phone' 2",
@@ -491,16 +398,14 @@ if (!haveChromium && process.env.CI === 'true') {
     const page = await openPage({ width: 390, height: 844 });
     await logIn(page, 'alice');
     await page.locator(`tr[data-job-id="${id}"] .status`, { hasText: 'failure' }).waitFor();
-    // The page's own code runs in the browser; the test's TypeScript has no DOM types, hence strings.
-    const overflow = () => page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
-    expect(await overflow()).toBeLessThanOrEqual(0);
+    expect(await overflow(page)).toBeLessThanOrEqual(0);
     await shot(page, 'ui-phone-list.png');
     await page.locator(`tr[data-job-id="${id}"] a`).click();
     await outputLine(page, 'a rather long message that would not fit on one line of a phone').waitFor();
-    expect(await overflow()).toBeLessThanOrEqual(0);
+    expect(await overflow(page)).toBeLessThanOrEqual(0);
     await shot(page, 'ui-phone.png');
     await page.goto(`${api.origin}/#/new?task=deploy`);
     await page.locator('#param-replicas').waitFor();
-    expect(await overflow()).toBeLessThanOrEqual(0);
+    expect(await overflow(page)).toBeLessThanOrEqual(0);
   });
 });

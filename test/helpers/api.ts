@@ -234,17 +234,24 @@ export interface ApiSuite<User extends string> extends DatabaseSuite {
 }
 
 /**
- * The hooks of an API test file: a fresh database and the API on it before all its tests, `users`
- * (name: isAdmin) added and logged in once, every table emptied before each test with those users
- * and their sessions put back, and all closed after. The handle's fields are filled in beforeAll.
+ * The hooks of an API test file: a fresh database and the API on it (its tasks from `tasksFile`,
+ * the API fixtures' by default) before all its tests, `users` (name: isAdmin) added and logged in
+ * once, every table emptied before each test with those users and their sessions put back, and all
+ * closed after. The handle's fields are filled in beforeAll.
  */
-export function useApi<User extends string = never>(options: { users?: Record<User, boolean> } = {}): ApiSuite<User> {
+export function useApi<User extends string = never>(
+  options: { users?: Record<User, boolean>; tasksFile?: string } = {},
+): ApiSuite<User> {
   const users = Object.entries(options.users ?? {}) as [User, boolean][];
   const suite = { as: {}, cookies: {} } as ApiSuite<User>;
   let restoreLogins = async () => {};
   beforeAll(async () => {
     ({ db: suite.db, config: suite.database } = await freshDatabase());
-    suite.api = await startApi(suite.db, suite.database);
+    suite.api = await startApi(
+      suite.db,
+      suite.database,
+      options.tasksFile ? { catalog: new TaskCatalog(options.tasksFile) } : {},
+    );
     for (const [username, isAdmin] of users) await addUser(suite.db, username, isAdmin);
     for (const [username] of users) {
       ({ agent: suite.as[username], cookie: suite.cookies[username] } = await login(suite.api, username));

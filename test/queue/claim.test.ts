@@ -90,9 +90,10 @@ test('returns what the runner needs: task, parsed params, command, createdBy', a
       params: { name: 'Zoë', count: 3, loud: true },
       command: "greet --name 'Zoë'",
       createdBy: 'bob',
+      groupKey: null,
       lastSeq: 0,
     },
-    { id: anonymous, task: 'echo', params: { n: 1 }, command: null, createdBy: null, lastSeq: 0 },
+    { id: anonymous, task: 'echo', params: { n: 1 }, command: null, createdBy: null, groupKey: null, lastSeq: 0 },
   ]);
 });
 

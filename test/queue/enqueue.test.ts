@@ -9,7 +9,7 @@ describe('enqueue', () => {
   test('inserts a pending job, due now on the database clock, and returns its id', async () => {
     const before = await dbNow(t.db);
 
-    const id = await t.queue.enqueue({
+    const { id } = await t.queue.enqueue({
       task: 'greet',
       params: { name: 'Zoë', count: 2, loud: false },
       command: "greet --name 'Zoë'",
@@ -40,14 +40,15 @@ describe('enqueue', () => {
         params: { name: 'Zoë', count: 2, loud: false },
         command: "greet --name 'Zoë'",
         createdBy: 'alice',
+        groupKey: null,
         lastSeq: 0,
       },
     ]);
   });
 
   test('priority defaults to 0; createdBy may be null; ids increase', async () => {
-    const first = await t.queue.enqueue({ task: 'echo', params: {}, command: 'echo', createdBy: null });
-    const second = await t.queue.enqueue({ task: 'echo', params: {}, command: 'echo', createdBy: 'bob' });
+    const { id: first } = await t.queue.enqueue({ task: 'echo', params: {}, command: 'echo', createdBy: null });
+    const { id: second } = await t.queue.enqueue({ task: 'echo', params: {}, command: 'echo', createdBy: 'bob' });
 
     expect(second).toBeGreaterThan(first);
     expect(await jobRow(t.db, first)).toMatchObject({ priority: 0, createdBy: null, status: 'pending' });

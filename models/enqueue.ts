@@ -1,0 +1,155 @@
+// Enqueueing: one multi-row INSERT for any number of jobs, inside the caller's transaction; serial
+// groups (their jobs wait in id order behind the group's head), idempotency keys (a unique index,
+// so racing requests make one job), and due times on the database clock.
+import crypto from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
+import type { Transaction } from 'sequelize';
+import type { Database } from './database';
+import { admitNext, lockGroupForEnqueue } from './groups';
+import { parseJsonColumn, type JobParams, type JobStatusName } from './models';
+import { sqlIn, type Sql } from './sql';
+
+export interface NewJob {
+  task: string;
+  params: JobParams;
+  /** The rendered argv for people (never run); null lets the runner fill it in. */
+  command: string | null;
+  createdBy: string | null;
+  priority?: number;
+  /** Due at this time (a past one means now) … */
+  runAt?: Date | null;
+  /** … or this long from now (database clock). */
+  delayMs?: number | null;
+  /** The template's serial group, rendered. */
+  group?: { key: string; blockOnFailure: boolean } | null;
+  /** The client's Idempotency-Key (scoped to createdBy). */
+  idempotencyKey?: string | null;
+}
+
+export interface Enqueued {
+  id: number;
+  status: JobStatusName;
+  /** True when an earlier request with the same idempotency key made this job. */
+  replayed: boolean;
+}
+
+/** The same idempotency key came with another task or other params. */
+export class IdempotencyConflictError extends Error {
+  override name = 'IdempotencyConflictError';
+  /** `jobId` null: the key came twice in one batch, with other params. */
+  constructor(readonly jobId: number | null) {
+    super(
+      jobId === null
+        ? 'one Idempotency-Key came twice in this batch with another task or other params'
+        : `this Idempotency-Key was used for job ${jobId} with another task or other params`,
+    );
+  }
+}
+
+/** What the unique index holds: the key scoped to its owner, hashed to a fixed width. */
+export function idempotencyDigest(createdBy: string | null, key: string): string {
+  return crypto
+    .createHash('sha256')
+    .update(JSON.stringify([createdBy, key]))
+    .digest('hex');
+}
+
+/** What an enqueue needs of a database handle (a host program's own Sequelize will do). */
+export type EnqueueTarget = Pick<Database, 'sequelize' | 'driver'>;
+
+const steps = new WeakMap<object, number>();
+
+/** The step between auto-increment ids (1, or the node count on Galera), read once per handle. */
+async function autoIncrementStep(db: EnqueueTarget, sql: Sql): Promise<number> {
+  const known = steps.get(db.sequelize);
+  if (known !== undefined) return known;
+  const query = db.driver.autoIncrementStep;
+  const step = query ? Number((await sql.select<{ step: number }>(query))[0]?.step ?? 1) : 1;
+  steps.set(db.sequelize, step);
+  return step;
+}
+
+/** A UTC time as both databases store DATETIME(3): 'YYYY-MM-DD HH:MM:SS.mmm'. */
+function sqlTime(date: Date): string {
+  return date.toISOString().replace('T', ' ').replace('Z', '');
+}
+
+/**
+ * Inserts `jobs` in `transaction` (one multi-row INSERT); a job whose idempotency key was used
+ * before is not inserted again: its earlier job is returned with `replayed`. Throws
+ * IdempotencyConflictError when such a key came with another task or params.
+ */
+export async function insertJobs(db: EnqueueTarget, jobs: NewJob[], transaction: Transaction): Promise<Enqueued[]> {
+  const sql = sqlIn(db.sequelize, transaction);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await insertOnce(db, sql, jobs, attempt > 1);
+    } catch (err) {
+      // A racing request inserted the same key first (we waited for its commit): read it now.
+      if (attempt >= 3 || !db.driver.isUniqueViolation(err)) throw err;
+    }
+  }
+}
+
+async function insertOnce(db: EnqueueTarget, sql: Sql, jobs: NewJob[], latest: boolean): Promise<Enqueued[]> {
+  const s = db.driver.statements;
+  const digests = jobs.map((j) => (j.idempotencyKey ? idempotencyDigest(j.createdBy, j.idempotencyKey) : null));
+  const results: (Enqueued | null)[] = jobs.map(() => null);
+  const firstOfDigest = new Map<string, number>();
+  for (const [i, digest] of digests.entries()) {
+    if (digest === null) continue;
+    const [earlier] = await sql.select<{ id: number; task: string; params: unknown; status: JobStatusName }>(
+      // A first plain read takes no gap lock (two of them would deadlock the inserts that follow).
+      latest ? s.jobByIdempotencyKeyLatest : s.jobByIdempotencyKey,
+      { key: digest },
+    );
+    const twin = firstOfDigest.get(digest);
+    if (earlier) {
+      if (!sameRequest(jobs[i], earlier.task, parseJsonColumn(earlier.params))) {
+        throw new IdempotencyConflictError(Number(earlier.id));
+      }
+      results[i] = { id: Number(earlier.id), status: earlier.status, replayed: true };
+    } else if (twin !== undefined) {
+      if (!sameRequest(jobs[i], jobs[twin].task, jobs[twin].params)) throw new IdempotencyConflictError(null);
+    } else {
+      firstOfDigest.set(digest, i);
+    }
+  }
+  const fresh = jobs
+    .map((job, i) => ({ job, i, digest: digests[i] }))
+    .filter(({ i, digest }) => results[i] === null && (digest === null || firstOfDigest.get(digest) === i));
+  // Groups first, in key order (the lock order every enqueue keeps), then the rows.
+  const groupKeys = [...new Set(fresh.flatMap(({ job }) => (job.group ? [job.group.key] : [])))].sort();
+  const free: string[] = [];
+  for (const key of groupKeys) {
+    const block = fresh.some(({ job }) => job.group?.key === key && job.group.blockOnFailure);
+    const group = await lockGroupForEnqueue(sql, s, key, block);
+    if (group.headJobId === null && group.blockedByJobId === null) free.push(key);
+  }
+  if (fresh.length > 0) {
+    const runAts: string[] = [];
+    const values: unknown[] = [];
+    for (const { job, digest } of fresh) {
+      const due = job.runAt && job.runAt.getTime() > Date.now() ? job.runAt : null;
+      runAts.push(due ? '?' : job.delayMs ? db.driver.later(job.delayMs) : db.driver.now);
+      values.push(job.task, JSON.stringify(job.params), job.command, job.createdBy, job.priority ?? 0);
+      if (due) values.push(sqlTime(due));
+      values.push(job.group?.key ?? null, job.group ? 1 : 0, digest);
+    }
+    const returned = await sql.insert(s.insertJobs(runAts), values);
+    const ids = db.driver.insertedIds(returned, fresh.length, await autoIncrementStep(db, sql));
+    fresh.forEach(({ i }, k) => (results[i] = { id: ids[k], status: 'pending', replayed: false }));
+  }
+  for (const key of free) await admitNext(sql, s, key);
+  // A job repeated within the batch under one key is its first copy.
+  return results.map((r, i) => r ?? { ...results[firstOfDigest.get(digests[i]!)!]!, replayed: true });
+}
+
+function sameRequest(job: NewJob, task: string, params: unknown): boolean {
+  return job.task === task && isDeepStrictEqual(normalize(job.params), normalize(params));
+}
+
+/** Params as stored (JSON round trip): key order and undefined members do not count. */
+function normalize(params: unknown): unknown {
+  return JSON.parse(JSON.stringify(params ?? {}));
+}

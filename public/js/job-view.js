@@ -1,0 +1,123 @@
+// Drawing one job (#/jobs/:id): its facts, why it waits, and the page when it cannot be shown.
+// No requests here: job-page.js loads, and calls these with what it has.
+import { h, replace } from './dom.js';
+import { formatTime, jobDuration, statusBadge } from './format.js';
+
+function paramsText(params) {
+  if (params === null || params === undefined) return '—';
+  return typeof params === 'string' ? params : JSON.stringify(params);
+}
+
+/** The job's facts as definition-list items (empty ones left out); long values get a wider cell. */
+export function jobFacts(job) {
+  const items = [
+    ['Task', job.task],
+    ['Status', statusBadge(job.status)],
+    ['Group', job.groupKey ? h('code', { class: 'group-key' }, job.groupKey) : null],
+    ['Priority', job.priority ? String(job.priority) : null],
+    ['Owner', job.createdBy ?? '(none)'],
+    ['Created', formatTime(job.createdAt)],
+    ['Started', job.startedAt ? formatTime(job.startedAt) : null],
+    ['Finished', job.finishedAt ? formatTime(job.finishedAt) : null],
+    ['Duration', jobDuration(job) || null],
+    ['Exit code', job.exitCode === null ? null : String(job.exitCode)],
+    ['Signal', job.signal],
+    ['Runner', job.runnerId],
+    ['Cancel requested', job.cancelRequestedAt ? `${formatTime(job.cancelRequestedAt)} by ${job.cancelledBy}` : null],
+    ['Params', h('code', {}, paramsText(job.params)), 'wide'],
+    ['Command', job.command ? h('code', {}, job.command) : null, 'wide'],
+    ['Error', job.error ? h('span', { class: 'error-text' }, job.error) : null, 'wide'],
+  ];
+  return items
+    .filter(([, value]) => value !== null && value !== undefined && value !== '')
+    .map(([label, value, wide]) =>
+      h(
+        'div',
+        { class: wide ? 'fact fact-wide' : 'fact' },
+        h('dt', {}, label),
+        h('dd', { dataset: { fact: label } }, value),
+      ),
+    );
+}
+
+const jobLink = (id) => h('a', { href: `#/jobs/${id}` }, `#${id}`);
+
+/**
+ * Why a pending job has not started (the API's `waiting`), in words, as nodes for one line; null
+ * when it does not wait. `blockedBy`: the job that blocks its group, when known (admins can ask).
+ */
+export function waitingReason(job, { blockedBy = null, isAdmin = false } = {}) {
+  if (job.status !== 'pending' || !job.waiting) return null;
+  const group = job.groupKey ?? 'its group';
+  switch (job.waiting) {
+    case 'run_at':
+      return [`Waiting: not due until ${formatTime(job.runAt)}`];
+    case 'group':
+      return [`Waiting: an earlier job of ${group} is pending or running`];
+    case 'group_blocked':
+      return [
+        `Waiting: group ${group} is blocked by `,
+        blockedBy === null ? 'a failed job' : ['job ', jobLink(blockedBy)],
+        ' (an admin can release it)',
+        isAdmin && [' — ', h('a', { href: '#/groups', class: 'waiting-action' }, 'Groups')],
+      ];
+    case 'quota':
+      return ['Waiting: its owner already runs as many jobs as allowed at once'];
+    case 'slot':
+      return ['Waiting for a free runner slot'];
+    default:
+      return [`Waiting (${job.waiting})`];
+  }
+}
+
+/** The page's parts that change as the job does; `nodes(output)` lays them out around the output. */
+export function jobLayout(id) {
+  const parts = {
+    badge: h('span', { class: 'title-badge' }),
+    cancelButton: h('button', { type: 'button', class: 'button button-danger', hidden: true }, 'Cancel job'),
+    notice: h('p', { class: 'notice', role: 'status', hidden: true }),
+    waiting: h('p', { class: 'waiting', role: 'status', hidden: true }),
+    factList: h('dl', { class: 'facts' }),
+  };
+  parts.nodes = (output) => [
+    h(
+      'div',
+      { class: 'page-head' },
+      h('h1', {}, `Job #${id}`),
+      parts.badge,
+      h('span', { class: 'grow' }),
+      parts.cancelButton,
+    ),
+    parts.notice,
+    parts.waiting,
+    parts.factList,
+    output,
+  ];
+  return parts;
+}
+
+/** Draws `job` into the layout's parts. */
+export function drawJob(parts, job, { mayCancel, blockedBy, isAdmin }) {
+  replace(parts.badge, statusBadge(job.status));
+  replace(parts.factList, jobFacts(job));
+  parts.cancelButton.hidden = !mayCancel;
+  const reason = waitingReason(job, { blockedBy, isAdmin });
+  parts.waiting.hidden = reason === null;
+  parts.waiting.dataset.reason = job.waiting ?? '';
+  replace(parts.waiting, reason);
+}
+
+/** The running duration's cell, redrawn every second while the job runs. */
+export function drawDuration(parts, job) {
+  const cell = parts.factList.querySelector('[data-fact="Duration"]');
+  if (cell) cell.textContent = jobDuration(job);
+}
+
+/** The page for a job that cannot be shown: missing (or another user's), or an error. */
+export function jobUnavailable(id, { missing, message }) {
+  return [
+    h('h1', {}, missing ? 'Job not found' : 'Could not load the job'),
+    h('p', { class: 'muted' }, missing ? `There is no job ${id} that you may see.` : message),
+    h('p', {}, h('a', { href: '#/jobs' }, '← All jobs')),
+  ];
+}
