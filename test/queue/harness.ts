@@ -72,13 +72,20 @@ export async function holdJobRows(fixture: QueueFixture, ids: number[]): Promise
       transaction,
     });
   }
-  const [locks] = await holder.sequelize.query<{ rowsLocked: number | string }>(
-    'SELECT trx_rows_locked AS rowsLocked FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = CONNECTION_ID()',
-    { type: QueryTypes.SELECT, transaction },
-  );
-  if (Number(locks.rowsLocked) !== ids.length) {
+  // InnoDB answers information_schema.innodb_trx from a cache it refreshes at most every 0.1 s, so a
+  // transaction that just took its locks may be missing or show an older count: read until it settles.
+  let rowsLocked: number | undefined;
+  for (let attempt = 0; attempt < 100 && rowsLocked !== ids.length; attempt += 1) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 150));
+    const [locks] = await holder.sequelize.query<{ rowsLocked: number | string }>(
+      'SELECT trx_rows_locked AS rowsLocked FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = CONNECTION_ID()',
+      { type: QueryTypes.SELECT, transaction },
+    );
+    rowsLocked = locks === undefined ? undefined : Number(locks.rowsLocked);
+  }
+  if (rowsLocked !== ids.length) {
     await transaction.rollback();
-    throw new Error(`the holder locked ${locks.rowsLocked} rows, not ${ids.length}`);
+    throw new Error(`the holder locked ${rowsLocked ?? 'no'} rows, not ${ids.length}`);
   }
   return transaction;
 }
