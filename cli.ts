@@ -113,11 +113,14 @@ function cmdTasksCheck(config: Config, args: string[]): number {
   only(parsed, []);
   if (parsed.positional.length > 1) throw new UsageError('tasks check takes at most one FILE');
   const file = parsed.positional[0] ?? config.tasksFile;
-  const tasks = loadTaskFile(file);
+  const { tasks, schedules } = loadTaskFile(file, { cronSeconds: config.testCronSeconds });
   for (const task of tasks.values()) {
     console.log(`${task.name}${task.adminOnly ? ' (admin only)' : ''}: ${task.argv.join(' ')}`);
   }
-  console.log(`${file}: ${tasks.size} task(s), all valid`);
+  for (const schedule of schedules.values()) {
+    console.log(`schedule ${schedule.name}: ${schedule.task} at "${schedule.cron}" (${schedule.timezone})`);
+  }
+  console.log(`${file}: ${tasks.size} task(s), ${schedules.size} schedule(s), all valid`);
   return 0;
 }
 
@@ -126,7 +129,7 @@ async function cmdEnqueue(config: Config, log: Logger, args: string[]): Promise<
   only(parsed, ['param', 'as', 'priority', 'run-at', 'delay', 'idempotency-key']);
   if (parsed.positional.length !== 1) throw new UsageError('enqueue takes exactly one TASK');
   const name = parsed.positional[0];
-  const catalog = new TaskCatalog(config.tasksFile);
+  const catalog = new TaskCatalog(config.tasksFile, undefined, { cronSeconds: config.testCronSeconds });
   const task = catalog.get(name);
   if (!task) throw new InputError(`unknown task "${name}" (see: container-jobs tasks check)`);
   const last = (option: string) => parsed.options.get(option)?.at(-1);
@@ -275,8 +278,10 @@ async function cmdStart(service: Service, config: Config, args: string[]): Promi
   const sessionSecret = resolveSessionSecret(config);
   let catalog: TaskCatalog;
   try {
-    catalog = new TaskCatalog(config.tasksFile, (err) =>
-      log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
+    catalog = new TaskCatalog(
+      config.tasksFile,
+      (err) => log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
+      { cronSeconds: config.testCronSeconds },
     );
   } catch (err) {
     // A broken task file is configuration here (exit 78, no restart loop), not a command's bad input (65).

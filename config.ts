@@ -57,6 +57,8 @@ export interface Config {
   service: ServiceConfig;
   /** The runner's own environment: the source of PATH/LANG/HOME and `passEnv` for jobs. */
   runnerEnv: Readonly<Record<string, string | undefined>>;
+  /** Test only (JOB_TEST_CRON_SECONDS=1): schedules may have a leading seconds field. */
+  testCronSeconds: boolean;
   /** LOG_LEVEL: lines below it are not logged. */
   logLevel: LogLevel;
 }
@@ -207,6 +209,7 @@ export function loadConfig(env: Env = process.env): Config {
     },
     service: parseService(env),
     runnerEnv: { ...env },
+    testCronSeconds: envBool(env, 'JOB_TEST_CRON_SECONDS', false),
     logLevel: envChoice(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
   };
 }

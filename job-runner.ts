@@ -19,8 +19,10 @@ async function main(service: Service, argv: string[]): Promise<number> {
   const config = loadConfig();
   const log = service.useLogger({ level: config.logLevel });
   log.notice(describeDatabase(config.database));
-  const catalog = new TaskCatalog(config.tasksFile, (err) =>
-    log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
+  const catalog = new TaskCatalog(
+    config.tasksFile,
+    (err) => log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
+    { cronSeconds: config.testCronSeconds },
   );
   let status = () => '';
   const notifier = new ServiceNotifier(config.service, { log, status: () => status() });

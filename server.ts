@@ -15,8 +15,10 @@ async function main(service: Service): Promise<number> {
   const log = service.useLogger({ level: config.logLevel });
   log.notice(describeDatabase(config.database));
   const sessionSecret = resolveSessionSecret(config);
-  const catalog = new TaskCatalog(config.tasksFile, (err) =>
-    log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
+  const catalog = new TaskCatalog(
+    config.tasksFile,
+    (err) => log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
+    { cronSeconds: config.testCronSeconds },
   );
   const notifier = new ServiceNotifier(config.service, { log });
   service.atExit(() => notifier.close());

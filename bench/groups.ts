@@ -223,7 +223,9 @@ async function setUp(name: CaseName, db: Database, queue: Queue): Promise<number
   const head = await busyGroup(db, queue, name === 'C');
   if (name === 'C') {
     const outcome = { status: 'failure' as const, exitCode: 1, signal: null, error: 'exit_code' };
-    const { finished } = await queue.finishJobs([{ fence: { jobId: head, runnerId: FAKE_RUNNER }, outcome, rows: [] }]);
+    const { finished } = await queue.finishJobs([
+      { fence: { jobId: head, runnerId: FAKE_RUNNER, attempt: 1 }, outcome, rows: [] },
+    ]);
     if (!finished[0]) throw new Error('case C: could not fail the head job');
   }
   return head;
@@ -497,7 +499,7 @@ async function runCase(name: CaseName, config: MysqlConfig): Promise<CaseResult>
       if (name === 'B') {
         const outcome = { status: 'success' as const, exitCode: 0, signal: null, error: null };
         await op('finish the head (group passes to the next job)', () =>
-          queue.finishJobs([{ fence: { jobId: head, runnerId: FAKE_RUNNER }, outcome, rows: [] }]),
+          queue.finishJobs([{ fence: { jobId: head, runnerId: FAKE_RUNNER, attempt: 1 }, outcome, rows: [] }]),
         );
       } else {
         await op('releaseGroup (admin lifts the block)', () => queue.releaseGroup(GROUP));

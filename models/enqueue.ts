@@ -7,7 +7,7 @@ import type { Transaction } from 'sequelize';
 import type { Database } from './database';
 import { admitNext, lockGroupForEnqueue } from './groups';
 import { parseJsonColumn, type JobParams, type JobStatusName } from './models';
-import { sqlIn, type Sql } from './sql';
+import { sqlIn, sqlTime, type Sql } from './sql';
 
 export interface NewJob {
   task: string;
@@ -24,6 +24,10 @@ export interface NewJob {
   group?: { key: string; blockOnFailure: boolean } | null;
   /** The client's Idempotency-Key (scoped to createdBy). */
   idempotencyKey?: string | null;
+  /** Attempts the template's retry policy allows (default 1). */
+  maxAttempts?: number;
+  /** The job this one runs again ("Run again"). */
+  rerunOf?: number | null;
 }
 
 export interface Enqueued {
@@ -67,11 +71,6 @@ async function autoIncrementStep(db: EnqueueTarget, sql: Sql): Promise<number> {
   const step = query ? Number((await sql.select<{ step: number }>(query))[0]?.step ?? 1) : 1;
   steps.set(db.sequelize, step);
   return step;
-}
-
-/** A UTC time as both databases store DATETIME(3): 'YYYY-MM-DD HH:MM:SS.mmm'. */
-function sqlTime(date: Date): string {
-  return date.toISOString().replace('T', ' ').replace('Z', '');
 }
 
 /**
@@ -134,7 +133,7 @@ async function insertOnce(db: EnqueueTarget, sql: Sql, jobs: NewJob[], latest: b
       runAts.push(due ? '?' : job.delayMs ? db.driver.later(job.delayMs) : db.driver.now);
       values.push(job.task, JSON.stringify(job.params), job.command, job.createdBy, job.priority ?? 0);
       if (due) values.push(sqlTime(due));
-      values.push(job.group?.key ?? null, job.group ? 1 : 0, digest);
+      values.push(job.group?.key ?? null, job.group ? 1 : 0, digest, job.maxAttempts ?? 1, job.rerunOf ?? null);
     }
     const returned = await sql.insert(s.insertJobs(runAts), values);
     const ids = db.driver.insertedIds(returned, fresh.length, await autoIncrementStep(db, sql));

@@ -38,6 +38,10 @@ export class Job extends Model<InferAttributes<Job>, InferCreationAttributes<Job
   declare groupKey: CreationOptional<string | null>;
   declare groupQueued: CreationOptional<boolean>;
   declare idempotencyKey: CreationOptional<string | null>;
+  declare attempt: CreationOptional<number>;
+  declare maxAttempts: CreationOptional<number>;
+  declare lastError: CreationOptional<string | null>;
+  declare rerunOf: CreationOptional<number | null>;
   declare createdAt: CreationOptional<Date>;
   declare updatedAt: CreationOptional<Date>;
 }
@@ -125,6 +129,10 @@ export function initModels(sequelize: Sequelize): Models {
       groupKey: { type: STRING(255), allowNull: true },
       groupQueued: { type: BOOLEAN, allowNull: false, defaultValue: false },
       idempotencyKey: { type: DataTypes.CHAR(64), allowNull: true },
+      attempt: { type: INTEGER, allowNull: false, defaultValue: 1 },
+      maxAttempts: { type: INTEGER, allowNull: false, defaultValue: 1 },
+      lastError: { type: STRING(32), allowNull: true },
+      rerunOf: { type: INTEGER, allowNull: true },
       createdAt: { type: DATE(3), allowNull: false },
       updatedAt: { type: DATE(3), allowNull: false },
     },

@@ -20,6 +20,9 @@ export interface ClaimedJob {
   createdBy: string | null;
   /** Its serial group (null: none, or inserted by plain SQL before it joined one). */
   groupKey: string | null;
+  /** This run's attempt (from 1) and how many the job may have (README, "Retries"). */
+  attempt: number;
+  maxAttempts: number;
   /** The highest output line number the job already has (0 for a fresh job). */
   lastSeq: number;
 }
@@ -42,10 +45,11 @@ export interface OutputRow {
   output: string;
 }
 
-/** Proof that this runner still owns a job: every write of a claimed job checks it. */
+/** Proof that this runner still owns a job at this attempt: every write of a claimed job checks it. */
 export interface Fence {
   jobId: number;
   runnerId: string;
+  attempt: number;
 }
 
 export interface Outcome {
@@ -54,6 +58,34 @@ export interface Outcome {
   signal: string | null;
   error: string | null;
   command?: string | null;
+  /**
+   * A failure the template retries: the job goes back to pending at its next attempt, due in
+   * `delayMs`, and `note` is its last system row. Not done when a cancel was requested meanwhile.
+   */
+  retry?: { delayMs: number; note: string } | null;
+}
+
+/** What a reaper needs to know of an expired job to decide on a retry (runner_lost). */
+export interface ExpiredJob {
+  id: number;
+  task: string;
+  attempt: number;
+  maxAttempts: number;
+}
+
+/** What a reaper says about an expired job: run it again in `delayMs` (its `note` a system row), or null. */
+export type ReapRetry = (job: ExpiredJob) => { delayMs: number; note: string } | null;
+
+export type RetryResult =
+  | { result: 'retried'; status: 'pending'; attempt: number }
+  | { result: 'not_retryable'; status: JobStatusName }
+  | { result: 'not_found' };
+
+/** The job a person asks to retry, as the caller checks it against the task file. */
+export interface RetryCandidate {
+  task: string;
+  params: unknown;
+  groupKey: string | null;
 }
 
 export interface LeaseReport {
@@ -180,6 +212,8 @@ export class Queue {
       ...r,
       id: Number(r.id),
       params: parseJsonColumn<unknown>(r.params),
+      attempt: Number(r.attempt),
+      maxAttempts: Number(r.maxAttempts),
       lastSeq: Number(r.lastSeq),
     }));
   }
@@ -250,16 +284,29 @@ export class Queue {
     if (jobs.length === 0) return Promise.resolve({ finished: [], claimed: [] });
     return this.transaction(async (transaction) => {
       // The fence for the whole batch in one read: the rows this runner still owns, locked.
-      const held = await this.select<{ id: number; groupKey: string | null }>(
+      const runnerId = jobs[0].fence.runnerId;
+      const held = await this.select<{ id: number; groupKey: string | null; attempt: number; cancel: unknown }>(
         this.sql.fencesHeldForFinish,
-        { ids: jobs.map((j) => j.fence.jobId), runnerId: jobs[0].fence.runnerId },
+        { ids: jobs.map((j) => j.fence.jobId), runnerId },
         transaction,
       );
-      const owned = new Map(held.map((r) => [Number(r.id), r.groupKey]));
-      const mine = jobs.filter((j) => owned.has(j.fence.jobId) && j.fence.runnerId === jobs[0].fence.runnerId);
+      const owned = new Map(held.map((r) => [Number(r.id), r]));
+      const mine = jobs.filter(
+        (j) => Number(owned.get(j.fence.jobId)?.attempt) === j.fence.attempt && j.fence.runnerId === runnerId,
+      );
+      // A retried attempt: the job goes back to pending (its group kept), unless a cancel was asked for.
+      const retried = mine.filter(({ fence, outcome }) => outcome.retry && owned.get(fence.jobId)!.cancel === null);
+      for (const { fence, outcome } of retried) {
+        await this.update(
+          this.sql.retryLater(outcome.retry!.delayMs),
+          { id: fence.jobId, runnerId, attempt: fence.attempt, error: outcome.error, command: outcome.command ?? null },
+          transaction,
+        );
+      }
+      const settling = mine.filter((j) => !retried.includes(j));
       // Jobs that ended alike (the common case: all exit 0) share one UPDATE.
       const groups = new Map<string, { outcome: Outcome; ids: number[] }>();
-      for (const { fence, outcome } of mine) {
+      for (const { fence, outcome } of settling) {
         const key = JSON.stringify([
           outcome.status,
           outcome.exitCode,
@@ -273,18 +320,20 @@ export class Queue {
         groups.set(key, group);
       }
       for (const { outcome, ids } of groups.values()) {
-        const runnerId = jobs[0].fence.runnerId;
+        const { status, exitCode, signal, error } = outcome;
         await this.update(
           this.sql.finish,
-          { ...outcome, command: outcome.command ?? null, ids, runnerId },
+          { status, exitCode, signal, error, command: outcome.command ?? null, ids, runnerId },
           transaction,
         );
       }
       const rows = mine.flatMap(({ fence, rows: jobRows }) => jobRows.map((row) => ({ jobId: fence.jobId, row })));
       if (rows.length > 0) await this.insertRows(rows, transaction);
-      const settled = mine.map(({ fence, outcome }) => ({
+      for (const { fence, outcome } of retried)
+        await this.appendSystemRow(fence.jobId, outcome.retry!.note, transaction);
+      const settled = settling.map(({ fence, outcome }) => ({
         id: fence.jobId,
-        groupKey: owned.get(fence.jobId) ?? null,
+        groupKey: owned.get(fence.jobId)?.groupKey ?? null,
         failed: outcome.status === 'failure',
       }));
       await this.releaseGroupsOf(settled, transaction);
@@ -350,25 +399,36 @@ export class Queue {
    * Any runner's reaper: running jobs whose heartbeat is older than the lease become
    * failure/runner_lost, each with a system row. Guarded, so a job renewed meanwhile is left alone.
    */
-  async reapExpiredLeases(leaseMs: number, batch = 100): Promise<number[]> {
+  async reapExpiredLeases(leaseMs: number, batch = 100, retryOf: ReapRetry = () => null): Promise<number[]> {
     return this.transaction(async (transaction) => {
-      const rows = await this.select<{ id: number; runnerId: string | null; groupKey: string | null }>(
-        this.sql.reapSelect(leaseMs, batch),
-        {},
-        transaction,
-      );
+      const rows = await this.select<{
+        id: number;
+        runnerId: string | null;
+        groupKey: string | null;
+        task: string;
+        attempt: number;
+        maxAttempts: number;
+        cancel: unknown;
+      }>(this.sql.reapSelect(leaseMs, batch), {}, transaction);
       const reaped: number[] = [];
       const settled: { id: number; groupKey: string | null; failed: boolean }[] = [];
       for (const row of rows) {
+        const id = Number(row.id);
+        const lost = `runner ${row.runnerId ?? '?'} stopped renewing its lease for over ${Math.round(leaseMs / 1000)} s`;
+        const job = { id, task: row.task, attempt: Number(row.attempt), maxAttempts: Number(row.maxAttempts) };
+        const retry = row.cancel === null ? retryOf(job) : null;
+        if (retry) {
+          // Listed `runner_lost`: the same row runs again at its next attempt, keeping its group.
+          if ((await this.update(this.sql.reapRetry(leaseMs, retry.delayMs), { id }, transaction)) !== 1) continue;
+          await this.appendSystemRow(id, `${lost}; ${retry.note}`, transaction);
+          reaped.push(id);
+          continue;
+        }
         const changed = await this.update(this.sql.reapMark(leaseMs), { id: row.id }, transaction);
         if (changed !== 1) continue;
-        await this.appendSystemRow(
-          row.id,
-          `runner ${row.runnerId ?? '?'} stopped renewing its lease for over ${Math.round(leaseMs / 1000)} s; job marked failed (runner_lost)`,
-          transaction,
-        );
-        reaped.push(Number(row.id));
-        settled.push({ id: Number(row.id), groupKey: row.groupKey, failed: true });
+        await this.appendSystemRow(row.id, `${lost}; job marked failed (runner_lost)`, transaction);
+        reaped.push(id);
+        settled.push({ id, groupKey: row.groupKey, failed: true });
       }
       await this.releaseGroupsOf(settled, transaction);
       return reaped;
@@ -396,6 +456,66 @@ export class Queue {
       if (requested === 1) return { result: 'requested', status: 'running' } as const;
       const [row] = await this.select<{ status: JobStatusName }>(this.sql.jobStatus(scoped), params, transaction);
       return row ? ({ result: 'finished', status: row.status } as const) : ({ result: 'not_found' } as const);
+    });
+  }
+
+  /**
+   * A person's retry of a finished job (failure or cancelled): the same row goes back to pending,
+   * due now, at its next attempt (one more than it had: a retry never starts a new series), in the
+   * same place in its group: the group's head again when it is free or blocked by this job, else
+   * queued in id order, ahead of the group's later jobs. `allowed` checks the job against the task
+   * file (throws to refuse); `group` is the group's failure policy now. Scoped like cancel.
+   */
+  async retryJob(
+    jobId: number,
+    by: string,
+    scope: { owner?: string },
+    allowed: (job: RetryCandidate) => { blockOnFailure: boolean },
+  ): Promise<RetryResult> {
+    const scoped = scope.owner !== undefined;
+    return this.transaction(async (transaction) => {
+      const [row] = await this.select<{
+        status: JobStatusName;
+        task: string;
+        params: unknown;
+        attempt: number;
+        maxAttempts: number;
+        groupKey: string | null;
+        error: string | null;
+      }>(this.sql.jobForRetry(scoped), { jobId, owner: scope.owner ?? null }, transaction);
+      if (!row) return { result: 'not_found' } as const;
+      if (row.status !== 'failure' && row.status !== 'cancelled') {
+        return { result: 'not_retryable', status: row.status } as const;
+      }
+      const { blockOnFailure } = allowed({
+        task: row.task,
+        params: parseJsonColumn(row.params),
+        groupKey: row.groupKey,
+      });
+      const attempt = Number(row.attempt) + 1;
+      let groupQueued = false;
+      const sql = sqlIn(this.db.sequelize, transaction);
+      if (row.groupKey !== null) {
+        const group = await lockGroupForEnqueue(sql, this.sql, row.groupKey, blockOnFailure);
+        const free =
+          group.headJobId === null && (group.blockedByJobId === null || Number(group.blockedByJobId) === jobId);
+        groupQueued = !free;
+        if (free)
+          await this.update(this.sql.groupSetHolders, { key: row.groupKey, head: jobId, blockedBy: null }, transaction);
+      }
+      await this.update(
+        this.sql.retryNow,
+        {
+          jobId,
+          attempt,
+          maxAttempts: Math.max(Number(row.maxAttempts), attempt),
+          lastError: row.error,
+          groupQueued: groupQueued ? 1 : 0,
+        },
+        transaction,
+      );
+      await this.appendSystemRow(jobId, `retried by ${by}: attempt ${attempt}`, transaction);
+      return { result: 'retried', status: 'pending', attempt } as const;
     });
   }
 

@@ -24,3 +24,17 @@ export function sqlIn(sequelize: Sequelize, transaction?: Transaction): Sql {
     },
   };
 }
+
+/** A UTC time as both databases store DATETIME(3): 'YYYY-MM-DD HH:MM:SS.mmm'. */
+export function sqlTime(date: Date): string {
+  return date.toISOString().replace('T', ' ').replace('Z', '');
+}
+
+/** A DATETIME(3) column as read back: MySQL hands over a Date, SQLite its UTC text. */
+export function readTime(value: unknown): Date | null {
+  if (value === null || value === undefined) return null;
+  if (value instanceof Date) return value;
+  const date = new Date(`${String(value).replace(' ', 'T')}Z`);
+  if (Number.isNaN(date.getTime())) throw new Error(`not a time: ${JSON.stringify(value)}`);
+  return date;
+}

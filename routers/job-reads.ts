@@ -33,6 +33,10 @@ export function jobJson(job: Job) {
     exitCode: job.exitCode === null ? null : Number(job.exitCode),
     signal: job.signal,
     error: job.error,
+    attempt: Number(job.attempt ?? 1),
+    maxAttempts: Number(job.maxAttempts ?? 1),
+    lastError: job.lastError ?? null,
+    rerunOf: job.rerunOf === null || job.rerunOf === undefined ? null : Number(job.rerunOf),
     createdAt: job.createdAt,
     updatedAt: job.updatedAt,
   };

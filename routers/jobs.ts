@@ -2,7 +2,7 @@
 import { Router } from 'express';
 import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
-import { JOB_STATUSES, type JobStatusName } from '../models/models';
+import { FINISHED_STATUSES, JOB_STATUSES, type JobStatusName } from '../models/models';
 import { IdempotencyConflictError } from '../models/enqueue';
 import type { Queue } from '../models/queue';
 import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
@@ -140,6 +140,52 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
       default:
         res.json({ id, status: result.status });
     }
+  });
+
+  router.post('/:id/retry', writeGuard({ bodyRequired: false }), jsonBody, async (req, res) => {
+    const id = pathId(req);
+    bodyFields(req.body, [], true);
+    const principal = principalOf(req);
+    const result = await queue.retryJob(
+      id,
+      principal.username,
+      principal.isAdmin ? {} : { owner: principal.username },
+      (job) => {
+        // The requester must still be allowed to run it, as it stands in the task file now.
+        const { task } = checked(() => checkJobRequest(catalog, principal, { task: job.task, params: job.params }));
+        const template = catalog.get(task)!;
+        return { blockOnFailure: template.groupOnFailure === 'block' };
+      },
+    );
+    switch (result.result) {
+      case 'not_found':
+        throw notFoundJob(id);
+      case 'not_retryable':
+        throw new HttpError(
+          409,
+          'not_retryable',
+          `job ${id} is ${result.status}; only a failed or cancelled job can be retried`,
+        );
+      default:
+        res.json({ id, status: result.status, attempt: result.attempt });
+    }
+  });
+
+  router.post('/:id/rerun', writeGuard({ bodyRequired: false }), jsonBody, async (req, res) => {
+    const id = pathId(req);
+    bodyFields(req.body, [], true);
+    const principal = principalOf(req);
+    const old = await findVisibleJob(db, principal, id);
+    if (!old) throw notFoundJob(id);
+    if (!FINISHED_STATUSES.includes(old.status)) {
+      throw new HttpError(409, 'not_finished', `job ${id} is ${old.status}; only a finished job can be run again`);
+    }
+    const job = checked(() => checkJobRequest(catalog, principal, { task: old.task, params: old.params }));
+    const enqueued = await queue.enqueue({ ...job, rerunOf: id });
+    res
+      .status(201)
+      .location(`${req.baseUrl}/${enqueued.id}`)
+      .json({ id: enqueued.id, status: enqueued.status, rerunOf: id });
   });
 
   router.use(notFound);

@@ -5,6 +5,7 @@ import type { Logger } from '../log';
 import { Queue, type ClaimedJob, type Fence, type Outcome, type OutputRow } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { prepareJob, renderEnvironment, renderGroupKey, ParamsError } from '../tasks/render';
+import { retryDelayMs, retryNote } from '../tasks/retry';
 import type { DbHealth } from './db-health';
 import { JobProcess, type StopReason } from './job-process';
 import { LineSplitter } from './line-splitter';
@@ -60,7 +61,7 @@ export class JobRun {
   ) {
     this.writer = new OutputWriter({
       queue: ctx.queue,
-      fence: { jobId: job.id, runnerId: ctx.config.id },
+      fence: this.fence,
       lastSeq: job.lastSeq,
       maxBytes: ctx.config.outputMaxBytes,
       finishJob: (fence, outcome, rows) => ctx.finish(fence, outcome, rows),
@@ -80,6 +81,11 @@ export class JobRun {
     return this.job.id;
   }
 
+  /** This run's claim: the job, this runner, this attempt. */
+  get fence(): Fence {
+    return { jobId: this.job.id, runnerId: this.ctx.config.id, attempt: this.job.attempt };
+  }
+
   /** Runs the job to its recorded outcome; never rejects for the job's own failures. */
   async run(): Promise<void> {
     const { job, ctx, writer } = this;
@@ -94,6 +100,7 @@ export class JobRun {
     }
     const group = renderGroupKey(template, prepared.params);
     if (group !== null && job.groupKey === null) return this.joinGroup(group, template.groupOnFailure === 'block');
+    if (job.attempt > 1) writer.addSystem(`attempt ${job.attempt} of ${job.maxAttempts}, on runner ${ctx.config.id}`);
     const started = Date.now();
     const stderrTail: string[] = [];
     // An out-of-memory message may be far above the tail (node prints a native stack trace after it).
@@ -133,6 +140,8 @@ export class JobRun {
       storeError: writer.storeError,
     });
     outcome.command = job.command === null ? prepared.command : null;
+    const delayMs = retryDelayMs(template.retry, outcome, job.attempt, job.maxAttempts);
+    if (delayMs !== null) outcome.retry = { delayMs, note: retryNote(job.attempt, job.maxAttempts, outcome, delayMs) };
     if (this.phase === 'lost') return;
     ctx.crashPoint('before-finish');
     await this.record(outcome, line, durationMs);
@@ -143,9 +152,8 @@ export class JobRun {
    * group, behind the group's earlier jobs, and runs in its turn.
    */
   private async joinGroup(key: string, blockOnFailure: boolean): Promise<void> {
-    const fence = { jobId: this.id, runnerId: this.ctx.config.id };
     this.phase = 'finishing';
-    const joined = await this.ctx.queue.joinGroup(fence, { key, blockOnFailure });
+    const joined = await this.ctx.queue.joinGroup(this.fence, { key, blockOnFailure });
     this.phase = 'done';
     this.ctx.log.info(`job ${this.id}: ${joined ? `joined its group ${key}; it runs in its turn` : 'no longer ours'}`);
   }

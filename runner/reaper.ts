@@ -1,9 +1,21 @@
 // Any runner's reaper: running jobs whose heartbeat is older than the lease (a runner that died or
-// lost the database) become failure/runner_lost, every max(heartbeat, lease/4).
+// lost the database) become failure/runner_lost, every max(heartbeat, lease/4) — or, when their
+// template's retry policy lists runner_lost, pending again at their next attempt.
 import type { Logger } from '../log';
-import type { Queue } from '../models/queue';
+import type { ExpiredJob, Queue, ReapRetry } from '../models/queue';
+import type { TaskCatalog } from '../tasks/catalog';
+import { retryDelayMs, retryNote } from '../tasks/retry';
 import type { DbHealth } from './db-health';
 import { Periodic } from './timers';
+
+/** The reaper's retry decision for a job whose runner was lost, from its template as it is now. */
+export function retryAfterLostRunner(catalog: TaskCatalog): ReapRetry {
+  return (job: ExpiredJob) => {
+    const end = { status: 'failure', error: 'runner_lost', exitCode: null };
+    const delayMs = retryDelayMs(catalog.get(job.task)?.retry, end, job.attempt, job.maxAttempts);
+    return delayMs === null ? null : { delayMs, note: retryNote(job.attempt, job.maxAttempts, end, delayMs) };
+  };
+}
 
 export class Reaper {
   /** Written by stop(): after it, a reap still in flight fails quietly. */
@@ -16,6 +28,7 @@ export class Reaper {
     heartbeatMs: number,
     private readonly health: DbHealth,
     private readonly log: Logger,
+    private readonly retryOf: ReapRetry = () => null,
   ) {
     this.timer = new Periodic(Math.max(heartbeatMs, Math.floor(leaseMs / 4)), () => this.reap());
   }
@@ -32,7 +45,7 @@ export class Reaper {
 
   private async reap(): Promise<void> {
     try {
-      const reaped = await this.queue.reapExpiredLeases(this.leaseMs);
+      const reaped = await this.queue.reapExpiredLeases(this.leaseMs, 100, this.retryOf);
       this.health.ok();
       if (reaped.length > 0) {
         this.log.warn(`reaped ${reaped.length} job(s) whose runner stopped renewing: ${reaped.join(', ')}`);

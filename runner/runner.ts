@@ -10,7 +10,8 @@ import { JobRun, type JobRunContext, type JobTools } from './job-run';
 import { LeaseKeeper } from './lease-keeper';
 import { RunnerMetrics, describeRunner } from './metrics';
 import { Nap, Periodic, timedOut } from './timers';
-import { Reaper } from './reaper';
+import { Reaper, retryAfterLostRunner } from './reaper';
+import { Scheduler } from './scheduler';
 
 export interface RunnerOptions extends JobTools {
   log?: Logger;
@@ -45,6 +46,7 @@ export class Runner {
   private readonly leases: LeaseKeeper;
   private readonly reaper: Reaper;
   private readonly reporter: Periodic;
+  private readonly scheduler: Scheduler;
   private readonly jobContext: JobRunContext;
   private readonly unobserve: () => void;
 
@@ -65,7 +67,21 @@ export class Runner {
     );
     const { health, log } = this;
     this.leases = new LeaseKeeper({ ...config, queue, runnerId: config.id, health, log, jobs: () => this.active });
-    this.reaper = new Reaper(queue, config.leaseMs, config.heartbeatMs, health, log);
+    this.reaper = new Reaper(
+      queue,
+      config.leaseMs,
+      config.heartbeatMs,
+      health,
+      log,
+      retryAfterLostRunner(options.catalog),
+    );
+    this.scheduler = new Scheduler({
+      queue,
+      catalog: options.catalog,
+      log,
+      health,
+      onJobMade: () => this.nap.wake(),
+    });
     this.reporter = new Periodic(options.reportMs ?? Math.max(15_000, config.heartbeatMs), () => this.report());
     this.jobContext = {
       ...options,
@@ -112,6 +128,8 @@ export class Runner {
     this.leases.start();
     this.reaper.start();
     this.reporter.start(true);
+    // Schedules belong to the daemon: a once run (tests, a cron job of its own) fires none.
+    if (!this.once) this.scheduler.start();
     // Once mode ends here, with its last report. A draining runner keeps its leases (and hears cancel
     // requests) until its jobs are done: stop() ends the timers.
     this.loop = this.claimLoop().then(async () => {
@@ -123,6 +141,7 @@ export class Runner {
   }
 
   private stopTimers(): void {
+    void this.scheduler.stop();
     this.leases.stop();
     this.reaper.stop();
     this.reporter.stop();
@@ -166,17 +185,22 @@ export class Runner {
   private launch(job: ClaimedJob): void {
     this.crashPoint('after-claim');
     const run = new JobRun(job, this.jobContext);
+    // Claimed again at a later attempt while an earlier one still ends here: that one is no longer ours.
+    this.active.get(job.id)?.lose();
     this.active.set(job.id, run);
     this.metrics.jobStarted();
     const ending = run
       .run()
       .catch((err) => this.log.error(`job ${job.id}: runner error: ${(err as Error)?.stack ?? String(err)}`))
       .finally(() => {
-        this.active.delete(job.id);
-        this.endings.delete(job.id);
+        if (this.active.get(job.id) === run) {
+          this.active.delete(job.id);
+          this.endings.delete(job.id);
+        }
         this.nap.wake();
       });
-    this.endings.set(job.id, ending);
+    const earlier = this.endings.get(job.id);
+    this.endings.set(job.id, earlier ? Promise.all([earlier, ending]).then(() => {}) : ending);
   }
 
   private async waitForJobs(): Promise<void> {
@@ -192,6 +216,7 @@ export class Runner {
     if (this.state !== 'closed') this.state = 'draining';
     this.nap.wake();
     this.stopped = (async () => {
+      await this.scheduler.stop();
       await this.loop;
       if (this.active.size > 0) {
         this.log.notice(

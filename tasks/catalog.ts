@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
 import { ConfigError } from '../config';
+import { checkRetryPolicy, type RetryPolicy } from './retry';
+import { checkSchedules, type Schedule } from './schedules';
 
 export interface TaskLimits {
   memoryMB?: number;
@@ -35,6 +37,8 @@ export interface TaskTemplate {
   group?: string;
   /** After a job of the group ends `failure`: `continue` with the next, or `block` the group until released. */
   groupOnFailure: 'continue' | 'block';
+  /** Which failures run again, and when (undefined: one attempt). */
+  retry?: RetryPolicy;
   /** Compiled once at load; `validateParams` is the way in. */
   validate: ValidateFunction;
 }
@@ -60,6 +64,7 @@ const TASK_KEYS = [
   'limits',
   'group',
   'groupOnFailure',
+  'retry',
 ];
 const LIMIT_KEYS: (keyof TaskLimits)[] = ['memoryMB', 'processes', 'openFiles', 'cpuSeconds'];
 const SCALAR_TYPES: ScalarType[] = ['string', 'integer', 'number', 'boolean'];
@@ -158,6 +163,7 @@ function checkTask(ajv: Ajv, name: string, raw: unknown): TaskTemplate {
   const groupOnFailure = (t.groupOnFailure ?? 'continue') as TaskTemplate['groupOnFailure'];
   if (groupOnFailure !== 'continue' && groupOnFailure !== 'block') fail('groupOnFailure must be "continue" or "block"');
   if (t.groupOnFailure !== undefined && t.group === undefined) fail('groupOnFailure needs a group');
+  const retry = t.retry === undefined ? undefined : checkRetryPolicy(t.retry, fail);
   let validate: ValidateFunction;
   try {
     validate = ajv.compile(params);
@@ -177,12 +183,24 @@ function checkTask(ajv: Ajv, name: string, raw: unknown): TaskTemplate {
     limits: limits as TaskLimits,
     group: t.group as string | undefined,
     groupOnFailure,
+    retry,
     validate,
   };
 }
 
-/** Parses and checks a task file's text; throws TaskFileError naming the task and the rule. */
-export function parseTaskFile(text: string, source = 'tasks.json'): Map<string, TaskTemplate> {
+/** A task file's contents: its templates and its schedules. */
+export interface TaskFile {
+  tasks: Map<string, TaskTemplate>;
+  schedules: Map<string, Schedule>;
+}
+
+export interface TaskFileOptions {
+  /** Test only (JOB_TEST_CRON_SECONDS): schedules may have a leading seconds field. */
+  cronSeconds?: boolean;
+}
+
+/** Parses and checks a task file's text; throws TaskFileError naming the task or schedule and the rule. */
+export function parseTaskDocument(text: string, source = 'tasks.json', options: TaskFileOptions = {}): TaskFile {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -190,6 +208,9 @@ export function parseTaskFile(text: string, source = 'tasks.json'): Map<string, 
     throw new TaskFileError(`${source}: not valid JSON: ${(err as Error).message}`);
   }
   if (!isPlainObject(doc) || !isPlainObject(doc.tasks)) throw new TaskFileError(`${source}: must be {"tasks": {...}}`);
+  for (const key of Object.keys(doc)) {
+    if (key !== 'tasks' && key !== 'schedules') throw new TaskFileError(`${source}: unknown top-level key "${key}"`);
+  }
   const ajv = new Ajv({ strict: true, allErrors: false, coerceTypes: false, useDefaults: false });
   const tasks = new Map<string, TaskTemplate>();
   for (const [name, raw] of Object.entries(doc.tasks)) {
@@ -200,17 +221,26 @@ export function parseTaskFile(text: string, source = 'tasks.json'): Map<string, 
       throw err;
     }
   }
-  return tasks;
+  const fail = (rule: string): never => {
+    throw new TaskFileError(`${source}: ${rule}`);
+  };
+  const schedules = checkSchedules(doc.schedules, tasks, fail, { seconds: options.cronSeconds });
+  return { tasks, schedules };
 }
 
-export function loadTaskFile(file: string): Map<string, TaskTemplate> {
+/** The templates of a task file's text (see parseTaskDocument). */
+export function parseTaskFile(text: string, source = 'tasks.json'): Map<string, TaskTemplate> {
+  return parseTaskDocument(text, source).tasks;
+}
+
+export function loadTaskFile(file: string, options: TaskFileOptions = {}): TaskFile {
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
     throw new TaskFileError(`${file}: cannot read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  return parseTaskFile(text, file);
+  return parseTaskDocument(text, file, options);
 }
 
 /**
@@ -218,14 +248,15 @@ export function loadTaskFile(file: string): Map<string, TaskTemplate> {
  * job against the current templates. A broken edit keeps the last good file (and says so once).
  */
 export class TaskCatalog {
-  private tasks: Map<string, TaskTemplate>;
+  private loaded: TaskFile;
   private stamp: string;
 
   constructor(
     readonly file: string,
     private readonly onReloadError: (err: Error) => void = () => {},
+    private readonly options: TaskFileOptions = {},
   ) {
-    this.tasks = loadTaskFile(file);
+    this.loaded = loadTaskFile(file, options);
     this.stamp = this.statStamp();
   }
 
@@ -238,17 +269,26 @@ export class TaskCatalog {
     }
   }
 
-  current(): Map<string, TaskTemplate> {
+  private refresh(): TaskFile {
     const stamp = this.statStamp();
     if (stamp !== this.stamp) {
       this.stamp = stamp;
       try {
-        this.tasks = loadTaskFile(this.file);
+        this.loaded = loadTaskFile(this.file, this.options);
       } catch (err) {
         this.onReloadError(err as Error);
       }
     }
-    return this.tasks;
+    return this.loaded;
+  }
+
+  current(): Map<string, TaskTemplate> {
+    return this.refresh().tasks;
+  }
+
+  /** The file's schedules as they are now (re-read like the tasks). */
+  schedules(): Map<string, Schedule> {
+    return this.refresh().schedules;
   }
 
   get(name: string): TaskTemplate | undefined {

@@ -46,6 +46,7 @@ export interface CheckedJob {
   delayMs: number | null;
   group: { key: string; blockOnFailure: boolean } | null;
   idempotencyKey: string | null;
+  maxAttempts: number;
 }
 
 export const MAX_DELAY_SEC = 31_622_400;
@@ -140,5 +141,6 @@ export function checkJobRequest(
     delayMs: delaySec === null ? null : delaySec * 1000,
     group: groupKey === null ? null : { key: groupKey, blockOnFailure: task.groupOnFailure === 'block' },
     idempotencyKey: checkIdempotencyKey(request.idempotencyKey),
+    maxAttempts: task.retry?.maxAttempts ?? 1,
   };
 }

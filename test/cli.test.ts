@@ -175,7 +175,7 @@ describe('container-jobs tasks check', () => {
   it('accepts a good file given as FILE', () => {
     const result = run(['tasks', 'check', GOOD_TASKS]);
     expect(result.status).toBe(0);
-    expect(result.stdout).toMatch(/3 task\(s\), all valid/);
+    expect(result.stdout).toMatch(/3 task\(s\), 0 schedule\(s\), all valid/);
     expect(result.stdout).toMatch(/^count: node demo\/count\.js/m);
     expect(result.stdout).toMatch(/^noop \(admin only\)/m);
   });

@@ -220,7 +220,7 @@ describe('a group is never left held', () => {
     await post(ctx.as.alice, `/jobs/${j3}/cancel`).send({}).expect(200);
     expect(await claimedIds('r1')).toEqual([j2]);
     expect(await claimedIds('r1')).toEqual([]);
-    await ctx.api.queue.finishJob({ jobId: j2, runnerId: 'r1' }, SUCCESS, []);
+    await ctx.api.queue.finishJob({ jobId: j2, runnerId: 'r1', attempt: 1 }, SUCCESS, []);
 
     await drain();
 
@@ -253,7 +253,7 @@ describe('a group is never left held', () => {
 
     expect(await ctx.api.queue.cancelJob(j1, 'alice')).toEqual({ result: 'requested', status: 'running' });
     const cancelled: Outcome = { status: 'cancelled', exitCode: null, signal: 'SIGTERM', error: 'cancelled' };
-    expect(await ctx.api.queue.finishJob({ jobId: j1, runnerId: 'r1' }, cancelled, [])).toBe(true);
+    expect(await ctx.api.queue.finishJob({ jobId: j1, runnerId: 'r1', attempt: 1 }, cancelled, [])).toBe(true);
     expect(await waiting(j2)).toBe('slot');
 
     // Its pending successor cancelled in turn passes it on too.
@@ -299,9 +299,9 @@ describe('a group is never left held', () => {
     expect(await claimedIds('fresh')).toEqual([j2]);
 
     // The stale runner comes back and reports its job done.
-    expect(await ctx.api.queue.finishJob({ jobId: j1, runnerId: 'stale' }, SUCCESS, [])).toBe(false);
+    expect(await ctx.api.queue.finishJob({ jobId: j1, runnerId: 'stale', attempt: 1 }, SUCCESS, [])).toBe(false);
     const { finished, claimed } = await ctx.api.queue.finishJobs(
-      [{ fence: { jobId: j1, runnerId: 'stale' }, outcome: SUCCESS, rows: [] }],
+      [{ fence: { jobId: j1, runnerId: 'stale', attempt: 1 }, outcome: SUCCESS, rows: [] }],
       { runnerId: 'stale', limit: 4 },
     );
     expect(finished).toEqual([false]);
@@ -312,7 +312,7 @@ describe('a group is never left held', () => {
     expect(await groups('active')).toEqual([
       { key: 'res:10', state: 'active', runningJobId: j2, pendingJobs: 1, blockedByJobId: null },
     ]);
-    expect(await ctx.api.queue.finishJob({ jobId: j2, runnerId: 'fresh' }, SUCCESS, [])).toBe(true);
+    expect(await ctx.api.queue.finishJob({ jobId: j2, runnerId: 'fresh', attempt: 1 }, SUCCESS, [])).toBe(true);
     expect(await claimedIds('fresh')).toEqual([j3]);
   });
 });
@@ -331,7 +331,7 @@ describe('a job of a grouped task inserted by plain SQL (no groupKey)', () => {
     const job = await getJob(plain);
     expect(job).toMatchObject({ status: 'pending', groupKey: 'res:11', waiting: 'group', startedAt: null });
 
-    await ctx.api.queue.finishJob({ jobId: head, runnerId: 'elsewhere' }, SUCCESS, []);
+    await ctx.api.queue.finishJob({ jobId: head, runnerId: 'elsewhere', attempt: 1 }, SUCCESS, []);
     await drain();
 
     expect((await jobRow(ctx.db, plain)).status).toBe('success');
@@ -389,7 +389,7 @@ describe('/groups', () => {
     expect(await claimedIds('r1')).toEqual([head]);
     expect(await groups('active')).toEqual([{ ...active, runningJobId: head, pendingJobs: 1 }]);
     expect(await groups('blocked')).toEqual([]);
-    await ctx.api.queue.finishJob({ jobId: head, runnerId: 'r1' }, SUCCESS, []);
+    await ctx.api.queue.finishJob({ jobId: head, runnerId: 'r1', attempt: 1 }, SUCCESS, []);
     await drain();
     expect(await groups()).toEqual([]);
   });

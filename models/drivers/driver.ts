@@ -27,12 +27,17 @@ export interface QueueStatements {
   claimMark: string;
   /** Multi-row output insert that skips rows already stored (same jobId and seq): positional (jobId, seq, stream, output) × rows. */
   insertOutput(rows: number): string;
-  /** :jobId, :runnerId → one row while the fence holds (locked against a concurrent finish or reap). */
+  /** :jobId, :runnerId, :attempt → one row while the fence holds (locked against a concurrent finish or reap). */
   fenceHeld: string;
-  /** :ids, :runnerId → the ids of those still running under this runner, locked for the finish. */
+  /** :ids, :runnerId → id, groupKey, attempt, cancel of those running under this runner, locked for the finish. */
   fencesHeldForFinish: string;
   /** :ids, :runnerId, :status, :exitCode, :signal, :error, :command → the outcome of this runner's running jobs. */
   finish: string;
+  /**
+   * :id, :runnerId, :attempt, :error, :command → a failed attempt's job goes back to pending at its
+   * next attempt, due in `delayMs` (its group position kept: it stays the group's head).
+   */
+  retryLater(delayMs: number): string;
   /** :jobIds, :runnerId → renews the lease of owned running jobs that have no cancel request. */
   renewLeases: string;
   /** :jobIds → id, runnerId, status, cancel (cancelRequestedAt) of each. */
@@ -45,6 +50,12 @@ export interface QueueStatements {
   reapSelect(leaseMs: number, batch: number): string;
   /** :id → failure/runner_lost, only while still expired. */
   reapMark(leaseMs: number): string;
+  /** :id → an expired job goes back to pending at its next attempt (runner_lost), due in `delayMs`. */
+  reapRetry(leaseMs: number, delayMs: number): string;
+  /** :jobId (and :owner) → the job a person asks to retry, locked. */
+  jobForRetry(scoped: boolean): string;
+  /** :jobId, :attempt, :maxAttempts, :lastError, :groupQueued → a finished job is pending again, due now. */
+  retryNow: string;
   /** :jobId, :by (and :owner when `scoped`) → a pending job becomes cancelled. */
   cancelPending(scoped: boolean): string;
   /** :jobId, :by (and :owner) → a running job gets a cancel request. */
@@ -53,7 +64,7 @@ export interface QueueStatements {
   jobStatus(scoped: boolean): string;
   /**
    * Positional (task, params, command, createdBy, priority, [runAt], groupKey, groupQueued,
-   * idempotencyKey) × rows, one multi-row INSERT; each row's runAt is its SQL expression in
+   * idempotencyKey, maxAttempts, rerunOf) × rows, one multi-row INSERT; each row's runAt is its SQL expression in
    * `runAts` (`?` takes a value from the row's list).
    */
   insertJobs(runAts: string[]): string;
@@ -72,6 +83,8 @@ export interface QueueStatements {
   groupLock: string;
   /** :key → the group's first job waiting behind its head (lowest id), locked. */
   groupNextQueued: string;
+  /** :id → a pending job waits behind its group's head (not claimable). */
+  groupQueue: string;
   /** :id → a queued job becomes its group's head (claimable). */
   groupPromote: string;
   /** :key, :head, :blockedBy → who holds the group. */
@@ -80,6 +93,18 @@ export interface QueueStatements {
   waitingOf: string;
   /** Groups that hold a job or are blocked (`state` narrows), with their pending count. */
   groups(state: 'active' | 'blocked' | null): string;
+  /** :name → the schedule's row, made by the first runner that sees it (firstSeenAt: now). */
+  scheduleRegister: string;
+  /** name, firstSeenAt, lastFireAt, lastJobId, lastStatus of every schedule seen. */
+  schedulesState: string;
+  /** :name → firstSeenAt, lastJobId and that job's status (lastStatus), locked. */
+  scheduleLock: string;
+  /** :name, :fireAt → 1 row inserted when this fire time is ours to handle, 0 when another runner has it. */
+  fireClaim: string;
+  /** :name, :fireAt, :jobId, :skipped → what a fire time made. */
+  fireRecord: string;
+  /** :name, :fireAt, :jobId → the schedule's last job, unless a later fire time is recorded already. */
+  scheduleAdvance: string;
   /** :id, :report → upserts a runner's report (JobRunners). */
   reportRunner: string;
   /** Finished jobs older than `olderThanMs`, by id, up to `limit` (prune). */
@@ -90,6 +115,8 @@ export interface QueueStatements {
   pruneDeleteOutput: string;
   /** :ids → deletes finished jobs. */
   pruneDeleteJobs: string;
+  /** Fire records older than `olderThanMs`, but each schedule's last. */
+  pruneScheduleFires(olderThanMs: number): string;
   /** Groups that hold nothing, have no pending job and did not change for `olderThanMs`. */
   pruneIdleGroups(olderThanMs: number): string;
 }

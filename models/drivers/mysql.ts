@@ -27,6 +27,7 @@ export const mysqlDriver: Driver = {
   statements: sharedStatements({
     now,
     ago,
+    later,
     skipLocked: 'FOR UPDATE SKIP LOCKED',
     forUpdate: 'FOR UPDATE',
     forShare: 'LOCK IN SHARE MODE',

@@ -44,6 +44,7 @@ export const sqliteDriver: Driver = {
   statements: sharedStatements({
     now,
     ago,
+    later,
     skipLocked: '',
     forUpdate: '',
     forShare: '',

@@ -6,6 +6,7 @@ import type { QueueStatements } from './driver';
 export interface SqlPieces {
   now: string;
   ago(ms: number): string;
+  later(ms: number): string;
   /** Appended to the claim and reap SELECTs: skip rows another transaction holds ('' without row locks). */
   skipLocked: string;
   /** Appended to the finish's fence read ('' without row locks). */
@@ -29,7 +30,7 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
   return {
     // lastSeq: a job put back to pending keeps its earlier output; new lines follow it.
     claimSelect: (limit) =>
-      `SELECT id, task, params, command, createdBy, groupKey,
+      `SELECT id, task, params, command, createdBy, groupKey, attempt, maxAttempts,
          (SELECT COALESCE(MAX(s.seq), 0) FROM JobStatuses s WHERE s.jobId = Jobs.id) AS lastSeq
        FROM Jobs ${p.claimIndexHint}
        WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now}
@@ -40,22 +41,42 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE id IN (:ids) AND status = 'pending'`,
     insertOutput: (rows) =>
       `${p.insertIgnore} INTO JobStatuses (jobId, seq, stream, output) VALUES ${new Array(rows).fill('(?, ?, ?, ?)').join(', ')}`,
-    fenceHeld: `SELECT id FROM Jobs WHERE id = :jobId AND runnerId = :runnerId AND status = 'running' ${p.forShare}`,
-    fencesHeldForFinish: `SELECT id, groupKey FROM Jobs WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${p.forUpdate}`,
+    fenceHeld: `SELECT id FROM Jobs
+       WHERE id = :jobId AND runnerId = :runnerId AND attempt = :attempt AND status = 'running' ${p.forShare}`,
+    fencesHeldForFinish: `SELECT id, groupKey, attempt, cancelRequestedAt AS cancel FROM Jobs
+       WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${p.forUpdate}`,
     finish: `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
+         lastError = CASE WHEN :status = 'failure' THEN :error ELSE lastError END,
          command = COALESCE(command, :command), finishedAt = ${p.now}, updatedAt = ${p.now}
        WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
+    retryLater: (delayMs) =>
+      `UPDATE Jobs SET status = 'pending', attempt = attempt + 1, lastError = :error, runAt = ${p.later(delayMs)},
+         runnerId = NULL, heartbeatAt = NULL, command = COALESCE(command, :command), updatedAt = ${p.now}
+       WHERE id = :id AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'`,
     renewLeases: `UPDATE Jobs SET heartbeatAt = ${p.now}
        WHERE id IN (:jobIds) AND runnerId = :runnerId AND status = 'running' AND cancelRequestedAt IS NULL`,
     leaseStates: 'SELECT id, runnerId, status, cancelRequestedAt AS cancel FROM Jobs WHERE id IN (:jobIds)',
     renewCancelling: `UPDATE Jobs SET heartbeatAt = ${p.now} WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
     lastSeq: 'SELECT MAX(seq) AS lastSeq FROM JobStatuses WHERE jobId = :jobId',
     reapSelect: (leaseMs, batch) =>
-      `SELECT id, runnerId, groupKey FROM Jobs WHERE status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}
+      `SELECT id, runnerId, groupKey, task, attempt, maxAttempts, cancelRequestedAt AS cancel FROM Jobs
+       WHERE status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}
        ORDER BY heartbeatAt LIMIT ${Math.floor(batch)} ${p.skipLocked}`,
     reapMark: (leaseMs) =>
       `UPDATE Jobs SET status = 'failure', error = 'runner_lost', finishedAt = ${p.now}, updatedAt = ${p.now}
        WHERE id = :id AND status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}`,
+    reapRetry: (leaseMs, delayMs) =>
+      `UPDATE Jobs SET status = 'pending', attempt = attempt + 1, lastError = 'runner_lost', runAt = ${p.later(delayMs)},
+         runnerId = NULL, heartbeatAt = NULL, updatedAt = ${p.now}
+       WHERE id = :id AND status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}`,
+    jobForRetry: (scoped) =>
+      `SELECT id, task, params, status, attempt, maxAttempts, groupKey, error FROM Jobs
+       WHERE id = :jobId ${owner(scoped)} ${p.forUpdate}`,
+    retryNow: `UPDATE Jobs SET status = 'pending', attempt = :attempt, maxAttempts = :maxAttempts, lastError = :lastError,
+         runAt = ${p.now}, groupQueued = :groupQueued, runnerId = NULL, heartbeatAt = NULL, startedAt = NULL,
+         finishedAt = NULL, cancelRequestedAt = NULL, cancelledBy = NULL, exitCode = NULL, \`signal\` = NULL,
+         error = NULL, updatedAt = ${p.now}
+       WHERE id = :jobId AND status IN ('failure', 'cancelled')`,
     cancelPending: (scoped) =>
       `UPDATE Jobs SET status = 'cancelled', error = 'cancelled', cancelledBy = :by, cancelRequestedAt = ${p.now},
          finishedAt = ${p.now}, updatedAt = ${p.now}
@@ -66,17 +87,19 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE id = :jobId AND status = 'running' ${owner(scoped)}`,
     jobStatus: (scoped) => `SELECT status FROM Jobs WHERE id = :jobId ${owner(scoped)}`,
     insertJobs: (runAts) =>
-      `INSERT INTO Jobs (task, params, command, createdBy, priority, runAt, groupKey, groupQueued, idempotencyKey)
-       VALUES ${runAts.map((runAt) => `(?, ?, ?, ?, ?, ${runAt}, ?, ?, ?)`).join(', ')}`,
+      `INSERT INTO Jobs (task, params, command, createdBy, priority, runAt, groupKey, groupQueued, idempotencyKey,
+         maxAttempts, rerunOf)
+       VALUES ${runAts.map((runAt) => `(?, ?, ?, ?, ?, ${runAt}, ?, ?, ?, ?, ?)`).join(', ')}`,
     jobByIdempotencyKey: 'SELECT id, task, params, status FROM Jobs WHERE idempotencyKey = :key',
     jobByIdempotencyKeyLatest: `SELECT id, task, params, status FROM Jobs WHERE idempotencyKey = :key ${p.forShare}`,
     joinGroup: `UPDATE Jobs SET status = 'pending', runnerId = NULL, startedAt = NULL, heartbeatAt = NULL,
          groupKey = :key, groupQueued = 1, updatedAt = ${p.now}
-       WHERE id = :jobId AND runnerId = :runnerId AND status = 'running'`,
+       WHERE id = :jobId AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'`,
     groupUpsert: `INSERT INTO JobGroups (\`key\`, blockOnFailure, updatedAt) VALUES (:key, :block, ${p.now}) ${p.upsertGroup}`,
     groupLock: `SELECT headJobId, blockedByJobId, blockOnFailure FROM JobGroups WHERE \`key\` = :key ${p.forUpdate}`,
     groupNextQueued: `SELECT id FROM Jobs WHERE groupKey = :key AND status = 'pending' AND groupQueued = 1
        ORDER BY id LIMIT 1 ${p.forUpdate}`,
+    groupQueue: `UPDATE Jobs SET groupQueued = 1, updatedAt = ${p.now} WHERE id = :id AND status = 'pending'`,
     groupPromote: `UPDATE Jobs SET groupQueued = 0, updatedAt = ${p.now} WHERE id = :id AND status = 'pending'`,
     groupSetHolders: `UPDATE JobGroups SET headJobId = :head, blockedByJobId = :blockedBy, updatedAt = ${p.now}
        WHERE \`key\` = :key`,
@@ -90,6 +113,16 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        FROM JobGroups g
        WHERE ${state === 'active' ? 'g.headJobId IS NOT NULL' : state === 'blocked' ? 'g.blockedByJobId IS NOT NULL' : '(g.headJobId IS NOT NULL OR g.blockedByJobId IS NOT NULL)'}
        ORDER BY g.\`key\``,
+    scheduleRegister: `${p.insertIgnore} INTO JobSchedules (name, firstSeenAt, updatedAt) VALUES (:name, ${p.now}, ${p.now})`,
+    schedulesState: `SELECT s.name, s.firstSeenAt, s.lastFireAt, s.lastJobId, j.status AS lastStatus
+       FROM JobSchedules s LEFT JOIN Jobs j ON j.id = s.lastJobId`,
+    scheduleLock: `SELECT name, firstSeenAt, lastJobId, (SELECT j.status FROM Jobs j WHERE j.id = JobSchedules.lastJobId) AS lastStatus
+       FROM JobSchedules WHERE name = :name ${p.forUpdate}`,
+    fireClaim: `${p.insertIgnore} INTO JobScheduleFires (scheduleName, fireAt, createdAt) VALUES (:name, :fireAt, ${p.now})`,
+    fireRecord:
+      'UPDATE JobScheduleFires SET jobId = :jobId, skipped = :skipped WHERE scheduleName = :name AND fireAt = :fireAt',
+    scheduleAdvance: `UPDATE JobSchedules SET lastFireAt = :fireAt, lastJobId = :jobId, updatedAt = ${p.now}
+       WHERE name = :name AND (lastFireAt IS NULL OR lastFireAt < :fireAt)`,
     reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
     pruneSelectJobs: (olderThanMs, limit) =>
       `SELECT id FROM Jobs WHERE ${FINISHED} AND finishedAt < ${p.ago(olderThanMs)} ORDER BY id LIMIT ${Math.floor(limit)}`,
@@ -98,6 +131,9 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     pruneSelectOutput: (limit) => `SELECT id FROM JobStatuses WHERE jobId IN (:ids) LIMIT ${Math.floor(limit)}`,
     pruneDeleteOutput: 'DELETE FROM JobStatuses WHERE id IN (:rowIds)',
     pruneDeleteJobs: `DELETE FROM Jobs WHERE id IN (:ids) AND ${FINISHED}`,
+    pruneScheduleFires: (olderThanMs) =>
+      `DELETE FROM JobScheduleFires WHERE fireAt < ${p.ago(olderThanMs)}
+         AND fireAt < COALESCE((SELECT s.lastFireAt FROM JobSchedules s WHERE s.name = JobScheduleFires.scheduleName), fireAt)`,
     pruneIdleGroups: (olderThanMs) =>
       `DELETE FROM JobGroups WHERE headJobId IS NULL AND blockedByJobId IS NULL AND updatedAt < ${p.ago(olderThanMs)}
          AND NOT EXISTS (SELECT 1 FROM Jobs j WHERE j.groupKey = JobGroups.\`key\` AND j.status = 'pending')`,

@@ -74,7 +74,17 @@ export async function freshDatabase(name?: string): Promise<{ db: Database; conf
 
 /** Empties every table between tests (children first). */
 export async function truncateAll(db: Database): Promise<void> {
-  for (const table of ['JobStatuses', 'Jobs', 'JobGroups', 'ApiTokens', 'Users', 'Sessions', 'JobRunners']) {
+  for (const table of [
+    'JobStatuses',
+    'Jobs',
+    'JobGroups',
+    'JobSchedules',
+    'JobScheduleFires',
+    'ApiTokens',
+    'Users',
+    'Sessions',
+    'JobRunners',
+  ]) {
     await db.sequelize.query(db.dialect === 'mysql' ? `DELETE FROM \`${table}\`` : `DELETE FROM "${table}"`);
   }
 }

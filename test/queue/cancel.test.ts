@@ -39,7 +39,7 @@ test('pending: cancelled at once, with a system row, by whom and when', async ()
 test('pending with earlier output (put back by hand): the system row follows its last line', async () => {
   const id = await addJob(t.db);
   await makeRunning(t.db, id, 'r0');
-  await t.queue.appendOutput({ jobId: id, runnerId: 'r0' }, outputRows(1, ['a', 'b']));
+  await t.queue.appendOutput({ jobId: id, runnerId: 'r0', attempt: 1 }, outputRows(1, ['a', 'b']));
   await setJob(t.db, id, { status: 'pending', runnerId: null });
 
   expect(await t.queue.cancelJob(id, 'admin')).toEqual({ result: 'cancelled', status: 'cancelled' });

@@ -48,12 +48,14 @@ mysqlOnly('a runner’s writes on its own jobs never wait for the rows another r
   // Runner A mid-transaction on its two jobs (a finish, say).
   const held = await holdJobRows(t, [theirs1, theirs2]);
   try {
-    expect(await b.appendOutput({ jobId: mine1, runnerId: 'runner-b' }, outputRows(1, ['line']))).toBe(true);
+    expect(await b.appendOutput({ jobId: mine1, runnerId: 'runner-b', attempt: 1 }, outputRows(1, ['line']))).toBe(
+      true,
+    );
     expect(await b.renewLeases('runner-b', [mine1, mine2, mine3])).toEqual({ lost: [], cancelRequested: [] });
     const success = { status: 'success', exitCode: 0, signal: null, error: null } as const;
-    expect(await b.finishJob({ jobId: mine2, runnerId: 'runner-b' }, success, [])).toBe(true);
+    expect(await b.finishJob({ jobId: mine2, runnerId: 'runner-b', attempt: 1 }, success, [])).toBe(true);
     const { finished, claimed } = await b.finishJobs(
-      [{ fence: { jobId: mine3, runnerId: 'runner-b' }, outcome: success, rows: [] }],
+      [{ fence: { jobId: mine3, runnerId: 'runner-b', attempt: 1 }, outcome: success, rows: [] }],
       { runnerId: 'runner-b', limit: 1 },
     );
     expect(finished).toEqual([true]);

@@ -37,12 +37,12 @@ test("after the head finishes, its successor (and only it) is claimable; a finis
   const [a1, a2, a3] = ids(await t.queue.enqueueMany([grouped('a'), grouped('a'), grouped('a')]));
   expect(ids(await t.queue.claimDueJobs('r1', 10))).toEqual([a1]);
 
-  expect(await t.queue.finishJob({ jobId: a1, runnerId: 'r1' }, SUCCESS, [])).toBe(true);
+  expect(await t.queue.finishJob({ jobId: a1, runnerId: 'r1', attempt: 1 }, SUCCESS, [])).toBe(true);
   expect(ids(await t.queue.claimDueJobs('r2', 10))).toEqual([a2]);
   expect(await t.queue.claimDueJobs('r2', 10)).toEqual([]);
 
   const { finished, claimed } = await t.queue.finishJobs(
-    [{ fence: { jobId: a2, runnerId: 'r2' }, outcome: SUCCESS, rows: [] }],
+    [{ fence: { jobId: a2, runnerId: 'r2', attempt: 1 }, outcome: SUCCESS, rows: [] }],
     {
       runnerId: 'r2',
       limit: 4,
@@ -60,9 +60,9 @@ test('a job enqueued into an idle group is claimable at once; one enqueued behin
   const { id: second } = await t.queue.enqueue(grouped('a', 100));
   expect(await t.queue.claimDueJobs('r1', 10)).toEqual([]);
 
-  await t.queue.finishJob({ jobId: first, runnerId: 'r1' }, SUCCESS, []);
+  await t.queue.finishJob({ jobId: first, runnerId: 'r1', attempt: 1 }, SUCCESS, []);
   expect(ids(await t.queue.claimDueJobs('r1', 10))).toEqual([second]);
-  await t.queue.finishJob({ jobId: second, runnerId: 'r1' }, SUCCESS, []);
+  await t.queue.finishJob({ jobId: second, runnerId: 'r1', attempt: 1 }, SUCCESS, []);
 
   const { id: third } = await t.queue.enqueue(grouped('a'));
   expect(ids(await t.queue.claimDueJobs('r1', 10))).toEqual([third]);

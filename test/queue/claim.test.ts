@@ -91,18 +91,30 @@ test('returns what the runner needs: task, parsed params, command, createdBy', a
       command: "greet --name 'Zoë'",
       createdBy: 'bob',
       groupKey: null,
+      attempt: 1,
+      maxAttempts: 1,
       lastSeq: 0,
     },
-    { id: anonymous, task: 'echo', params: { n: 1 }, command: null, createdBy: null, groupKey: null, lastSeq: 0 },
+    {
+      id: anonymous,
+      task: 'echo',
+      params: { n: 1 },
+      command: null,
+      createdBy: null,
+      groupKey: null,
+      attempt: 1,
+      maxAttempts: 1,
+      lastSeq: 0,
+    },
   ]);
 });
 
 test('returns lastSeq: the highest line number of output the job already has', async () => {
   const requeued = await addJob(t.db);
   await makeRunning(t.db, requeued, 'earlier');
-  expect(await t.queue.appendOutput({ jobId: requeued, runnerId: 'earlier' }, outputRows(1, ['a', 'b', 'c']))).toBe(
-    true,
-  );
+  expect(
+    await t.queue.appendOutput({ jobId: requeued, runnerId: 'earlier', attempt: 1 }, outputRows(1, ['a', 'b', 'c'])),
+  ).toBe(true);
   // Put back to pending by hand, keeping its output.
   await setJob(t.db, requeued, { status: 'pending', runnerId: null });
   const fresh = await addJob(t.db);
@@ -118,7 +130,7 @@ test('returns lastSeq: the highest line number of output the job already has', a
 test('lastSeq counts only the job’s own output', async () => {
   const other = await addJob(t.db);
   await makeRunning(t.db, other, 'r0');
-  await t.queue.appendOutput({ jobId: other, runnerId: 'r0' }, outputRows(1, numberedLines(other, 1, 7)));
+  await t.queue.appendOutput({ jobId: other, runnerId: 'r0', attempt: 1 }, outputRows(1, numberedLines(other, 1, 7)));
   const id = await addJob(t.db);
 
   const [claimed] = await t.queue.claimDueJobs('r1', 1);

@@ -41,6 +41,8 @@ describe('enqueue', () => {
         command: "greet --name 'Zoë'",
         createdBy: 'alice',
         groupKey: null,
+        attempt: 1,
+        maxAttempts: 1,
         lastSeq: 0,
       },
     ]);

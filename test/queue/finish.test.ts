@@ -26,10 +26,10 @@ async function runningJob(runnerId = 'r1', job: Parameters<typeof addJob>[1] = {
 describe('finishJob', () => {
   test('writes status, exitCode, signal, error and finishedAt, and the last rows after the earlier ones', async () => {
     const id = await runningJob();
-    await t.queue.appendOutput({ jobId: id, runnerId: 'r1' }, outputRows(1, ['working']));
+    await t.queue.appendOutput({ jobId: id, runnerId: 'r1', attempt: 1 }, outputRows(1, ['working']));
     const before = await dbNow(t.db);
 
-    const finished = await t.queue.finishJob({ jobId: id, runnerId: 'r1' }, KILLED, [
+    const finished = await t.queue.finishJob({ jobId: id, runnerId: 'r1', attempt: 1 }, KILLED, [
       ...outputRows(2, ['last words'], 'stderr'),
       ...outputRows(3, ['timed out after 1 s; killed'], 'system'),
     ]);
@@ -61,7 +61,7 @@ describe('finishJob', () => {
   ])('stores the outcome exactly: %s', async (_name, outcome) => {
     const id = await runningJob();
 
-    expect(await t.queue.finishJob({ jobId: id, runnerId: 'r1' }, outcome, [])).toBe(true);
+    expect(await t.queue.finishJob({ jobId: id, runnerId: 'r1', attempt: 1 }, outcome, [])).toBe(true);
 
     expect(await jobRow(t.db, id)).toMatchObject({
       status: outcome.status,
@@ -75,8 +75,8 @@ describe('finishJob', () => {
     const bare = await runningJob('r1', { command: null });
     const rendered = await runningJob('r1', { command: 'echo 1' });
 
-    await t.queue.finishJob({ jobId: bare, runnerId: 'r1' }, { ...SUCCESS, command: 'echo rendered' }, []);
-    await t.queue.finishJob({ jobId: rendered, runnerId: 'r1' }, { ...SUCCESS, command: 'echo other' }, []);
+    await t.queue.finishJob({ jobId: bare, runnerId: 'r1', attempt: 1 }, { ...SUCCESS, command: 'echo rendered' }, []);
+    await t.queue.finishJob({ jobId: rendered, runnerId: 'r1', attempt: 1 }, { ...SUCCESS, command: 'echo other' }, []);
 
     expect((await jobRow(t.db, bare)).command).toBe('echo rendered');
     expect((await jobRow(t.db, rendered)).command).toBe('echo 1');
@@ -84,9 +84,9 @@ describe('finishJob', () => {
 
   test('retry-safe: rows already stored by an append are not stored twice', async () => {
     const id = await runningJob();
-    await t.queue.appendOutput({ jobId: id, runnerId: 'r1' }, outputRows(1, ['a', 'b']));
+    await t.queue.appendOutput({ jobId: id, runnerId: 'r1', attempt: 1 }, outputRows(1, ['a', 'b']));
 
-    await t.queue.finishJob({ jobId: id, runnerId: 'r1' }, SUCCESS, outputRows(2, ['b', 'c']));
+    await t.queue.finishJob({ jobId: id, runnerId: 'r1', attempt: 1 }, SUCCESS, outputRows(2, ['b', 'c']));
 
     expect((await storedRows(t.db, id)).map((r) => [r.seq, r.output])).toEqual([
       [1, 'a'],
@@ -97,7 +97,7 @@ describe('finishJob', () => {
 
   describe('a stale runner changes nothing: false, row untouched, its rows not stored', () => {
     async function expectUntouched(id: number, before: JobRow, runnerId: string): Promise<void> {
-      const finished = await t.queue.finishJob({ jobId: id, runnerId }, KILLED, outputRows(1, ['stale']));
+      const finished = await t.queue.finishJob({ jobId: id, runnerId, attempt: 1 }, KILLED, outputRows(1, ['stale']));
       expect(finished).toBe(false);
       expect(await jobRow(t.db, id)).toEqual(before);
       expect(await storedRows(t.db, id)).toEqual([]);
@@ -116,7 +116,7 @@ describe('finishJob', () => {
 
     test('the job was finished already', async () => {
       const id = await runningJob('r1');
-      expect(await t.queue.finishJob({ jobId: id, runnerId: 'r1' }, SUCCESS, [])).toBe(true);
+      expect(await t.queue.finishJob({ jobId: id, runnerId: 'r1', attempt: 1 }, SUCCESS, [])).toBe(true);
       await expectUntouched(id, await jobRow(t.db, id), 'r1');
     });
 
@@ -134,9 +134,9 @@ describe('finishJobs', () => {
     const c = await runningJob();
 
     const { finished, claimed } = await t.queue.finishJobs([
-      { fence: { jobId: a, runnerId: 'r1' }, outcome: SUCCESS, rows: outputRows(1, ['a done'], 'system') },
-      { fence: { jobId: b, runnerId: 'r1' }, outcome: KILLED, rows: outputRows(1, ['b killed'], 'system') },
-      { fence: { jobId: c, runnerId: 'r1' }, outcome: SUCCESS, rows: [] },
+      { fence: { jobId: a, runnerId: 'r1', attempt: 1 }, outcome: SUCCESS, rows: outputRows(1, ['a done'], 'system') },
+      { fence: { jobId: b, runnerId: 'r1', attempt: 1 }, outcome: KILLED, rows: outputRows(1, ['b killed'], 'system') },
+      { fence: { jobId: c, runnerId: 'r1', attempt: 1 }, outcome: SUCCESS, rows: [] },
     ]);
 
     expect(finished).toEqual([true, true, true]);
@@ -160,8 +160,8 @@ describe('finishJobs', () => {
     const theirsBefore = await jobRow(t.db, theirs);
 
     const { finished } = await t.queue.finishJobs([
-      { fence: { jobId: theirs, runnerId: 'r1' }, outcome: KILLED, rows: outputRows(1, ['not mine']) },
-      { fence: { jobId: mine, runnerId: 'r1' }, outcome: SUCCESS, rows: outputRows(1, ['mine']) },
+      { fence: { jobId: theirs, runnerId: 'r1', attempt: 1 }, outcome: KILLED, rows: outputRows(1, ['not mine']) },
+      { fence: { jobId: mine, runnerId: 'r1', attempt: 1 }, outcome: SUCCESS, rows: outputRows(1, ['mine']) },
     ]);
 
     expect(finished).toEqual([false, true]);
@@ -176,7 +176,7 @@ describe('finishJobs', () => {
     const next = [await addJob(t.db), await addJob(t.db, { priority: 5 }), await addJob(t.db)];
 
     const { finished, claimed } = await t.queue.finishJobs(
-      [{ fence: { jobId: done, runnerId: 'r1' }, outcome: SUCCESS, rows: [] }],
+      [{ fence: { jobId: done, runnerId: 'r1', attempt: 1 }, outcome: SUCCESS, rows: [] }],
       { runnerId: 'r1', limit: 2 },
     );
 
@@ -196,7 +196,7 @@ describe('finishJobs', () => {
     const waiting = await addJob(t.db);
 
     const { claimed } = await t.queue.finishJobs(
-      [{ fence: { jobId: done, runnerId: 'r1' }, outcome: SUCCESS, rows: [] }],
+      [{ fence: { jobId: done, runnerId: 'r1', attempt: 1 }, outcome: SUCCESS, rows: [] }],
       { runnerId: 'r1', limit: 0 },
     );
 

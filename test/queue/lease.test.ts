@@ -94,7 +94,7 @@ describe('renewLeases', () => {
 describe('reapExpiredLeases', () => {
   test('a running job whose heartbeat is older than the lease becomes failure/runner_lost with a system row', async () => {
     const id = await runningJob('gone', 60_000);
-    await t.queue.appendOutput({ jobId: id, runnerId: 'gone' }, outputRows(1, ['one', 'two']));
+    await t.queue.appendOutput({ jobId: id, runnerId: 'gone', attempt: 1 }, outputRows(1, ['one', 'two']));
     const before = await dbNow(t.db);
 
     const reaped = await t.queue.reapExpiredLeases(LEASE_MS);
@@ -147,10 +147,12 @@ describe('reapExpiredLeases', () => {
     const afterReap = await jobRow(t.db, id);
 
     expect(await t.queue.renewLeases('gone', [id])).toEqual({ lost: [id], cancelRequested: [] });
-    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'gone' }, outputRows(1, ['late']))).toBe(false);
+    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'gone', attempt: 1 }, outputRows(1, ['late']))).toBe(
+      false,
+    );
     expect(
       await t.queue.finishJob(
-        { jobId: id, runnerId: 'gone' },
+        { jobId: id, runnerId: 'gone', attempt: 1 },
         { status: 'success', exitCode: 0, signal: null, error: null },
         [],
       ),

@@ -43,9 +43,12 @@ describe.each(CASES)('%s', (_name, written, stored) => {
   test('appendOutput stores it as the contract says, and readOutput reads it back', async () => {
     const id = await runningJob();
 
-    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1' }, outputRows(1, ['before', written, 'after']))).toBe(
-      true,
-    );
+    expect(
+      await t.queue.appendOutput(
+        { jobId: id, runnerId: 'r1', attempt: 1 },
+        outputRows(1, ['before', written, 'after']),
+      ),
+    ).toBe(true);
 
     expect((await storedRows(t.db, id)).map((r) => r.output)).toEqual(['before', stored, 'after']);
     expect((await readOutput(t.db, id, { limit: 10 })).map((r) => r.output)).toEqual(['before', stored, 'after']);
@@ -55,7 +58,7 @@ describe.each(CASES)('%s', (_name, written, stored) => {
     const id = await runningJob();
 
     const finished = await t.queue.finishJob(
-      { jobId: id, runnerId: 'r1' },
+      { jobId: id, runnerId: 'r1', attempt: 1 },
       { status: 'success', exitCode: 0, signal: null, error: null },
       [...outputRows(1, [written]), ...outputRows(2, ['exit 0'], 'system')],
     );
@@ -70,7 +73,7 @@ test('a batch mixing every case is stored whole: one bad line does not lose its 
 
   expect(
     await t.queue.appendOutput(
-      { jobId: id, runnerId: 'r1' },
+      { jobId: id, runnerId: 'r1', attempt: 1 },
       outputRows(
         1,
         CASES.map(([, written]) => written),

@@ -11,7 +11,7 @@ async function runningJob(runnerId = 'r1'): Promise<number> {
 
 test('stores rows with their seq, stream and text, in order across batches', async () => {
   const id = await runningJob();
-  const fence = { jobId: id, runnerId: 'r1' };
+  const fence = { jobId: id, runnerId: 'r1', attempt: 1 };
 
   expect(
     await t.queue.appendOutput(fence, [...outputRows(1, ['one', 'two']), ...outputRows(3, ['oops'], 'stderr')]),
@@ -33,7 +33,7 @@ test('a batch of 1,000 rows is stored whole and in order', async () => {
   const id = await runningJob();
   const lines = numberedLines(id, 1, 1000);
 
-  expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1' }, outputRows(1, lines))).toBe(true);
+  expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1', attempt: 1 }, outputRows(1, lines))).toBe(true);
 
   const rows = await storedRows(t.db, id);
   expect(rows.map((r) => r.output)).toEqual(lines);
@@ -42,7 +42,7 @@ test('a batch of 1,000 rows is stored whole and in order', async () => {
 
 test('retry-safe: the same rows appended again are not stored twice', async () => {
   const id = await runningJob();
-  const fence = { jobId: id, runnerId: 'r1' };
+  const fence = { jobId: id, runnerId: 'r1', attempt: 1 };
   const batch = outputRows(1, ['a', 'b', 'c']);
 
   expect(await t.queue.appendOutput(fence, batch)).toBe(true);
@@ -62,8 +62,8 @@ test('the same seq in two jobs is two rows', async () => {
   const a = await runningJob();
   const b = await runningJob();
 
-  await t.queue.appendOutput({ jobId: a, runnerId: 'r1' }, outputRows(1, ['from a']));
-  await t.queue.appendOutput({ jobId: b, runnerId: 'r1' }, outputRows(1, ['from b']));
+  await t.queue.appendOutput({ jobId: a, runnerId: 'r1', attempt: 1 }, outputRows(1, ['from a']));
+  await t.queue.appendOutput({ jobId: b, runnerId: 'r1', attempt: 1 }, outputRows(1, ['from b']));
 
   expect((await storedRows(t.db, a)).map((r) => r.output)).toEqual(['from a']);
   expect((await storedRows(t.db, b)).map((r) => r.output)).toEqual(['from b']);
@@ -72,27 +72,29 @@ test('the same seq in two jobs is two rows', async () => {
 describe('a stale fence stores nothing and returns false', () => {
   test('another runner owns the job', async () => {
     const id = await runningJob('r2');
-    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1' }, outputRows(1, ['stale']))).toBe(false);
+    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1', attempt: 1 }, outputRows(1, ['stale']))).toBe(false);
     expect(await storedRows(t.db, id)).toEqual([]);
   });
 
   test.each(['success', 'failure', 'cancelled'])('the job is no longer running (%s), same runner', async (status) => {
     const id = await runningJob('r1');
     await setJob(t.db, id, { status });
-    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1' }, outputRows(1, ['late']))).toBe(false);
+    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1', attempt: 1 }, outputRows(1, ['late']))).toBe(false);
     expect(await storedRows(t.db, id)).toEqual([]);
   });
 
   test('the job was put back to pending', async () => {
     const id = await runningJob('r1');
     await setJob(t.db, id, { status: 'pending', runnerId: null });
-    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1' }, outputRows(1, ['late']))).toBe(false);
+    expect(await t.queue.appendOutput({ jobId: id, runnerId: 'r1', attempt: 1 }, outputRows(1, ['late']))).toBe(false);
     expect(await storedRows(t.db, id)).toEqual([]);
   });
 
   test('the job does not exist', async () => {
     const id = await runningJob('r1');
-    expect(await t.queue.appendOutput({ jobId: id + 1000, runnerId: 'r1' }, outputRows(1, ['nowhere']))).toBe(false);
+    expect(
+      await t.queue.appendOutput({ jobId: id + 1000, runnerId: 'r1', attempt: 1 }, outputRows(1, ['nowhere'])),
+    ).toBe(false);
     expect(await storedRows(t.db, id + 1000)).toEqual([]);
   });
 });

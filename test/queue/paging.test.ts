@@ -75,7 +75,7 @@ describe('readOutput', () => {
     for (let from = 1; from <= LINES; from += 500) {
       for (const id of [job, other]) {
         const ok = await t.queue.appendOutput(
-          { jobId: id, runnerId: 'r1' },
+          { jobId: id, runnerId: 'r1', attempt: 1 },
           outputRows(from, numberedLines(id, from, 500)),
         );
         expect(ok).toBe(true);
