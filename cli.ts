@@ -351,6 +351,7 @@ async function cmdPrune(config: Config, log: Logger, args: string[]): Promise<nu
   console.log(
     `pruned ${result.jobs} finished job(s) and ${result.outputRows} output row(s) older than ${raw}` +
       (result.groups > 0 ? `, ${result.groups} empty group(s)` : '') +
+      (result.fires > 0 ? `, ${result.fires} schedule fire record(s)` : '') +
       (runners > 0 ? `, and ${runners} stale runner report(s)` : ''),
   );
   return 0;

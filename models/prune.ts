@@ -7,6 +7,8 @@ export interface PruneResult {
   outputRows: number;
   /** Serial groups with nothing left in them (JobGroups rows). */
   groups: number;
+  /** Records of schedules' fire times (JobScheduleFires rows), each schedule's last one kept. */
+  fires: number;
 }
 
 const UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
@@ -32,12 +34,13 @@ export async function pruneFinishedJobs(
     db.sequelize.query<T>(text, { type: QueryTypes.SELECT, replacements });
   const remove = async (text: string, replacements: Record<string, unknown>) =>
     (await db.sequelize.query(text, { type: QueryTypes.BULKDELETE, replacements })) as unknown as number;
-  const result: PruneResult = { jobs: 0, outputRows: 0, groups: 0 };
+  const result: PruneResult = { jobs: 0, outputRows: 0, groups: 0, fires: 0 };
   for (;;) {
     const olderThanMs = Math.floor(olderThanSec) * 1000;
     const ids = (await query<{ id: number }>(sql.pruneSelectJobs(olderThanMs, jobBatch))).map((r) => Number(r.id));
     if (ids.length === 0) {
       result.groups = await remove(sql.pruneIdleGroups(olderThanMs), {});
+      result.fires = await remove(sql.pruneScheduleFires(olderThanMs), {});
       return result;
     }
     for (;;) {

@@ -87,3 +87,49 @@ export function fireSchedule(
     return { result: 'created', jobId: made.id } as const;
   });
 }
+
+/** What GET /schedules and `schedules list` show of a schedule. */
+export interface ScheduleView {
+  name: string;
+  task: string;
+  cron: string;
+  timezone: string;
+  missed: 'skip' | 'latest';
+  overlap: 'skip' | 'allow';
+  createdBy: string;
+  nextRunAt: Date | null;
+  lastRunAt: Date | null;
+  lastJobId: number | null;
+  lastStatus: JobStatusName | null;
+}
+
+/** The task file's schedules, by name, with their next fire time after `now` and their last job. */
+export async function listSchedules(
+  queue: Queue,
+  schedules: Iterable<
+    Omit<ScheduleView, 'nextRunAt' | 'lastRunAt' | 'lastJobId' | 'lastStatus'> & {
+      nextAfter(after: Date): Date | null;
+    }
+  >,
+  now = new Date(),
+): Promise<ScheduleView[]> {
+  const records = await scheduleRecords(queue);
+  return [...schedules]
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    .map((s) => {
+      const record = records.get(s.name);
+      return {
+        name: s.name,
+        task: s.task,
+        cron: s.cron,
+        timezone: s.timezone,
+        missed: s.missed,
+        overlap: s.overlap,
+        createdBy: s.createdBy,
+        nextRunAt: s.nextAfter(now),
+        lastRunAt: record?.lastFireAt ?? null,
+        lastJobId: record?.lastJobId ?? null,
+        lastStatus: record?.lastStatus ?? null,
+      };
+    });
+}

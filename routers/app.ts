@@ -7,6 +7,7 @@ import type { Queue } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { errorHandler, notFound } from './errors';
 import { createGroupsRouter } from './groups';
+import { createSchedulesRouter } from './schedules';
 import { createJobsRouter, createTasksRouter } from './jobs';
 import { createLoginRouter, type LoginLimits } from './login';
 import { createMetricsRouter } from './metrics';
@@ -100,6 +101,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/tasks', createTasksRouter(deps));
   app.use('/jobs', createJobsRouter({ ...deps, log }));
   app.use('/groups', createGroupsRouter(deps));
+  app.use('/schedules', createSchedulesRouter(deps));
   app.use('/metrics', createMetricsRouter({ db: deps.db, metricsToken: http.metricsToken }));
   app.use(createUiRouter());
   app.use(notFound);

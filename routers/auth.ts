@@ -1,5 +1,5 @@
 // Who is asking (session cookie or bearer token), and the guards every write passes: 415, then CSRF.
-import express, { type Request, type RequestHandler } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Database } from '../models/database';
 import { authenticateApiToken, type AuthenticatedUser } from '../models/users';
 import { HttpError } from './errors';
@@ -124,4 +124,12 @@ export function bodyFields(body: unknown, allowed: string[], optional = false): 
     }
   }
   return body;
+}
+
+/** Middleware: admins only, others 403 `admin_only` with `message`. */
+export function adminsOnly(message: string) {
+  return (req: Request, _res: Response, next: (err?: unknown) => void): void => {
+    if (!principalOf(req).isAdmin) return next(new HttpError(403, 'admin_only', message));
+    next();
+  };
 }

@@ -2,7 +2,7 @@
 import { Router, type Request, type Response } from 'express';
 import type { Database } from '../models/database';
 import type { Queue } from '../models/queue';
-import { authenticate, bodyFields, jsonBody, principalOf, writeGuard } from './auth';
+import { adminsOnly, authenticate, bodyFields, jsonBody, writeGuard } from './auth';
 import { HttpError } from './errors';
 import { queryString } from './params';
 
@@ -15,17 +15,12 @@ const STATES = ['active', 'blocked'] as const;
 
 export function createGroupsRouter(deps: GroupsRouterDeps): Router {
   const router = Router();
-  router.use(authenticate(deps.db), adminsOnly);
+  router.use(authenticate(deps.db), adminsOnly('groups are for admins'));
   router.get('/', (req, res) => listGroups(deps.queue, req, res));
   router.post('/:key/release', writeGuard({ bodyRequired: false }), jsonBody, (req, res) =>
     releaseGroup(deps.queue, req, res),
   );
   return router;
-}
-
-function adminsOnly(req: Request, _res: Response, next: (err?: unknown) => void): void {
-  if (!principalOf(req).isAdmin) return next(new HttpError(403, 'admin_only', 'groups are for admins'));
-  next();
 }
 
 async function listGroups(queue: Queue, req: Request, res: Response): Promise<void> {

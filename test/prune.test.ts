@@ -60,11 +60,11 @@ test('deletes only finished jobs older than the cutoff, with their output, in sm
     await job('running', 60, 1),
   ];
   const result = await pruneFinishedJobs(db, 30 * 86400, { jobBatch: 2, rowBatch: 7 });
-  expect(result).toEqual({ jobs: 3, outputRows: 28, groups: 0 });
+  expect(result).toEqual({ jobs: 3, outputRows: 28, groups: 0, fires: 0 });
   expect(await ids('Jobs', 'id')).toEqual(keep);
   expect(await ids('JobStatuses', 'jobId')).toEqual([keep[0], keep[2], keep[3]]);
   expect(old.every((id) => !keep.includes(id))).toBe(true);
-  expect(await pruneFinishedJobs(db, 30 * 86400)).toEqual({ jobs: 0, outputRows: 0, groups: 0 });
+  expect(await pruneFinishedJobs(db, 30 * 86400)).toEqual({ jobs: 0, outputRows: 0, groups: 0, fires: 0 });
 });
 
 // ---- At scale: 100,000 finished jobs × 10 output rows, with a writer and (MariaDB) a lock watcher alongside.
@@ -295,7 +295,7 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
     const watched = await watching;
     if (mysql) expect(await connectionId()).toBe(pruneConnection); // the watcher watched the right connection
 
-    expect(result).toEqual({ jobs: OLD_JOBS, outputRows: OLD_JOBS * LINES, groups: 0 });
+    expect(result).toEqual({ jobs: OLD_JOBS, outputRows: OLD_JOBS * LINES, groups: 0, fires: 0 });
 
     // What reached the driver: no transaction control at all, so each statement committed on its own...
     expect(sent.length).toBeGreaterThan(0);
@@ -425,7 +425,7 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
         })
         .finally(() => writing.commit());
 
-      expect(result).toEqual({ jobs: 2000, outputRows: 2000 * LINES, groups: 0 });
+      expect(result).toEqual({ jobs: 2000, outputRows: 2000 * LINES, groups: 0, fires: 0 });
       expect(await count("SELECT COUNT(*) AS c FROM Jobs WHERE createdBy = 'old'")).toBe(0);
       expect(await keptRows()).toEqual(before);
       const [last] = await db.sequelize.query<{ total: number; seq: number; output: string }>(
