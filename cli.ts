@@ -1,11 +1,22 @@
 #!/usr/bin/env node
 // Entry: the `container-jobs` command.
+import {
+  EX_DATAERR,
+  EX_USAGE,
+  InputError,
+  RefusedError,
+  UsageError,
+  formatDate,
+  only,
+  parseArgs,
+  withDatabase,
+} from './cli-common';
+import { cmdJob, cmdSchedules } from './cli-jobs';
 import { ConfigError, describeDatabase, loadConfig, type Config } from './config';
 import type { Logger, LogLevel } from './log';
-import { createDatabase, type Database } from './models/database';
+import { createDatabase } from './models/database';
 import { migrate } from './models/migrate';
 import { pruneRunnerRows } from './models/metrics';
-import { openDatabase } from './models/open';
 import { ServiceNotifier, openDatabaseForService } from './notify';
 import { IdempotencyConflictError } from './models/enqueue';
 import { Queue } from './models/queue';
@@ -30,12 +41,6 @@ import { TaskCatalog, TaskFileError, loadTaskFile } from './tasks/catalog';
 import { checkJobRequest, JobRequestError } from './tasks/job-request';
 import { ParamsError, paramsFromStrings } from './tasks/render';
 
-const EX_USAGE = 64;
-const EX_DATAERR = 65;
-
-class UsageError extends Error {}
-class InputError extends Error {}
-
 const USAGE = `usage: container-jobs <command>
 
   migrate                                   apply database migrations
@@ -48,51 +53,16 @@ const USAGE = `usage: container-jobs <command>
   token create NAME [--name LABEL]          make an API token for a user; printed once, on the last line
   token list [NAME]                         list API tokens (not the tokens themselves)
   token revoke ID                           delete an API token
+  job list [--status S] [--user U] [--limit N] [--json]
+                                            list jobs, newest first (default: the last 50)
+  job show ID [--lines N] [--json]          a job's fields, why it waits, its last output lines (default 20)
+  job cancel ID [--as NAME]                 cancel a job (pending: at once; running: its runner stops it)
+  job retry ID [--as NAME]                  put a failed or cancelled job back to pending, at its next attempt
+  job rerun ID [--as OWNER]                 run a finished job again as a new job (owner: the old job's); prints its id
+  schedules list [--json]                   the task file's schedules: next run, last run and its job
   prune --older-than 30d                    delete jobs finished longer ago (s, m, h, d, w) and their output
   start                                     API and runner in one process (the quick start)
 `;
-
-interface Parsed {
-  positional: string[];
-  options: Map<string, string[]>;
-}
-
-/** `--name value` and `--name=value`; a flag in `booleans` takes no value. */
-function parseArgs(args: string[], booleans: string[] = []): Parsed {
-  const positional: string[] = [];
-  const options = new Map<string, string[]>();
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i];
-    if (!arg.startsWith('--')) {
-      positional.push(arg);
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const name = eq === -1 ? arg.slice(2) : arg.slice(2, eq);
-    let value: string;
-    if (booleans.includes(name)) value = 'true';
-    else if (eq !== -1) value = arg.slice(eq + 1);
-    else if (i + 1 < args.length) value = args[++i];
-    else throw new UsageError(`--${name} needs a value`);
-    options.set(name, [...(options.get(name) ?? []), value]);
-  }
-  return { positional, options };
-}
-
-function only(parsed: Parsed, allowed: string[]): void {
-  for (const name of parsed.options.keys()) {
-    if (!allowed.includes(name)) throw new UsageError(`unknown option --${name}`);
-  }
-}
-
-async function withDatabase<T>(config: Config, log: Logger, work: (db: Database) => Promise<T>): Promise<T> {
-  const db = await openDatabase(config.database, { log: (line) => log.info(line) });
-  try {
-    return await work(db);
-  } finally {
-    await db.close();
-  }
-}
 
 async function cmdMigrate(config: Config, log: Logger): Promise<number> {
   log.notice(describeDatabase(config.database));
@@ -182,10 +152,6 @@ async function passwordFromStdin(): Promise<string | null> {
 async function newPassword(): Promise<{ password: string; generated: boolean }> {
   const piped = await passwordFromStdin();
   return piped === null ? { password: generatePassword(), generated: true } : { password: piped, generated: false };
-}
-
-function formatDate(date: Date | null): string {
-  return date ? date.toISOString().replace(/\.\d{3}Z$/, 'Z') : '-';
 }
 
 async function cmdUser(config: Config, log: Logger, args: string[]): Promise<number> {
@@ -383,6 +349,10 @@ async function main(service: Service, args: string[]): Promise<number> {
       return cmdUser(config, log, rest);
     case 'token':
       return cmdToken(config, log, rest);
+    case 'job':
+      return cmdJob(config, log, rest);
+    case 'schedules':
+      return cmdSchedules(config, log, rest);
     case 'prune':
       return cmdPrune(config, log, rest);
     default:
@@ -401,6 +371,7 @@ function cliFailure(err: unknown): Failure | undefined {
   ) {
     return { status: EX_DATAERR, message: err.message };
   }
+  if (err instanceof RefusedError) return { status: 1, message: err.message };
   return undefined;
 }
 

@@ -7,7 +7,8 @@ import { nowDefault, tableOptions } from '../models/migration-helpers';
 //   claimed job is fenced by its runner and its attempt. lastError: the last failed attempt's reason.
 // - Jobs.rerunOf: the job a "Run again" copied.
 // - JobSchedules: one row a schedule name, made by the first runner that saw it (firstSeenAt: fire
-//   times before it were never missed) and moved on by each fire (lastFireAt, lastJobId).
+//   times before it were never missed) and moved on by each fire time handled (lastFireAt) and each
+//   one that made a job (lastRunAt, lastJobId).
 // - JobScheduleFires: one row a (schedule, fire time), its primary key the database's guarantee that
 //   a fire time makes at most one job however many runners try; jobId NULL when it made none (skipped).
 export async function up(queryInterface: QueryInterface): Promise<void> {
@@ -22,6 +23,7 @@ export async function up(queryInterface: QueryInterface): Promise<void> {
       name: { type: STRING(100), primaryKey: true, allowNull: false },
       firstSeenAt: { type: DATE(3), allowNull: false, defaultValue: nowDefault(queryInterface) },
       lastFireAt: { type: DATE(3), allowNull: true },
+      lastRunAt: { type: DATE(3), allowNull: true },
       lastJobId: { type: INTEGER, allowNull: true },
       updatedAt: { type: DATE(3), allowNull: false, defaultValue: nowDefault(queryInterface) },
     },

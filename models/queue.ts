@@ -28,7 +28,7 @@ export interface ClaimedJob {
 }
 
 /** Why a pending job has not started (README, "Serial groups"). */
-export type WaitingReason = 'run_at' | 'group' | 'group_blocked' | 'slot';
+export type WaitingReason = 'run_at' | 'retry' | 'group' | 'group_blocked' | 'slot';
 
 export interface GroupState {
   key: string;
@@ -385,6 +385,12 @@ export class Queue {
     return { lost: jobIds.filter((id) => !owned.has(id)), cancelRequested };
   }
 
+  /** The bytes of output a job stored so far (its earlier attempts'): the output cap is per job. */
+  async outputBytes(jobId: number): Promise<number> {
+    const [row] = await this.select<{ bytes: number | string }>(this.sql.outputBytes, { jobId });
+    return Number(row?.bytes ?? 0);
+  }
+
   /** A system row after a job's last line (written outside its runner: reaper, cancel). */
   private async appendSystemRow(jobId: number, message: string, transaction: Transaction): Promise<void> {
     const [row] = await this.select<{ lastSeq: number | null }>(this.sql.lastSeq, { jobId }, transaction);
@@ -534,14 +540,17 @@ export class Queue {
 
   /** Why a pending job waits; null when it is not pending. */
   async waitingReason(jobId: number): Promise<WaitingReason | null> {
-    const [row] = await this.select<{ later: number; groupQueued: number | boolean; blockedBy: number | null }>(
-      this.sql.waitingOf,
-      { id: jobId },
-    );
+    const [row] = await this.select<{
+      later: number;
+      attempt: number;
+      groupQueued: number | boolean;
+      blockedBy: number | null;
+    }>(this.sql.waitingOf, { id: jobId });
     if (!row) return null;
     // Its group comes first: a queued job's own runAt only matters once its turn has come.
     if (Number(row.groupQueued)) return row.blockedBy === null ? 'group' : 'group_blocked';
-    if (Number(row.later) === 1) return 'run_at';
+    // Due later: at its next attempt's backoff, or when it was asked to run.
+    if (Number(row.later) === 1) return Number(row.attempt) > 1 ? 'retry' : 'run_at';
     return 'slot';
   }
 

@@ -18,17 +18,23 @@ export interface ScheduleRecord {
   name: string;
   /** When a runner first saw the schedule: fire times before it were never missed. */
   firstSeenAt: Date;
-  /** The fire time of its last job, that job and the job's status now. */
+  /** The latest fire time handled, whether it made a job or not (prune keeps its record). */
   lastFireAt: Date | null;
+  /** The fire time of its last job, that job and the job's status now. */
+  lastRunAt: Date | null;
   lastJobId: number | null;
   lastStatus: JobStatusName | null;
 }
 
-/** Makes sure each named schedule has its row (firstSeenAt: now on the database clock). */
-export async function registerSchedules(queue: Queue, names: string[]): Promise<void> {
+/**
+ * Makes sure each named schedule has its row. `seenAt` is the scheduler's own clock, the one its
+ * fire times are compared with (a start-up catch-up runs only fire times at or after it).
+ */
+export async function registerSchedules(queue: Queue, names: string[], seenAt: Date): Promise<void> {
   const s = queue.db.driver.statements;
+  const at = sqlTime(seenAt);
   for (const name of names)
-    await queue.transaction((t) => sqlIn(queue.db.sequelize, t).update(s.scheduleRegister, { name }));
+    await queue.transaction((t) => sqlIn(queue.db.sequelize, t).update(s.scheduleRegister, { name, seenAt: at }));
 }
 
 /** Every schedule row, by name. */
@@ -37,6 +43,7 @@ export async function scheduleRecords(queue: Queue): Promise<Map<string, Schedul
     name: string;
     firstSeenAt: unknown;
     lastFireAt: unknown;
+    lastRunAt: unknown;
     lastJobId: number | null;
     lastStatus: JobStatusName | null;
   }>(queue.db.driver.statements.schedulesState);
@@ -47,6 +54,7 @@ export async function scheduleRecords(queue: Queue): Promise<Map<string, Schedul
         name: r.name,
         firstSeenAt: readTime(r.firstSeenAt)!,
         lastFireAt: readTime(r.lastFireAt),
+        lastRunAt: readTime(r.lastRunAt),
         lastJobId: r.lastJobId === null ? null : Number(r.lastJobId),
         lastStatus: r.lastStatus ?? null,
       },
@@ -76,6 +84,7 @@ export function fireSchedule(
     });
     if (!row) throw new Error(`schedule ${name} is not registered`);
     if ((await sql.update(s.fireClaim, { name, fireAt: at })) !== 1) return { result: 'taken' } as const;
+    await sql.update(s.scheduleFired, { name, fireAt: at });
     const active = row.lastStatus === 'pending' || row.lastStatus === 'running';
     if (active && !options.allowOverlap) {
       await sql.update(s.fireRecord, { name, fireAt: at, jobId: null, skipped: 'overlap' });
@@ -127,7 +136,7 @@ export async function listSchedules(
         overlap: s.overlap,
         createdBy: s.createdBy,
         nextRunAt: s.nextAfter(now),
-        lastRunAt: record?.lastFireAt ?? null,
+        lastRunAt: record?.lastRunAt ?? null,
         lastJobId: record?.lastJobId ?? null,
         lastStatus: record?.lastStatus ?? null,
       };

@@ -100,7 +100,16 @@ export class JobRun {
     }
     const group = renderGroupKey(template, prepared.params);
     if (group !== null && job.groupKey === null) return this.joinGroup(group, template.groupOnFailure === 'block');
-    if (job.attempt > 1) writer.addSystem(`attempt ${job.attempt} of ${job.maxAttempts}, on runner ${ctx.config.id}`);
+    if (job.attempt > 1) {
+      // The output cap is the job's, not each attempt's.
+      try {
+        writer.countEarlier(await ctx.queue.outputBytes(job.id));
+      } catch (err) {
+        // The database is away: run anyway, with this attempt's own cap (its writes wait for the database).
+        ctx.health.error(err);
+      }
+      writer.addSystem(`attempt ${job.attempt} of ${job.maxAttempts}, on runner ${ctx.config.id}`);
+    }
     const started = Date.now();
     const stderrTail: string[] = [];
     // An out-of-memory message may be far above the tail (node prints a native stack trace after it).
@@ -168,7 +177,8 @@ export class JobRun {
     const recorded = await this.writer.finish(outcome, [line]);
     if (recorded) {
       this.phase = 'done';
-      this.ctx.metrics.jobFinished(outcome.status, durationMs);
+      if (outcome.retry) this.ctx.metrics.attemptRetried(durationMs);
+      else this.ctx.metrics.jobFinished(outcome.status, durationMs);
     } else if ((this.phase as JobPhase) !== 'lost') {
       this.ctx.log.warn(`job ${this.id}: no longer owned by this runner; outcome not recorded`);
     }

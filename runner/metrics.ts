@@ -39,6 +39,11 @@ export class RunnerMetrics {
     labelNames: ['status'],
     registers: [this.registry],
   });
+  private readonly retried = new Counter({
+    name: 'container_jobs_runner_attempts_retried_total',
+    help: 'Failed attempts the runner sent back to pending for their next attempt (retry policy).',
+    registers: [this.registry],
+  });
   private readonly databaseErrors = new Counter({
     name: 'container_jobs_runner_database_errors_total',
     help: 'Failed database statements seen by the runner (claims, output, outcomes, leases, reports).',
@@ -87,6 +92,12 @@ export class RunnerMetrics {
 
   jobFinished(status: string, durationMs: number | null): void {
     this.finished.inc({ status });
+    if (durationMs !== null) this.jobDuration.observe(durationMs / 1000);
+  }
+
+  /** A failed attempt that runs again: not a finished job (the reaper's retries are not counted here). */
+  attemptRetried(durationMs: number | null): void {
+    this.retried.inc();
     if (durationMs !== null) this.jobDuration.observe(durationMs / 1000);
   }
 

@@ -80,6 +80,11 @@ export class OutputWriter {
     this.push({ seq: ++this.seq, stream, output }, bytes);
   }
 
+  /** Output the job stored before this run (earlier attempts): it counts against the cap. */
+  countEarlier(bytes: number): void {
+    this.storedBytes += bytes;
+  }
+
   /** A system row (never capped: it says what happened to the job). */
   addSystem(output: string): void {
     if (!this.lost) this.push({ seq: ++this.seq, stream: 'system', output }, Buffer.byteLength(output));

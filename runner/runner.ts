@@ -185,8 +185,10 @@ export class Runner {
   private launch(job: ClaimedJob): void {
     this.crashPoint('after-claim');
     const run = new JobRun(job, this.jobContext);
-    // Claimed again at a later attempt while an earlier one still ends here: that one is no longer ours.
-    this.active.get(job.id)?.lose();
+    // Claimed again at a later attempt while an earlier one still ends here: that one is no longer ours,
+    // unless it is finishing (a retry claimed again by its own finish's refill; else its fenced write tells).
+    const previous = this.active.get(job.id);
+    if (previous?.phase !== 'finishing') previous?.lose();
     this.active.set(job.id, run);
     this.metrics.jobStarted();
     const ending = run

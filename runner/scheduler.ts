@@ -35,8 +35,10 @@ export class Scheduler {
   private readonly cursors = new Map<string, number>();
   /** Written by pass(): the definition each cursor belongs to. */
   private readonly known = new Map<string, string>();
-  /** Written by pass(): false until the first pass that reached the database (start-up catch-up). */
+  /** Written by adopt(): false until the start-up catch-up has been done (it is retried until then). */
   private started = false;
+  /** Written by pass(): when it last read the task file (a schedule that is new since then starts there). */
+  private lookedAt: number | null = null;
   /** Written by start(), stop() and arm(). */
   private timer: NodeJS.Timeout | null = null;
   private stopped = true;
@@ -86,10 +88,14 @@ export class Scheduler {
   private arm(ok: boolean): void {
     if (this.stopped || this.options.now) return; // a faked clock is driven by its test
     const now = this.now();
-    let next = now + (this.options.maxSleepMs ?? 30_000);
-    if (!ok) next = Math.min(next, now + RETRY_MS);
-    for (const schedule of this.options.catalog.schedules().values()) {
-      const at = schedule.nextAfter(new Date(now))?.getTime();
+    let next = now + (ok ? (this.options.maxSleepMs ?? 30_000) : RETRY_MS);
+    // After a failed pass its fire times are still due: try again after RETRY_MS, not at once.
+    for (const schedule of ok ? this.options.catalog.schedules().values() : []) {
+      // From what this runner handled last, not from now: a fire time that passed during the pass is
+      // due at once (a schedule not adopted yet waits for the next pass, within the longest sleep).
+      const cursor = this.cursors.get(schedule.name);
+      if (cursor === undefined) continue;
+      const at = schedule.nextAfter(new Date(cursor))?.getTime();
       if (at !== undefined && at < next) next = at;
     }
     // A few ms late, never early: at the fire time itself latestAtOrBefore already names it.
@@ -100,6 +106,8 @@ export class Scheduler {
   private async pass(): Promise<void> {
     const now = this.now();
     const schedules = this.options.catalog.schedules();
+    const since = this.lookedAt ?? now;
+    this.lookedAt = now;
     for (const name of [...this.known.keys()]) {
       if (!schedules.has(name)) {
         this.known.delete(name);
@@ -107,7 +115,7 @@ export class Scheduler {
       }
     }
     const fresh = [...schedules.values()].filter((s) => this.known.get(s.name) !== signature(s));
-    if (fresh.length > 0) await this.adopt(fresh, now);
+    if (fresh.length > 0) await this.adopt(fresh, now, since);
     for (const schedule of schedules.values()) {
       const cursor = this.cursors.get(schedule.name)!;
       const due = schedule.latestAtOrBefore(new Date(now));
@@ -124,18 +132,20 @@ export class Scheduler {
   }
 
   /**
-   * Schedules seen for the first time (start-up, or added or changed by a reload) start from now.
+   * Schedules seen for the first time start from now at start-up, and from the previous look at the
+   * file (`since`) when added or changed by a reload: the edit may be seen first at the very fire
+   * time the timer was armed for, which must still run (under the new definition).
    * At start-up a `latest` schedule runs its most recent fire time once, if nobody did and the
    * schedule existed then (a schedule just added has missed nothing).
    */
-  private async adopt(fresh: Schedule[], now: number): Promise<void> {
+  private async adopt(fresh: Schedule[], now: number, since: number): Promise<void> {
     const { queue } = this.options;
     await registerSchedules(
       queue,
       fresh.map((s) => s.name),
+      new Date(now),
     );
     const catchUp = !this.started;
-    this.started = true;
     const records = catchUp ? await scheduleRecords(queue) : new Map();
     for (const schedule of fresh) {
       if (catchUp && schedule.missed === 'latest') {
@@ -144,8 +154,10 @@ export class Scheduler {
         if (latest && firstSeenAt && latest >= firstSeenAt) await this.fire(schedule, latest, 'missed');
       }
       this.known.set(schedule.name, signature(schedule));
-      this.cursors.set(schedule.name, now);
+      this.cursors.set(schedule.name, catchUp ? now : since);
     }
+    // Only now: a catch-up that failed on the database is tried again by the next pass.
+    this.started = true;
   }
 
   private async fire(schedule: Schedule, fireAt: Date, why: 'due' | 'missed'): Promise<void> {

@@ -15,7 +15,7 @@ export const RETRYABLE_REASONS = [
 export type RetryableReason = (typeof RETRYABLE_REASONS)[number];
 
 export interface RetryPolicy {
-  /** Attempts in all, the first one included (2-100). */
+  /** Attempts in all, the first one included (1-100). */
   maxAttempts: number;
   on: RetryableReason[];
   /** Narrows `exit_code` to these codes (null: any non-zero). */

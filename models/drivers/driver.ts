@@ -46,6 +46,8 @@ export interface QueueStatements {
   renewCancelling: string;
   /** :jobId → lastSeq, the job's highest output line number (null without output). */
   lastSeq: string;
+  /** :jobId → bytes: the UTF-8 bytes of its stdout and stderr rows (what JOB_OUTPUT_MAX_BYTES counts). */
+  outputBytes: string;
   /** Expired leases, oldest first, up to `batch`, locked (skipped when another reaper has them). */
   reapSelect(leaseMs: number, batch: number): string;
   /** :id → failure/runner_lost, only while still expired. */
@@ -89,13 +91,13 @@ export interface QueueStatements {
   groupPromote: string;
   /** :key, :head, :blockedBy → who holds the group. */
   groupSetHolders: string;
-  /** :id → why a pending job waits: later (runAt ahead), groupQueued, blockedBy (its group's blocking job). */
+  /** :id → why a pending job waits: later (runAt ahead), attempt, groupQueued, blockedBy (its group's blocking job). */
   waitingOf: string;
   /** Groups that hold a job or are blocked (`state` narrows), with their pending count. */
   groups(state: 'active' | 'blocked' | null): string;
-  /** :name → the schedule's row, made by the first runner that sees it (firstSeenAt: now). */
+  /** :name, :seenAt → the schedule's row, made by the first runner that sees it (firstSeenAt: its clock). */
   scheduleRegister: string;
-  /** name, firstSeenAt, lastFireAt, lastJobId, lastStatus of every schedule seen. */
+  /** name, firstSeenAt, lastFireAt, lastRunAt, lastJobId, lastStatus of every schedule seen. */
   schedulesState: string;
   /** :name → firstSeenAt, lastJobId and that job's status (lastStatus), locked. */
   scheduleLock: string;
@@ -103,7 +105,9 @@ export interface QueueStatements {
   fireClaim: string;
   /** :name, :fireAt, :jobId, :skipped → what a fire time made. */
   fireRecord: string;
-  /** :name, :fireAt, :jobId → the schedule's last job, unless a later fire time is recorded already. */
+  /** :name, :fireAt → the latest fire time handled (a job made or not), unless a later one is recorded. */
+  scheduleFired: string;
+  /** :name, :fireAt, :jobId → the schedule's last job and its fire time, unless a later one is recorded. */
   scheduleAdvance: string;
   /** :id, :report → upserts a runner's report (JobRunners). */
   reportRunner: string;

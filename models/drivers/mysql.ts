@@ -28,6 +28,7 @@ export const mysqlDriver: Driver = {
     now,
     ago,
     later,
+    byteLength: (expr) => `LENGTH(${expr})`,
     skipLocked: 'FOR UPDATE SKIP LOCKED',
     forUpdate: 'FOR UPDATE',
     forShare: 'LOCK IN SHARE MODE',

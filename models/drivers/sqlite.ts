@@ -45,6 +45,7 @@ export const sqliteDriver: Driver = {
     now,
     ago,
     later,
+    byteLength: (expr) => `LENGTH(CAST(${expr} AS BLOB))`,
     skipLocked: '',
     forUpdate: '',
     forShare: '',

@@ -7,6 +7,8 @@ export interface SqlPieces {
   now: string;
   ago(ms: number): string;
   later(ms: number): string;
+  /** The length in bytes (UTF-8) of a text expression. */
+  byteLength(expr: string): string;
   /** Appended to the claim and reap SELECTs: skip rows another transaction holds ('' without row locks). */
   skipLocked: string;
   /** Appended to the finish's fence read ('' without row locks). */
@@ -58,12 +60,15 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     leaseStates: 'SELECT id, runnerId, status, cancelRequestedAt AS cancel FROM Jobs WHERE id IN (:jobIds)',
     renewCancelling: `UPDATE Jobs SET heartbeatAt = ${p.now} WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
     lastSeq: 'SELECT MAX(seq) AS lastSeq FROM JobStatuses WHERE jobId = :jobId',
+    outputBytes: `SELECT COALESCE(SUM(${p.byteLength('output')}), 0) AS bytes FROM JobStatuses
+       WHERE jobId = :jobId AND stream <> 'system'`,
     reapSelect: (leaseMs, batch) =>
       `SELECT id, runnerId, groupKey, task, attempt, maxAttempts, cancelRequestedAt AS cancel FROM Jobs
        WHERE status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}
        ORDER BY heartbeatAt LIMIT ${Math.floor(batch)} ${p.skipLocked}`,
     reapMark: (leaseMs) =>
-      `UPDATE Jobs SET status = 'failure', error = 'runner_lost', finishedAt = ${p.now}, updatedAt = ${p.now}
+      `UPDATE Jobs SET status = 'failure', error = 'runner_lost', lastError = 'runner_lost', finishedAt = ${p.now},
+         updatedAt = ${p.now}
        WHERE id = :id AND status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}`,
     reapRetry: (leaseMs, delayMs) =>
       `UPDATE Jobs SET status = 'pending', attempt = attempt + 1, lastError = 'runner_lost', runAt = ${p.later(delayMs)},
@@ -103,7 +108,7 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     groupPromote: `UPDATE Jobs SET groupQueued = 0, updatedAt = ${p.now} WHERE id = :id AND status = 'pending'`,
     groupSetHolders: `UPDATE JobGroups SET headJobId = :head, blockedByJobId = :blockedBy, updatedAt = ${p.now}
        WHERE \`key\` = :key`,
-    waitingOf: `SELECT CASE WHEN runAt > ${p.now} THEN 1 ELSE 0 END AS later, groupQueued,
+    waitingOf: `SELECT CASE WHEN runAt > ${p.now} THEN 1 ELSE 0 END AS later, attempt, groupQueued,
          (SELECT g.blockedByJobId FROM JobGroups g WHERE g.\`key\` = Jobs.groupKey) AS blockedBy
        FROM Jobs WHERE id = :id AND status = 'pending'`,
     groups: (state) =>
@@ -113,16 +118,18 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        FROM JobGroups g
        WHERE ${state === 'active' ? 'g.headJobId IS NOT NULL' : state === 'blocked' ? 'g.blockedByJobId IS NOT NULL' : '(g.headJobId IS NOT NULL OR g.blockedByJobId IS NOT NULL)'}
        ORDER BY g.\`key\``,
-    scheduleRegister: `${p.insertIgnore} INTO JobSchedules (name, firstSeenAt, updatedAt) VALUES (:name, ${p.now}, ${p.now})`,
-    schedulesState: `SELECT s.name, s.firstSeenAt, s.lastFireAt, s.lastJobId, j.status AS lastStatus
+    scheduleRegister: `${p.insertIgnore} INTO JobSchedules (name, firstSeenAt, updatedAt) VALUES (:name, :seenAt, ${p.now})`,
+    schedulesState: `SELECT s.name, s.firstSeenAt, s.lastFireAt, s.lastRunAt, s.lastJobId, j.status AS lastStatus
        FROM JobSchedules s LEFT JOIN Jobs j ON j.id = s.lastJobId`,
     scheduleLock: `SELECT name, firstSeenAt, lastJobId, (SELECT j.status FROM Jobs j WHERE j.id = JobSchedules.lastJobId) AS lastStatus
        FROM JobSchedules WHERE name = :name ${p.forUpdate}`,
     fireClaim: `${p.insertIgnore} INTO JobScheduleFires (scheduleName, fireAt, createdAt) VALUES (:name, :fireAt, ${p.now})`,
     fireRecord:
       'UPDATE JobScheduleFires SET jobId = :jobId, skipped = :skipped WHERE scheduleName = :name AND fireAt = :fireAt',
-    scheduleAdvance: `UPDATE JobSchedules SET lastFireAt = :fireAt, lastJobId = :jobId, updatedAt = ${p.now}
+    scheduleFired: `UPDATE JobSchedules SET lastFireAt = :fireAt, updatedAt = ${p.now}
        WHERE name = :name AND (lastFireAt IS NULL OR lastFireAt < :fireAt)`,
+    scheduleAdvance: `UPDATE JobSchedules SET lastRunAt = :fireAt, lastJobId = :jobId, updatedAt = ${p.now}
+       WHERE name = :name AND (lastRunAt IS NULL OR lastRunAt < :fireAt)`,
     reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
     pruneSelectJobs: (olderThanMs, limit) =>
       `SELECT id FROM Jobs WHERE ${FINISHED} AND finishedAt < ${p.ago(olderThanMs)} ORDER BY id LIMIT ${Math.floor(limit)}`,
