@@ -285,11 +285,12 @@ export class Queue {
     return this.transaction(async (transaction) => {
       // The fence for the whole batch in one read: the rows this runner still owns, locked.
       const runnerId = jobs[0].fence.runnerId;
-      const held = await this.select<{ id: number; groupKey: string | null; attempt: number; cancel: unknown }>(
-        this.sql.fencesHeldForFinish,
-        { ids: jobs.map((j) => j.fence.jobId), runnerId },
-        transaction,
-      );
+      const held = await this.select<{
+        id: number;
+        groupKey: string | null;
+        attempt: number;
+        cancel: unknown;
+      }>(this.sql.fencesHeldForFinish, { ids: jobs.map((j) => j.fence.jobId), runnerId }, transaction);
       const owned = new Map(held.map((r) => [Number(r.id), r]));
       const mine = jobs.filter(
         (j) => Number(owned.get(j.fence.jobId)?.attempt) === j.fence.attempt && j.fence.runnerId === runnerId,
@@ -299,7 +300,13 @@ export class Queue {
       for (const { fence, outcome } of retried) {
         await this.update(
           this.sql.retryLater(outcome.retry!.delayMs),
-          { id: fence.jobId, runnerId, attempt: fence.attempt, error: outcome.error, command: outcome.command ?? null },
+          {
+            id: fence.jobId,
+            runnerId,
+            attempt: fence.attempt,
+            error: outcome.error,
+            command: outcome.command ?? null,
+          },
           transaction,
         );
       }
@@ -323,7 +330,15 @@ export class Queue {
         const { status, exitCode, signal, error } = outcome;
         await this.update(
           this.sql.finish,
-          { status, exitCode, signal, error, command: outcome.command ?? null, ids, runnerId },
+          {
+            status,
+            exitCode,
+            signal,
+            error,
+            command: outcome.command ?? null,
+            ids,
+            runnerId,
+          },
           transaction,
         );
       }
@@ -368,19 +383,27 @@ export class Queue {
   }
 
   private async renewLeasesNow(runnerId: string, jobIds: number[]): Promise<LeaseReport> {
-    const renewed = await this.update(this.sql.renewLeases, { jobIds, runnerId });
+    const renewed = await this.update(this.sql.renewLeases, {
+      jobIds,
+      runnerId,
+    });
     if (renewed === jobIds.length) return { lost: [], cancelRequested: [] };
-    const rows = await this.select<{ id: number; runnerId: string | null; status: string; cancel: unknown }>(
-      this.sql.leaseStates,
-      { jobIds },
-    );
+    const rows = await this.select<{
+      id: number;
+      runnerId: string | null;
+      status: string;
+      cancel: unknown;
+    }>(this.sql.leaseStates, { jobIds });
     const owned = new Map(
       rows.filter((r) => r.runnerId === runnerId && r.status === 'running').map((r) => [Number(r.id), r]),
     );
     const cancelRequested = [...owned.values()].filter((r) => r.cancel !== null).map((r) => Number(r.id));
     if (cancelRequested.length > 0) {
       // Keep the lease of a job being stopped, so nobody reaps it while it shuts down.
-      await this.update(this.sql.renewCancelling, { ids: cancelRequested, runnerId });
+      await this.update(this.sql.renewCancelling, {
+        ids: cancelRequested,
+        runnerId,
+      });
     }
     return { lost: jobIds.filter((id) => !owned.has(id)), cancelRequested };
   }
@@ -396,7 +419,13 @@ export class Queue {
     const [row] = await this.select<{ lastSeq: number | null }>(this.sql.lastSeq, { jobId }, transaction);
     await this.insertOutput(
       jobId,
-      [{ seq: Number(row?.lastSeq ?? 0) + 1, stream: 'system', output: message }],
+      [
+        {
+          seq: Number(row?.lastSeq ?? 0) + 1,
+          stream: 'system',
+          output: message,
+        },
+      ],
       transaction,
     );
   }
@@ -417,11 +446,20 @@ export class Queue {
         cancel: unknown;
       }>(this.sql.reapSelect(leaseMs, batch), {}, transaction);
       const reaped: number[] = [];
-      const settled: { id: number; groupKey: string | null; failed: boolean }[] = [];
+      const settled: {
+        id: number;
+        groupKey: string | null;
+        failed: boolean;
+      }[] = [];
       for (const row of rows) {
         const id = Number(row.id);
         const lost = `runner ${row.runnerId ?? '?'} stopped renewing its lease for over ${Math.round(leaseMs / 1000)} s`;
-        const job = { id, task: row.task, attempt: Number(row.attempt), maxAttempts: Number(row.maxAttempts) };
+        const job = {
+          id,
+          task: row.task,
+          attempt: Number(row.attempt),
+          maxAttempts: Number(row.maxAttempts),
+        };
         const retry = row.cancel === null ? retryOf(job) : null;
         if (retry) {
           // Listed `runner_lost`: the same row runs again at its next attempt, keeping its group.
@@ -488,6 +526,7 @@ export class Queue {
         maxAttempts: number;
         groupKey: string | null;
         error: string | null;
+        lastError: string | null;
       }>(this.sql.jobForRetry(scoped), { jobId, owner: scope.owner ?? null }, transaction);
       if (!row) return { result: 'not_found' } as const;
       if (row.status !== 'failure' && row.status !== 'cancelled') {
@@ -515,7 +554,8 @@ export class Queue {
           jobId,
           attempt,
           maxAttempts: Math.max(Number(row.maxAttempts), attempt),
-          lastError: row.error,
+          // A cancel is not a failed attempt: lastError keeps the last failure's reason.
+          lastError: row.status === 'failure' ? row.error : row.lastError,
           groupQueued: groupQueued ? 1 : 0,
         },
         transaction,

@@ -108,7 +108,7 @@ describe('POST /jobs/:id/retry', () => {
       status: 'pending',
       attempt: 2,
       cancelledBy: null,
-      lastError: 'cancelled',
+      lastError: null,
     });
   });
 

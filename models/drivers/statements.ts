@@ -53,7 +53,7 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
     retryLater: (delayMs) =>
       `UPDATE Jobs SET status = 'pending', attempt = attempt + 1, lastError = :error, runAt = ${p.later(delayMs)},
-         runnerId = NULL, heartbeatAt = NULL, command = COALESCE(command, :command), updatedAt = ${p.now}
+         runnerId = NULL, heartbeatAt = NULL, startedAt = NULL, command = COALESCE(command, :command), updatedAt = ${p.now}
        WHERE id = :id AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'`,
     renewLeases: `UPDATE Jobs SET heartbeatAt = ${p.now}
        WHERE id IN (:jobIds) AND runnerId = :runnerId AND status = 'running' AND cancelRequestedAt IS NULL`,
@@ -72,10 +72,10 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE id = :id AND status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}`,
     reapRetry: (leaseMs, delayMs) =>
       `UPDATE Jobs SET status = 'pending', attempt = attempt + 1, lastError = 'runner_lost', runAt = ${p.later(delayMs)},
-         runnerId = NULL, heartbeatAt = NULL, updatedAt = ${p.now}
+         runnerId = NULL, heartbeatAt = NULL, startedAt = NULL, updatedAt = ${p.now}
        WHERE id = :id AND status = 'running' AND heartbeatAt < ${p.ago(leaseMs)}`,
     jobForRetry: (scoped) =>
-      `SELECT id, task, params, status, attempt, maxAttempts, groupKey, error FROM Jobs
+      `SELECT id, task, params, status, attempt, maxAttempts, groupKey, error, lastError FROM Jobs
        WHERE id = :jobId ${owner(scoped)} ${p.forUpdate}`,
     retryNow: `UPDATE Jobs SET status = 'pending', attempt = :attempt, maxAttempts = :maxAttempts, lastError = :lastError,
          runAt = ${p.now}, groupQueued = :groupQueued, runnerId = NULL, heartbeatAt = NULL, startedAt = NULL,

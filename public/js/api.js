@@ -60,10 +60,16 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     /** At most `limit` output rows from row number `offset` (0-based, in output order). */
     outputAt: (id, offset, limit = 1000) => request('GET', `/jobs/${id}/status` + query({ offset, limit })),
     cancel: (id) => request('POST', `/jobs/${id}/cancel`),
+    /** A failed or cancelled job goes back to pending, the same job → `{id, status, attempt}`. */
+    retry: (id) => request('POST', `/jobs/${id}/retry`),
+    /** A finished job's task and params as a new job → `{id, status, rerunOf}`. */
+    rerun: (id) => request('POST', `/jobs/${id}/rerun`),
     /** Admins: `{groups: [{key, state, runningJobId, pendingJobs, blockedByJobId}]}`; state 'active', 'blocked' or all. */
     groups: (state) => request('GET', '/groups' + query({ state })),
     /** Admins: lets a blocked group's next job run → `{key, released, state}`. */
     releaseGroup: (key) => request('POST', `/groups/${encodeURIComponent(key)}/release`),
+    /** Admins: `[{name, task, cron, timezone, nextRunAt, lastRunAt, lastJobId, lastStatus, …}]`, by name. */
+    schedules: () => request('GET', '/schedules'),
     /** The live event stream; the browser itself resumes with Last-Event-ID after a dropped connection. */
     stream: (id, afterId) => new EventSource(base + `/jobs/${id}/stream` + query({ afterId })),
   };

@@ -1,4 +1,4 @@
-// Job facts as people read them: status badges, ages, durations.
+// Job facts as people read them: status badges, ages, durations, times.
 import { h } from './dom.js';
 
 export const FINISHED = ['success', 'failure', 'cancelled'];
@@ -34,10 +34,11 @@ export function formatTime(value) {
   return date ? date.toLocaleString() : '—';
 }
 
-/** Run time: started → finished, or → now while running; nothing before it starts. */
+/** Run time: started → finished, or → now while running; nothing before it starts, or between attempts. */
 export function jobDuration(job, now = Date.now()) {
   const started = toDate(job.startedAt);
-  if (!started) return '';
+  // A job waiting for its next attempt keeps the last attempt's start time.
+  if (!started || job.status === 'pending') return '';
   const end = toDate(job.finishedAt);
   return formatDuration((end ? end.getTime() : now) - started.getTime());
 }
@@ -47,4 +48,11 @@ export function ageElement(value) {
   const date = toDate(value);
   if (!date) return h('span', { class: 'muted' }, '—');
   return h('time', { datetime: date.toISOString(), title: date.toLocaleString() }, formatAge(value));
+}
+
+/** A `<time>` element showing the exact local time (formatTime), or `empty` when there is none. */
+export function timeElement(value, empty = '—') {
+  const date = toDate(value);
+  if (!date) return h('span', { class: 'muted' }, empty);
+  return h('time', { datetime: date.toISOString() }, date.toLocaleString());
 }

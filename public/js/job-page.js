@@ -1,9 +1,10 @@
-// #/jobs/:id — one job: its facts, why it waits, a Cancel button for its owner and admins, and its
-// output, live. This module holds the page's state and its requests; job-view.js draws.
+// #/jobs/:id — one job: its facts, why it waits, Cancel and Retry for its owner and admins, Run
+// again, and its output, live (on across a retry's attempts). This module holds the page's state and
+// its requests; job-view.js draws.
 import { ApiError } from './api.js';
 import { replace, h } from './dom.js';
 import { FINISHED } from './format.js';
-import { drawDuration, drawJob, jobLayout, jobUnavailable } from './job-view.js';
+import { drawDuration, drawJob, drawNotice, jobLayout, jobUnavailable } from './job-view.js';
 import { followOutput } from './output-feed.js';
 import { OutputView } from './output-view.js';
 import { createPoller } from './poll.js';
@@ -11,7 +12,10 @@ import { createPoller } from './poll.js';
 /** A pending job's reason to wait changes without a status event (its group frees, it falls due). */
 const WAITING_REFRESH_MS = 5000;
 
-export function renderJobPage(container, { api, me, id }) {
+/** Only a failed or cancelled job can be retried (POST /jobs/:id/retry); any finished one run again. */
+const RETRYABLE = ['failure', 'cancelled'];
+
+export function renderJobPage(container, { api, me, id, navigate }) {
   // All of these are written by the load and refresh callbacks below, and read by the drawing.
   let disposed = false;
   let feed = null;
@@ -25,8 +29,13 @@ export function renderJobPage(container, { api, me, id }) {
   const waitingPoll = createPoller(() => refresh(), WAITING_REFRESH_MS);
   replace(container, h('p', { class: 'muted' }, 'Loading…'));
 
-  const mayCancel = (j) =>
-    (j.createdBy === me.username || me.isAdmin) && !FINISHED.includes(j.status) && !j.cancelRequestedAt;
+  const mine = (j) => j.createdBy === me.username || me.isAdmin;
+  /** Which buttons `j` has. Run again is anyone's who sees the job: a user sees only their own. */
+  const buttonsFor = (j) => ({
+    cancel: mine(j) && !FINISHED.includes(j.status) && !j.cancelRequestedAt,
+    retry: mine(j) && RETRYABLE.includes(j.status),
+    rerun: FINISHED.includes(j.status),
+  });
 
   /** Who blocks the job's group: only admins may read the groups, others get the words without it. */
   async function blockerOf(next) {
@@ -48,7 +57,9 @@ export function renderJobPage(container, { api, me, id }) {
   function show({ next, blocker }) {
     job = next;
     blockedBy = blocker;
-    drawJob(parts, job, { mayCancel: mayCancel(job), blockedBy, isAdmin: me.isAdmin });
+    drawJob(parts, job, { may: buttonsFor(job), blockedBy, isAdmin: me.isAdmin });
+    // Running again (a retry, here or elsewhere): its new lines follow the ones shown.
+    if (feed && !FINISHED.includes(job.status)) feed.resume();
     clearInterval(ticker);
     // A running job's duration counts up.
     if (job.status === 'running') ticker = setInterval(() => drawDuration(parts, job), 1000);
@@ -56,25 +67,64 @@ export function renderJobPage(container, { api, me, id }) {
     else waitingPoll.stop();
   }
 
-  const refresh = () =>
-    loadJob().then(
-      (loaded) => !disposed && show(loaded),
+  /** Loads counted: an answer overtaken by a later load is dropped, so the page never steps back. */
+  let loads = 0;
+  const refresh = () => {
+    const load = ++loads;
+    return loadJob().then(
+      (loaded) => !disposed && load === loads && show(loaded),
       () => {},
     );
+  };
 
-  parts.cancelButton.addEventListener('click', async () => {
-    parts.cancelButton.disabled = true;
+  /**
+   * Runs `action` for a button: the buttons wait meanwhile, and what it says (or the API's error,
+   * prefixed with `failed`) shows under the title. A 401 has shown the login form: nothing to say.
+   */
+  async function act(action, failed) {
+    const buttons = [parts.cancelButton, parts.retryButton, parts.rerunButton];
+    for (const b of buttons) b.disabled = true;
     try {
-      const result = await api.cancel(id);
-      parts.notice.textContent =
-        result.status === 'running' ? 'Cancel requested: the runner stops the job within a heartbeat.' : 'Cancelled.';
+      const said = await action();
+      if (disposed) return;
+      if (said) drawNotice(parts, said);
     } catch (err) {
-      parts.notice.textContent = err.code === 'already_finished' ? 'The job has already finished.' : err.message;
+      if (disposed || err.status === 401) return;
+      drawNotice(parts, `${failed}: ${err.message}`, { error: true });
+    } finally {
+      for (const b of buttons) b.disabled = false;
     }
-    parts.notice.hidden = false;
-    parts.cancelButton.disabled = false;
     await refresh();
-  });
+  }
+
+  parts.cancelButton.addEventListener('click', () =>
+    act(async () => {
+      try {
+        const result = await api.cancel(id);
+        return result.status === 'running'
+          ? 'Cancel requested: the runner stops the job within a heartbeat.'
+          : 'Cancelled.';
+      } catch (err) {
+        if (err.code === 'already_finished') return 'The job has already finished.';
+        throw err;
+      }
+    }, 'Could not cancel the job'),
+  );
+
+  parts.retryButton.addEventListener('click', () =>
+    act(async () => {
+      const result = await api.retry(id);
+      return `Retried: attempt ${result.attempt} is queued; its output follows below.`;
+    }, 'Could not retry the job'),
+  );
+
+  parts.rerunButton.addEventListener('click', () =>
+    act(async () => {
+      const result = await api.rerun(id);
+      if (!disposed) navigate(`#/jobs/${result.id}`);
+      return null;
+    }, 'Could not run the job again'),
+  );
 
   // Only a number goes into the API's path (`#/jobs/..` must not become another request).
   const first = /^\d+$/.test(id) ? loadJob() : Promise.reject(new ApiError(404, 'not_found', `no job ${id}`));
@@ -89,6 +139,8 @@ export function renderJobPage(container, { api, me, id }) {
         finished: FINISHED.includes(loaded.next.status),
         onStatus: refresh,
         onEnd: refresh,
+        // An attempt ended and the next is queued: the status may not change, the attempt does.
+        onSystem: refresh,
       });
     },
     (err) => {

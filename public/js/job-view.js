@@ -1,4 +1,5 @@
-// Drawing one job (#/jobs/:id): its facts, why it waits, and the page when it cannot be shown.
+// Drawing one job (#/jobs/:id): its facts, its attempts, why it waits, its buttons, and the page
+// when it cannot be shown.
 // No requests here: job-page.js loads, and calls these with what it has.
 import { h, replace } from './dom.js';
 import { formatTime, jobDuration, statusBadge } from './format.js';
@@ -8,11 +9,21 @@ function paramsText(params) {
   return typeof params === 'string' ? params : JSON.stringify(params);
 }
 
+const jobLink = (id) => h('a', { href: `#/jobs/${id}` }, `#${id}`);
+
+/** "attempt 2 of 3", or null for a job that has one attempt and is on it. */
+export function attemptText(job) {
+  const attempt = job.attempt ?? 1;
+  const max = job.maxAttempts ?? 1;
+  return max > 1 || attempt > 1 ? `attempt ${attempt} of ${max}` : null;
+}
+
 /** The job's facts as definition-list items (empty ones left out); long values get a wider cell. */
 export function jobFacts(job) {
   const items = [
     ['Task', job.task],
     ['Status', statusBadge(job.status)],
+    ['Original job', job.rerunOf === null || job.rerunOf === undefined ? null : jobLink(job.rerunOf)],
     ['Group', job.groupKey ? h('code', { class: 'group-key' }, job.groupKey) : null],
     ['Priority', job.priority ? String(job.priority) : null],
     ['Owner', job.createdBy ?? '(none)'],
@@ -27,6 +38,12 @@ export function jobFacts(job) {
     ['Params', h('code', {}, paramsText(job.params)), 'wide'],
     ['Command', job.command ? h('code', {}, job.command) : null, 'wide'],
     ['Error', job.error ? h('span', { class: 'error-text' }, job.error) : null, 'wide'],
+    // The reason an earlier attempt failed; after the last one it is the Error above, said once.
+    [
+      'Last error',
+      job.lastError && job.lastError !== job.error ? h('span', { class: 'error-text' }, job.lastError) : null,
+      'wide',
+    ],
   ];
   return items
     .filter(([, value]) => value !== null && value !== undefined && value !== '')
@@ -40,8 +57,6 @@ export function jobFacts(job) {
     );
 }
 
-const jobLink = (id) => h('a', { href: `#/jobs/${id}` }, `#${id}`);
-
 /**
  * Why a pending job has not started (the API's `waiting`), in words, as nodes for one line; null
  * when it does not wait. `blockedBy`: the job that blocks its group, when known (admins can ask).
@@ -49,6 +64,10 @@ const jobLink = (id) => h('a', { href: `#/jobs/${id}` }, `#${id}`);
 export function waitingReason(job, { blockedBy = null, isAdmin = false } = {}) {
   if (job.status !== 'pending' || !job.waiting) return null;
   const group = job.groupKey ?? 'its group';
+  // Between attempts of a retry the API says `retry` (or, from an older one, `run_at`).
+  if (job.waiting === 'retry' || (job.waiting === 'run_at' && (job.attempt ?? 1) > 1)) {
+    return [`Waiting: ${attemptText(job)} is due at ${formatTime(job.runAt)}`];
+  }
   switch (job.waiting) {
     case 'run_at':
       return [`Waiting: not due until ${formatTime(job.runAt)}`];
@@ -74,6 +93,9 @@ export function waitingReason(job, { blockedBy = null, isAdmin = false } = {}) {
 export function jobLayout(id) {
   const parts = {
     badge: h('span', { class: 'title-badge' }),
+    attempt: h('span', { class: 'attempt muted', hidden: true }),
+    retryButton: h('button', { type: 'button', class: 'button', hidden: true }, 'Retry'),
+    rerunButton: h('button', { type: 'button', class: 'button button-quiet', hidden: true }, 'Run again'),
     cancelButton: h('button', { type: 'button', class: 'button button-danger', hidden: true }, 'Cancel job'),
     notice: h('p', { class: 'notice', role: 'status', hidden: true }),
     waiting: h('p', { class: 'waiting', role: 'status', hidden: true }),
@@ -85,7 +107,10 @@ export function jobLayout(id) {
       { class: 'page-head' },
       h('h1', {}, `Job #${id}`),
       parts.badge,
+      parts.attempt,
       h('span', { class: 'grow' }),
+      parts.retryButton,
+      parts.rerunButton,
       parts.cancelButton,
     ),
     parts.notice,
@@ -96,15 +121,27 @@ export function jobLayout(id) {
   return parts;
 }
 
-/** Draws `job` into the layout's parts. */
-export function drawJob(parts, job, { mayCancel, blockedBy, isAdmin }) {
+/** Draws `job` into the layout's parts; `may`: `{cancel, retry, rerun}`, which buttons to show. */
+export function drawJob(parts, job, { may, blockedBy, isAdmin }) {
   replace(parts.badge, statusBadge(job.status));
+  const attempt = attemptText(job);
+  parts.attempt.hidden = attempt === null;
+  parts.attempt.textContent = attempt ?? '';
   replace(parts.factList, jobFacts(job));
-  parts.cancelButton.hidden = !mayCancel;
+  parts.cancelButton.hidden = !may.cancel;
+  parts.retryButton.hidden = !may.retry;
+  parts.rerunButton.hidden = !may.rerun;
   const reason = waitingReason(job, { blockedBy, isAdmin });
   parts.waiting.hidden = reason === null;
   parts.waiting.dataset.reason = job.waiting ?? '';
   replace(parts.waiting, reason);
+}
+
+/** A line under the title: what a button did, or why it did not (`error`: drawn as an error). */
+export function drawNotice(parts, text, { error = false } = {}) {
+  parts.notice.textContent = text;
+  parts.notice.hidden = text === '';
+  parts.notice.classList.toggle('notice-error', error);
 }
 
 /** The running duration's cell, redrawn every second while the job runs. */

@@ -1,12 +1,13 @@
-// The page's shell: who is logged in, the header, and hash routing (#/jobs, #/jobs/12, #/new, #/groups) so
-// the server serves one file. Each view is `render(container, context) → dispose`; to embed one in
-// another app, import it with an api from createApi() and call it the same way.
+// The page's shell: who is logged in, the header, and hash routing (#/jobs, #/jobs/12, #/new, #/groups,
+// #/schedules) so the server serves one file. Each view is `render(container, context) → dispose`; to
+// embed one in another app, import it with an api from createApi() and call it the same way.
 import { createApi } from './api.js';
 import { renderGroupsPage } from './groups-page.js';
 import { renderJobForm } from './job-form.js';
 import { renderJobList } from './jobs-list.js';
 import { renderJobPage } from './job-page.js';
 import { renderLogin } from './login.js';
+import { renderSchedulesPage } from './schedules-page.js';
 
 const view = document.getElementById('view');
 const nav = document.getElementById('nav');
@@ -35,7 +36,9 @@ function showHeader() {
   if (!me) return;
   document.getElementById('who-name').textContent = me.username;
   document.getElementById('who-admin').hidden = !me.isAdmin;
+  // Admins' views: the API answers 403 to anyone else.
   document.getElementById('nav-groups').hidden = !me.isAdmin;
+  document.getElementById('nav-schedules').hidden = !me.isAdmin;
 }
 
 function showLogin() {
@@ -68,6 +71,8 @@ function route() {
   } else if (parts[0] === 'groups') {
     // Not hidden from non-admins by the router: the API's 403 says it, as text.
     mount(renderGroupsPage, {});
+  } else if (parts[0] === 'schedules') {
+    mount(renderSchedulesPage, {});
   } else if (parts[0] === 'jobs' && parts.length === 1) {
     mount(renderJobList, { query });
   } else {

@@ -11,7 +11,8 @@
 // 3. Older lines: when the reader scrolls to lines not loaded yet, the pages covering them are read
 //    by offset (output-pages.js). Offsets count rows in id order, the order the list shows.
 // Why not the stream alone: it would replay the whole history as one event per row, with no pages.
-// A job seen finished needs no stream: its last rows are committed with its outcome.
+// A job seen finished needs no stream: its last rows are committed with its outcome. When it runs
+// again (a retry: the same job, pending anew), `resume()` streams again from the last line shown.
 
 import { FINISHED } from './format.js';
 import { PAGE } from './output-lines.js';
@@ -22,12 +23,24 @@ const RETRY_MS = 3000;
 /**
  * Fills `view` with job `jobId`'s output and keeps it current. `lines`: the job's outputLines;
  * `finished`: the job's status was final when read. Callbacks: onStatus({status, exitCode, error}),
- * onEnd({status}). Returns `close()`, which stops reading and closes the stream.
+ * onEnd({status}), onSystem() when a `system` row arrives live (an attempt ended, a retry began).
+ * Returns `{close(), resume()}`: close stops reading and closes the stream; resume follows live again.
  */
-export function followOutput(api, jobId, view, { lines, finished, onStatus = () => {}, onEnd = () => {} }) {
+export function followOutput(
+  api,
+  jobId,
+  view,
+  { lines, finished, onStatus = () => {}, onEnd = () => {}, onSystem = () => {} },
+) {
   let closed = false;
   let source = null;
   let retry = 0;
+  /** Whether to stream: from the start for an unfinished job, after resume() for one that runs again. */
+  let wantLive = !finished;
+  /** Set once the newest page is in: the stream starts after it, never before. */
+  let started = false;
+  /** From a lost stream until the next opens or the job is read to its end: resume() leaves it to that. */
+  let reconnecting = false;
   /** The id of the last line: live rows come after it. */
   let lastId = 0;
   const pages = createPageLoader(api, jobId, view);
@@ -74,7 +87,11 @@ export function followOutput(api, jobId, view, { lines, finished, onStatus = () 
     if (closed) return;
     view.setState('live');
     source = api.stream(jobId, lastId || undefined);
-    source.addEventListener('output', (event) => appendNew([JSON.parse(event.data)]));
+    source.addEventListener('output', (event) => {
+      const row = JSON.parse(event.data);
+      appendNew([row]);
+      if (row.stream === 'system') onSystem();
+    });
     source.addEventListener('status', (event) => onStatus(JSON.parse(event.data)));
     source.addEventListener('end', (event) => {
       source.close();
@@ -95,19 +112,26 @@ export function followOutput(api, jobId, view, { lines, finished, onStatus = () 
 
   /** Asks the API about the job (a 401 brings the login form), then streams again or reads the rest. */
   function reconnectLater() {
+    reconnecting = true;
     view.setState('disconnected; retrying…');
     retry = setTimeout(async () => {
       try {
         const job = await api.job(jobId);
         if (closed) return;
-        if (!FINISHED.includes(job.status)) return openStream();
+        if (!FINISHED.includes(job.status)) {
+          reconnecting = false;
+          return openStream();
+        }
         await readOn();
+        reconnecting = false;
         view.setState('finished');
         onEnd({ status: job.status });
       } catch (err) {
         if (closed) return;
-        if (err.status === 404) view.setState('the job is gone');
-        else reconnectLater();
+        if (err.status === 404) {
+          reconnecting = false;
+          view.setState('the job is gone');
+        } else reconnectLater();
       }
     }, RETRY_MS);
   }
@@ -117,14 +141,22 @@ export function followOutput(api, jobId, view, { lines, finished, onStatus = () 
     if (closed) return;
     view.onRange = pages.update;
     pages.update();
-    if (!finished) return openStream();
-    if (full) await readOn();
-    if (!closed) view.setState('finished');
+    if (!wantLive) {
+      if (full) await readOn();
+      if (closed) return;
+      if (!wantLive) view.setState('finished');
+    }
+    started = true;
+    // resume() may have come while the rest was read.
+    if (wantLive) openStream();
   }
 
   start().catch((err) => {
     if (!closed) view.setState(`could not load the output: ${err.message}`);
   });
+
+  /** Whether a stream is open or connecting, or a reconnect is on its way (which streams if the job runs). */
+  const following = () => reconnecting || (source !== null && source.readyState !== EventSource.CLOSED);
 
   return {
     close() {
@@ -132,6 +164,12 @@ export function followOutput(api, jobId, view, { lines, finished, onStatus = () 
       clearTimeout(retry);
       pages.close();
       if (source) source.close();
+    },
+    /** The job runs again: stream its new rows (after the last one shown) until it ends again. */
+    resume() {
+      wantLive = true;
+      if (closed || !started || following()) return;
+      openStream();
     },
   };
 }

@@ -497,7 +497,8 @@ describe('retryJob', () => {
       expect(await retryRow(id)).toMatchObject({
         status: 'pending',
         attempt: 2,
-        lastError: 'cancelled',
+        // A cancel is not a failed attempt: no failure came before it.
+        lastError: null,
         error: null,
         cancelledBy: null,
         cancelRequestedAt: null,
