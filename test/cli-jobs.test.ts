@@ -471,7 +471,8 @@ describe('container-jobs job retry', () => {
     expect(await jobRow(id)).toMatchObject({
       status: 'pending',
       attempt: 2,
-      lastError: 'cancelled',
+      // A cancel is not a failed attempt: no failure came before it.
+      lastError: null,
       cancelledBy: null,
       cancelRequested: false,
     });
