@@ -5,7 +5,7 @@ import type { Logger } from '../log';
 import { Queue, type ClaimedJob, type Fence, type Outcome, type OutputRow } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { prepareJob, renderEnvironment, renderGroupKey, ParamsError } from '../tasks/render';
-import { retryDelayMs, retryNote } from '../tasks/retry';
+import { planRetry } from '../tasks/retry';
 import type { DbHealth } from './db-health';
 import { JobProcess, type StopReason } from './job-process';
 import { LineSplitter } from './line-splitter';
@@ -149,8 +149,7 @@ export class JobRun {
       storeError: writer.storeError,
     });
     outcome.command = job.command === null ? prepared.command : null;
-    const delayMs = retryDelayMs(template.retry, outcome, job.attempt, job.maxAttempts);
-    if (delayMs !== null) outcome.retry = { delayMs, note: retryNote(job.attempt, job.maxAttempts, outcome, delayMs) };
+    outcome.retry = planRetry(template.retry, outcome, job.attempt, job.maxAttempts);
     if (this.phase === 'lost') return;
     ctx.crashPoint('before-finish');
     await this.record(outcome, line, durationMs);

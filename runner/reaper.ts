@@ -4,7 +4,7 @@
 import type { Logger } from '../log';
 import type { ExpiredJob, Queue, ReapRetry } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
-import { retryDelayMs, retryNote } from '../tasks/retry';
+import { planRetry } from '../tasks/retry';
 import type { DbHealth } from './db-health';
 import { Periodic } from './timers';
 
@@ -12,8 +12,7 @@ import { Periodic } from './timers';
 export function retryAfterLostRunner(catalog: TaskCatalog): ReapRetry {
   return (job: ExpiredJob) => {
     const end = { status: 'failure', error: 'runner_lost', exitCode: null };
-    const delayMs = retryDelayMs(catalog.get(job.task)?.retry, end, job.attempt, job.maxAttempts);
-    return delayMs === null ? null : { delayMs, note: retryNote(job.attempt, job.maxAttempts, end, delayMs) };
+    return planRetry(catalog.get(job.task)?.retry, end, job.attempt, job.maxAttempts);
   };
 }
 

@@ -117,3 +117,14 @@ export function retryNote(attempt: number, maxAttempts: number, end: AttemptEnd,
   const wait = delayMs < 10_000 ? (delayMs / 1000).toFixed(1).replace(/\.0$/, '') : String(Math.round(delayMs / 1000));
   return `attempt ${attempt} of ${maxAttempts} failed (${describeFailure(end)}); next attempt in ${wait} s`;
 }
+
+/** The next attempt a failed one earns: its wait and its note (the runner's and the reaper's decision), or null. */
+export function planRetry(
+  policy: RetryPolicy | undefined,
+  end: AttemptEnd,
+  attempt: number,
+  maxAttempts: number,
+): { delayMs: number; note: string } | null {
+  const delayMs = retryDelayMs(policy, end, attempt, maxAttempts);
+  return delayMs === null ? null : { delayMs, note: retryNote(attempt, maxAttempts, end, delayMs) };
+}
