@@ -113,6 +113,25 @@ export async function waitForExit(runner: RunnerProcess, timeoutMs = 60_000): Pr
   return result;
 }
 
+/**
+ * Waits for runners to exit for as long as they keep making progress: fails (null) only when
+ * `progress()` has not grown for `stallMs`, so a slow, busy machine is never mistaken for a hang.
+ */
+export async function waitForExitWhileProgressing(
+  runners: RunnerProcess[],
+  progress: () => Promise<number>,
+  stallMs = 60_000,
+): Promise<(RunnerExit | null)[]> {
+  let last = -1;
+  let lastMovedAt = Date.now();
+  while (runners.some((r) => r.exit === null) && Date.now() - lastMovedAt < stallMs) {
+    const now = await progress();
+    if (now > last) [last, lastMovedAt] = [now, Date.now()];
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  return runners.map((r) => r.exit);
+}
+
 /** Waits (generously) for a job to leave pending/running and returns its row as it is then. */
 export async function waitForFinal(db: Database, id: number, timeoutMs = 60_000): Promise<JobRow> {
   await waitFor(async () => !['pending', 'running'].includes((await jobRow(db, id)).status), timeoutMs, 100);
