@@ -10,6 +10,7 @@ import {
   only,
   parseArgs,
   withDatabase,
+  type Parsed,
 } from './cli-common';
 import { cmdJob, cmdSchedules } from './cli-jobs';
 import { ConfigError, describeDatabase, loadConfig, type Config } from './config';
@@ -26,10 +27,14 @@ import {
   createApiToken,
   createUser,
   ensureInitialAdmin,
+  deleteUser,
   generatePassword,
   listApiTokens,
+  listSessions,
   listUsers,
   revokeApiToken,
+  revokeSessions,
+  setAdmin,
   setPassword,
 } from './models/users';
 import { createApp } from './routers/app';
@@ -48,8 +53,11 @@ const USAGE = `usage: container-jobs <command>
   enqueue TASK [--param k=v]... [--as USER] [--priority N] [--run-at T | --delay S] [--idempotency-key K]
                                             validate and enqueue a job; prints its id
   user add NAME [--admin]                   add a user; password from stdin, or generated and printed
-  user passwd NAME                          set a password (from stdin, or generated and printed)
+  user passwd NAME                          set a password (from stdin, or generated and printed); ends their sessions
   user list                                 list users
+  user delete NAME                          delete a user, their sessions and tokens (their jobs stay)
+  user admin NAME on|off                    grant or take back admin rights (from their next request)
+  user sessions NAME [--revoke]             list a user's sessions (count, last seen), or end them all
   token create NAME [--name LABEL]          make an API token for a user; printed once, on the last line
   token list [NAME]                         list API tokens (not the tokens themselves)
   token revoke ID                           delete an API token
@@ -156,7 +164,7 @@ async function newPassword(): Promise<{ password: string; generated: boolean }> 
 
 async function cmdUser(config: Config, log: Logger, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  const parsed = parseArgs(rest, ['admin']);
+  const parsed = parseArgs(rest, ['admin', 'revoke']);
   switch (sub) {
     case 'add': {
       only(parsed, ['admin']);
@@ -172,8 +180,8 @@ async function cmdUser(config: Config, log: Logger, args: string[]): Promise<num
       only(parsed, []);
       if (parsed.positional.length !== 1) throw new UsageError('user passwd takes exactly one NAME');
       const { password, generated } = await newPassword();
-      await withDatabase(config, log, (db) => setPassword(db, parsed.positional[0], password));
-      console.log(`password of "${parsed.positional[0]}" changed`);
+      const ended = await withDatabase(config, log, (db) => setPassword(db, parsed.positional[0], password));
+      console.log(`password of "${parsed.positional[0]}" changed; ${ended} session(s) ended`);
       if (generated) console.log(`password: ${password}`);
       return 0;
     }
@@ -189,9 +197,49 @@ async function cmdUser(config: Config, log: Logger, args: string[]): Promise<num
       if (users.length === 0) log.notice('no users (add one: container-jobs user add NAME --admin)');
       return 0;
     }
+    case 'delete': {
+      only(parsed, []);
+      if (parsed.positional.length !== 1) throw new UsageError('user delete takes exactly one NAME');
+      const name = parsed.positional[0];
+      const { sessions, tokens } = await withDatabase(config, log, (db) => deleteUser(db, name));
+      console.log(`deleted user "${name}" with ${sessions} session(s) and ${tokens} token(s); their jobs stay`);
+      return 0;
+    }
+    case 'admin': {
+      only(parsed, []);
+      const [name, state] = parsed.positional;
+      if (parsed.positional.length !== 2 || (state !== 'on' && state !== 'off')) {
+        throw new UsageError('usage: container-jobs user admin NAME on|off');
+      }
+      await withDatabase(config, log, (db) => setAdmin(db, name, state === 'on'));
+      console.log(`"${name}" is ${state === 'on' ? 'an admin' : 'no longer an admin'} (from their next request)`);
+      return 0;
+    }
+    case 'sessions':
+      return cmdUserSessions(config, log, parsed);
     default:
-      throw new UsageError('usage: container-jobs user add|passwd|list');
+      throw new UsageError('usage: container-jobs user add|passwd|list|delete|admin|sessions');
   }
+}
+
+/** `user sessions NAME [--revoke]`: how many sessions and when each was last used, or end them all. */
+async function cmdUserSessions(config: Config, log: Logger, parsed: Parsed): Promise<number> {
+  only(parsed, ['revoke']);
+  if (parsed.positional.length !== 1) throw new UsageError('user sessions takes exactly one NAME');
+  const name = parsed.positional[0];
+  if (parsed.options.has('revoke')) {
+    const ended = await withDatabase(config, log, (db) => revokeSessions(db, name));
+    console.log(`ended ${ended} session(s) of "${name}"`);
+    return 0;
+  }
+  const sessions = await withDatabase(config, log, (db) => listSessions(db, name));
+  console.log(`${sessions.length} session(s) of "${name}"`);
+  for (const s of sessions) {
+    console.log(
+      `last seen ${formatDate(s.lastSeenAt)}\tlogged in ${formatDate(s.createdAt)}\texpires ${formatDate(s.expires)}`,
+    );
+  }
+  return 0;
 }
 
 async function cmdToken(config: Config, log: Logger, args: string[]): Promise<number> {
@@ -266,7 +314,7 @@ async function cmdStart(service: Service, config: Config, args: string[]): Promi
     log.warn('first start: created user "admin" (change it with: container-jobs user passwd admin)');
     log.warn(`admin password (shown once): ${password}`);
   }
-  const queue = new Queue(db);
+  const queue = new Queue(db, config.quotas);
   const shutdown = new AbortController();
   const app = createApp({ db, queue, catalog, config, sessionSecret, log, shutdown: shutdown.signal });
   const server = await listen(app, config.http);
@@ -375,6 +423,9 @@ function cliFailure(err: unknown): Failure | undefined {
   return undefined;
 }
 
+// libuv reads this once, at the first thread-pool task (fs, crypto, dns, node-sqlite3), which main() makes:
+// more threads than password hashing may take (models/users.ts), so queries never wait behind a login flood.
+process.env.UV_THREADPOOL_SIZE ??= '8';
 const args = process.argv.slice(2);
 runService({ name: 'container-jobs', daemon: args[0] === 'start', failure: cliFailure }, (service) =>
   main(service, args),

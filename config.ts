@@ -24,6 +24,8 @@ export interface RunnerConfig {
   leaseMs: number;
   outputMaxBytes: number;
   shutdownGraceMs: number;
+  /** JOB_RUNNER_JOB_USER (a user name, or `uid:gid`): every job runs as this user; unset, as the runner's. */
+  jobUser?: string;
   /** Test-only fault injection (JOB_RUNNER_TEST_CRASH): the runner SIGKILLs itself at this point. */
   testCrash?: TestCrashPoint;
 }
@@ -39,6 +41,8 @@ export interface HttpConfig {
   cookieSecure: boolean;
   trustProxy: string | undefined;
   metricsToken: string | undefined;
+  /** JOB_STREAMS_PER_USER: open GET /jobs/:id/stream per user in this API process. */
+  streamsPerUser: number;
 }
 
 /** The systemd service-manager interface (sd_notify(3)); empty outside a Type=notify unit. */
@@ -57,6 +61,8 @@ export interface Config {
   service: ServiceConfig;
   /** The runner's own environment: the source of PATH/LANG/HOME and `passEnv` for jobs. */
   runnerEnv: Readonly<Record<string, string | undefined>>;
+  /** Limits between users (JOB_USER_MAX_RUNNING, JOB_USER_MAX_PENDING); 0: none. */
+  quotas: { userMaxRunning: number; userMaxPending: number };
   /** Test only (JOB_TEST_CRON_SECONDS=1): schedules may have a leading seconds field. */
   testCronSeconds: boolean;
   /** LOG_LEVEL: lines below it are not logged. */
@@ -69,6 +75,17 @@ export class ConfigError extends Error {
 }
 
 export const EX_CONFIG = 78;
+
+/** A user a job may run as: a login name, or `uid:gid` (numbers); root (0) never. */
+export const USER_SPEC = /^(?:[A-Za-z_][A-Za-z0-9._-]{0,31}|\d{1,10}:\d{1,10})$/;
+
+/** Why `spec` cannot name the user a job runs as, or null when it can (resolving it is the runner's). */
+export function userSpecProblem(spec: string): string | null {
+  if (!USER_SPEC.test(spec)) return 'must be a user name or uid:gid';
+  if (spec === 'root' || spec.split(':')[0] === '0' || spec.split(':')[1] === '0')
+    return 'may not be root (uid or gid 0)';
+  return null;
+}
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -187,6 +204,12 @@ export function loadConfig(env: Env = process.env): Config {
     outputMaxBytes: envInt(env, 'JOB_OUTPUT_MAX_BYTES', 16 * 1024 * 1024, 0, 2 ** 40),
     shutdownGraceMs: envInt(env, 'JOB_SHUTDOWN_GRACE_MS', 30000, 0, 86_400_000),
   };
+  const jobUser = envString(env, 'JOB_RUNNER_JOB_USER')?.trim();
+  if (jobUser !== undefined) {
+    const problem = userSpecProblem(jobUser);
+    if (problem) throw new ConfigError(`JOB_RUNNER_JOB_USER=${JSON.stringify(jobUser)} ${problem}`);
+    runner.jobUser = jobUser;
+  }
   const testCrash = envTestCrash(env);
   if (testCrash) runner.testCrash = testCrash;
   if (runner.id.length > 255) throw new ConfigError('JOB_RUNNER_ID is longer than 255 characters');
@@ -206,12 +229,30 @@ export function loadConfig(env: Env = process.env): Config {
       cookieSecure: envBool(env, 'COOKIE_SECURE', false),
       trustProxy: envString(env, 'TRUST_PROXY'),
       metricsToken: emptyToUndefined(envSecret(env, 'METRICS_TOKEN', 'metrics-token')),
+      streamsPerUser: envInt(env, 'JOB_STREAMS_PER_USER', 8, 1, 100_000),
     },
     service: parseService(env),
     runnerEnv: { ...env },
     testCronSeconds: envBool(env, 'JOB_TEST_CRON_SECONDS', false),
+    quotas: {
+      userMaxRunning: envInt(env, 'JOB_USER_MAX_RUNNING', 0, 0, 1_000_000),
+      userMaxPending: envInt(env, 'JOB_USER_MAX_PENDING', 1000, 0, 100_000_000),
+    },
     logLevel: envChoice(env, 'LOG_LEVEL', LOG_LEVELS, 'info'),
   };
+}
+
+/** The variables that give another process this database (what loadConfig reads back). */
+export function databaseEnv(config: DatabaseConfig): Record<string, string> {
+  return config.dialect === 'mysql'
+    ? {
+        MYSQL_HOST: config.host,
+        MYSQL_PORT: String(config.port),
+        MYSQL_USER: config.user,
+        MYSQL_PASSWORD: config.password,
+        MYSQL_DATABASE: config.database,
+      }
+    : { JOBS_SQLITE_PATH: config.storage };
 }
 
 /** One line for the first log line of each process: which database it uses. */

@@ -3,7 +3,7 @@
 import { describeDatabase, loadConfig } from './config';
 import { Queue } from './models/queue';
 import { ServiceNotifier, openDatabaseForService } from './notify';
-import { createRunner } from './runner/daemon';
+import { checkRunnerSetup, createRunner } from './runner/daemon';
 import { runService, type Service } from './service';
 import { TaskCatalog } from './tasks/catalog';
 
@@ -24,13 +24,14 @@ async function main(service: Service, argv: string[]): Promise<number> {
     (err) => log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
     { cronSeconds: config.testCronSeconds },
   );
+  checkRunnerSetup(config, catalog);
   let status = () => '';
   const notifier = new ServiceNotifier(config.service, { log, status: () => status() });
   service.atExit(() => notifier.close());
   const db = await openDatabaseForService(config.database, notifier, log, service.stopping);
   if (!db) return 0;
   service.atExit(() => db.close());
-  const runner = createRunner(config, new Queue(db), catalog, log, once);
+  const runner = createRunner(config, new Queue(db, config.quotas), catalog, log, once);
   status = () => runner.statusLine();
   log.notice(
     `runner ${config.runner.id} started: ${config.runner.concurrency} slot(s), ${catalog.current().size} task(s) from ${config.tasksFile}${once ? ', draining due jobs once' : ''}`,

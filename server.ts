@@ -29,7 +29,15 @@ async function main(service: Service): Promise<number> {
     log.notice('no users yet: create one with `container-jobs user add NAME --admin` (or use `container-jobs start`)');
   }
   const shutdown = new AbortController();
-  const app = createApp({ db, queue: new Queue(db), catalog, config, sessionSecret, log, shutdown: shutdown.signal });
+  const app = createApp({
+    db,
+    queue: new Queue(db, config.quotas),
+    catalog,
+    config,
+    sessionSecret,
+    log,
+    shutdown: shutdown.signal,
+  });
   const server = await listen(app, config.http);
   log.notice(`listening on ${serverUrl(server)} with ${catalog.current().size} task(s) from ${config.tasksFile}`);
   notifier.status(`listening on ${serverUrl(server)}`);
@@ -52,4 +60,7 @@ async function main(service: Service): Promise<number> {
   return 0;
 }
 
+// libuv reads this once, at the first thread-pool task (fs, crypto, dns, node-sqlite3), which main() makes:
+// more threads than password hashing may take (models/users.ts), so queries never wait behind a login flood.
+process.env.UV_THREADPOOL_SIZE ??= '8';
 runService({ name: 'server', daemon: true }, main);

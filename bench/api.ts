@@ -5,20 +5,17 @@
 // job with 1,000,000 output rows (stored after another job's 250,000) at offset=0, offset=999000 and afterId
 // near the end. The API is dist/server.js in a child process, so the load generator (autocannon, here)
 // never shares its event loop; on a small machine both still share the CPUs with MariaDB: CPU is printed.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import readline from 'node:readline';
-import { QueryTypes, Sequelize } from 'sequelize';
-import { loadConfig, type DatabaseConfig } from '../config';
-import { createDatabase, type Database } from '../models/database';
-import { migrate } from '../models/migrate';
+import { QueryTypes } from 'sequelize';
+import type { Database } from '../models/database';
 import { createApiToken, createUser } from '../models/users';
+import { ROOT, benchDatabase, freshDatabase, loginCookie, ms, startServer, stopServer } from './common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const TASKS_FILE = path.join(ROOT, 'bench', 'api-tasks.json');
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 32);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
@@ -50,50 +47,6 @@ interface Measured {
   /** Share of all CPUs busy during the run, and of one core used by the server and by this process. */
   cpu: { machine: number; server: number; client: number };
 }
-type MysqlConfig = Extract<DatabaseConfig, { dialect: 'mysql' }>;
-
-/** MySQL/MariaDB only: the figures are about the deployed database (SQLite serialises every write). */
-function benchDatabaseConfig(): MysqlConfig {
-  const base = loadConfig({ ...process.env, MYSQL_DATABASE: 'cj_bench_api' }).database;
-  if (base.dialect !== 'mysql') throw new Error('bench/api needs MySQL/MariaDB: set MYSQL_HOST and MYSQL_USER');
-  return { ...base, database: process.env.BENCH_DATABASE ?? 'cj_bench_api' };
-}
-
-async function freshDatabase(config: MysqlConfig): Promise<Database> {
-  const { host, port, user: username, password, database } = config;
-  const admin = new Sequelize({ dialect: 'mysql', host, port, username, password, logging: false });
-  await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
-  await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`);
-  await admin.close();
-  const db = createDatabase(config);
-  await migrate(db);
-  return db;
-}
-
-/** dist/server.js with this database; resolves with its URL once it listens (PORT=0: an ephemeral port). */
-async function startServer(config: MysqlConfig): Promise<{ child: ChildProcess; url: string }> {
-  const env = {
-    PATH: process.env.PATH ?? '/usr/bin:/bin',
-    ...{ PORT: '0', HOST: '127.0.0.1', JOB_TASKS_FILE: TASKS_FILE },
-    SESSION_SECRET: crypto.randomBytes(32).toString('hex'),
-    ...{ MYSQL_HOST: config.host, MYSQL_PORT: String(config.port), MYSQL_USER: config.user },
-    ...{ MYSQL_PASSWORD: config.password, MYSQL_DATABASE: config.database },
-  };
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    child.once('exit', (code) => reject(new Error(`dist/server.js exited with ${code} before listening`)));
-    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
-      const match = /listening on (http:\/\/\S+)/.exec(line);
-      if (match) resolve(match[1]);
-    });
-  });
-  child.removeAllListeners('exit');
-  return { child, url };
-}
-
 /** CPU seconds a process has used, from /proc (Linux); 0 elsewhere. */
 function processCpuSeconds(pid: number): number {
   try {
@@ -141,27 +94,11 @@ async function load(server: ChildProcess, options: PostOptions): Promise<Measure
   };
 }
 
-function percentile(sorted: number[], q: number): string {
-  if (sorted.length === 0) return 'n/a';
-  return `${sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)].toFixed(2)} ms`;
-}
-
 const pct = (share: number) => `${(share * 100).toFixed(0)}%`;
 
 async function countJobs(db: Database): Promise<number> {
   const [row] = await db.sequelize.query<{ n: number }>('SELECT COUNT(*) AS n FROM Jobs', { type: QueryTypes.SELECT });
   return Number(row.n);
-}
-
-async function login(url: string): Promise<string> {
-  const res = await fetch(`${url}/login`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Origin: url },
-    body: JSON.stringify({ username: USER, password: PASSWORD }),
-  });
-  const cookie = res.headers.getSetCookie().find((c) => c.startsWith('cj.sid='));
-  if (res.status !== 200 || !cookie) throw new Error(`login failed: ${res.status} ${await res.text()}`);
-  return cookie.split(';')[0];
 }
 
 /**
@@ -179,7 +116,7 @@ async function postJobs(db: Database, server: ChildProcess, url: string, label: 
   const m = await load(server, { ...options, amount });
   const grew = (await countJobs(db)) - before;
   console.log(
-    `POST /jobs ${label.padEnd(7)} ${CONNECTIONS} conns: ${(m.ok / m.seconds).toFixed(0)} req/s (${m.ok} in ${m.seconds.toFixed(2)} s), p50 ${percentile(m.latencies, 0.5)}, p99 ${percentile(m.latencies, 0.99)}; non-2xx ${m.non2xx}, errors ${m.errors}; Jobs rows +${grew} ${grew === m.ok ? '= 2xx' : `!= 2xx ${m.ok} (MISMATCH)`}; CPU machine ${pct(m.cpu.machine)}, server ${pct(m.cpu.server)} of a core, autocannon ${pct(m.cpu.client)}`,
+    `POST /jobs ${label.padEnd(7)} ${CONNECTIONS} conns: ${(m.ok / m.seconds).toFixed(0)} req/s (${m.ok} in ${m.seconds.toFixed(2)} s), p50 ${ms(m.latencies, 0.5, 2)}, p99 ${ms(m.latencies, 0.99, 2)}; non-2xx ${m.non2xx}, errors ${m.errors}; Jobs rows +${grew} ${grew === m.ok ? '= 2xx' : `!= 2xx ${m.ok} (MISMATCH)`}; CPU machine ${pct(m.cpu.machine)}, server ${pct(m.cpu.server)} of a core, autocannon ${pct(m.cpu.client)}`,
   );
   if (m.non2xx !== 0 || m.errors !== 0 || grew !== m.ok) process.exitCode = 1;
 }
@@ -229,7 +166,7 @@ async function readPages(db: Database, server: ChildProcess, url: string, token:
     const rows = (await check.json()) as unknown[];
     const m = await load(server, { url: target, connections: 1, amount: SAMPLES, headers });
     console.log(
-      `GET status ${query.padEnd(16)} limit=${PAGE}: p50 ${percentile(m.latencies, 0.5)}, p99 ${percentile(m.latencies, 0.99)} (${SAMPLES} sequential; ${rows.length} rows a page; non-2xx ${m.non2xx})`,
+      `GET status ${query.padEnd(16)} limit=${PAGE}: p50 ${ms(m.latencies, 0.5, 2)}, p99 ${ms(m.latencies, 0.99, 2)} (${SAMPLES} sequential; ${rows.length} rows a page; non-2xx ${m.non2xx})`,
     );
     if (check.status !== 200 || rows.length !== PAGE || m.non2xx !== 0 || m.errors !== 0) process.exitCode = 1;
   }
@@ -239,27 +176,25 @@ async function readPages(db: Database, server: ChildProcess, url: string, token:
 }
 
 async function main(): Promise<void> {
-  const config = benchDatabaseConfig();
+  // MySQL/MariaDB only: the figures are about the deployed database (SQLite serialises every write).
+  const config = benchDatabase('cj_bench_api', { mysqlOnly: true });
+  if (config.dialect !== 'mysql') throw new Error('unreachable: benchDatabase gave SQLite');
   const db = await freshDatabase(config);
   await createUser(db, USER, PASSWORD);
   const { token } = await createApiToken(db, USER, 'bench');
-  const { child, url } = await startServer(config);
+  const { child, url } = await startServer(config, { JOB_TASKS_FILE: TASKS_FILE });
   console.log(
     `bench/api on MySQL ${config.host}:${config.port}/${config.database}, node ${process.version}, ${os.cpus().length} CPUs (load avg ${os.loadavg()[0].toFixed(2)}); server: dist/server.js in a child process at ${url} (default pool of 10 connections), load: autocannon in this process`,
   );
   try {
-    const cookie = await login(url);
+    const cookie = await loginCookie(url, USER, PASSWORD);
     // 1. Creating jobs: cookie (with the same-origin Origin the CSRF check wants) and bearer token.
     await postJobs(db, child, url, 'cookie', { Cookie: cookie, Origin: url });
     await postJobs(db, child, url, 'bearer', { Authorization: `Bearer ${token}` });
     // 2. Paging the output of a job with 1,000,000 rows.
     await readPages(db, child, url, token, await bigJob(db));
   } finally {
-    if (child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      child.kill('SIGTERM');
-      await exited;
-    }
+    await stopServer(child);
     await db.close();
   }
 }

@@ -4,42 +4,21 @@
 // lines/s persisted for a job printing 1,000,000 lines vs bare batched INSERTs; peak RSS of a
 // runner whose job prints 200 MB.
 import { spawn, spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import { loadConfig, type DatabaseConfig } from '../config';
-import { createDatabase, recreateMysqlDatabase, type Database } from '../models/database';
-import { migrate } from '../models/migrate';
+import { createDatabase, type Database } from '../models/database';
 import { silentLogger } from '../log';
 import { Queue } from '../models/queue';
 import { Runner } from '../runner/runner';
 import { TaskCatalog } from '../tasks/catalog';
+import { ROOT, benchDatabase, freshDatabase, quantile, removeDatabaseFile } from './common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const TASKS_FILE = path.join(ROOT, 'bench', 'tasks.json');
 const JOBS = Number(process.env.BENCH_JOBS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const LINES = Number(process.env.BENCH_LINES ?? 1_000_000);
-
-function benchDatabaseConfig(): DatabaseConfig {
-  const base = loadConfig({ ...process.env, MYSQL_DATABASE: process.env.MYSQL_DATABASE ?? 'cj_bench' }).database;
-  if (base.dialect === 'sqlite') {
-    return { dialect: 'sqlite', storage: path.join(os.tmpdir(), `cj-bench-${process.pid}.sqlite`) };
-  }
-  return { ...base, database: process.env.BENCH_DATABASE ?? 'cj_bench' };
-}
-
-async function freshDatabase(config: DatabaseConfig): Promise<Database> {
-  if (config.dialect === 'mysql') {
-    await recreateMysqlDatabase(config);
-  } else {
-    for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
-  }
-  const db = createDatabase(config, { poolMax: CONCURRENCY + 4 });
-  await migrate(db);
-  return db;
-}
 
 async function clear(db: Database): Promise<void> {
   await db.sequelize.query('DELETE FROM JobStatuses');
@@ -151,10 +130,6 @@ const want = (section: string) => !only || only.includes(section);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
-}
-
 /** Enqueue → running on the database clock, with an idle runner polling every `pollMs`. */
 async function pickupLatency(db: Database, pollMs: number, samples: number): Promise<{ p50: number; p95: number }> {
   await clear(db);
@@ -176,7 +151,7 @@ async function pickupLatency(db: Database, pollMs: number, samples: number): Pro
     { type: QueryTypes.SELECT },
   );
   const sorted = rows.map((r) => Number(r.ms)).sort((a, b) => a - b);
-  return { p50: percentile(sorted, 50), p95: percentile(sorted, 95) };
+  return { p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95) };
 }
 
 async function countWhere(db: Database, where: string): Promise<number> {
@@ -203,8 +178,8 @@ async function idleQueriesPerSecond(config: DatabaseConfig, seconds: number): Pr
 }
 
 async function main(): Promise<void> {
-  const config = benchDatabaseConfig();
-  const db = await freshDatabase(config);
+  const config = benchDatabase('cj_bench');
+  const db = await freshDatabase(config, { poolMax: CONCURRENCY + 4 });
   console.log(
     `bench/runner on ${config.dialect === 'mysql' ? `MySQL ${config.host}:${config.port}/${config.database}` : 'SQLite'}, node ${process.version}, ${os.cpus().length} CPUs`,
   );
@@ -285,7 +260,7 @@ async function main(): Promise<void> {
     console.log(`idle       statements/s from an idle runner at default settings: ${idle.toFixed(2)}`);
   }
   await db.close();
-  if (config.dialect === 'sqlite') fs.rmSync(config.storage, { force: true });
+  removeDatabaseFile(config);
 }
 
 main().catch((err) => {

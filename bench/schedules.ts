@@ -12,13 +12,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
-import { describeDatabase, loadConfig, type DatabaseConfig } from '../config';
-import { createDatabase, recreateMysqlDatabase, type Database } from '../models/database';
-import { migrate } from '../models/migrate';
+import { databaseEnv, describeDatabase, type DatabaseConfig } from '../config';
+import type { Database } from '../models/database';
 import { readTime } from '../models/sql';
 import { fireTimes } from '../tasks/schedules';
+import { ROOT, benchDatabase, freshDatabase, removeDatabaseFile, sleep } from './common';
 
-const ROOT = path.resolve(__dirname, '..', '..');
 const ENTRY = path.join(ROOT, 'dist', 'job-runner.js');
 const SCHEDULES = {
   'minutely-latest': { task: 'reconcile', cron: '* * * * *', missed: 'latest', overlap: 'allow' },
@@ -28,46 +27,8 @@ type ScheduleName = keyof typeof SCHEDULES;
 const NAMES = Object.keys(SCHEDULES) as ScheduleName[];
 const minutes = fireTimes('* * * * *', 'UTC');
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 const clock = (at: number) => new Date(at).toISOString().slice(11, 23);
 const say = (line: string) => console.log(`${clock(Date.now())}  ${line}`);
-
-function benchDatabase(): DatabaseConfig {
-  const database = process.env.BENCH_DATABASE ?? 'cj_bench_schedules';
-  // Without MYSQL_HOST the embedded database (a MYSQL_DATABASE alone is a configuration error).
-  const env = process.env.MYSQL_HOST
-    ? { ...process.env, MYSQL_DATABASE: process.env.MYSQL_DATABASE ?? database }
-    : process.env;
-  const base = loadConfig(env).database;
-  if (base.dialect === 'sqlite') {
-    return { dialect: 'sqlite', storage: path.join(os.tmpdir(), `cj-bench-schedules-${process.pid}.sqlite`) };
-  }
-  if (database.startsWith('cj_test_')) throw new Error(`BENCH_DATABASE=${database}: cj_test_* belong to the tests`);
-  return { ...base, database };
-}
-
-async function freshDatabase(config: DatabaseConfig): Promise<Database> {
-  if (config.dialect === 'mysql') {
-    await recreateMysqlDatabase(config);
-  } else {
-    for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
-  }
-  const db = createDatabase(config);
-  await migrate(db);
-  return db;
-}
-
-function databaseEnv(config: DatabaseConfig): Record<string, string> {
-  return config.dialect === 'mysql'
-    ? {
-        MYSQL_HOST: config.host,
-        MYSQL_PORT: String(config.port),
-        MYSQL_USER: config.user,
-        MYSQL_PASSWORD: config.password,
-        MYSQL_DATABASE: config.database,
-      }
-    : { JOBS_SQLITE_PATH: config.storage };
-}
 
 // ---------------------------------------------------------------------------------------------
 // The runners
@@ -279,7 +240,7 @@ async function report(db: Database, runners: Daemon[], from: number, to: number)
 
 async function main(): Promise<number> {
   if (!fs.existsSync(ENTRY)) throw new Error(`${ENTRY} is missing: npm run build`);
-  const config = benchDatabase();
+  const config = benchDatabase('cj_bench_schedules');
   const db = await freshDatabase(config);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-bench-schedules-'));
   const tasksFile = path.join(dir, 'tasks.json');
@@ -340,9 +301,7 @@ async function main(): Promise<number> {
     for (const d of all) if (d.child.exitCode === null && d.child.signalCode === null) d.child.kill('SIGKILL');
     await db.close();
     fs.rmSync(dir, { recursive: true, force: true });
-    if (config.dialect === 'sqlite') {
-      for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
-    }
+    removeDatabaseFile(config);
   }
 }
 

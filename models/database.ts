@@ -27,8 +27,22 @@ export function sequelizeOptions(db: DatabaseConfig, options: DatabaseOptions = 
   return driverFor(db.dialect).sequelizeOptions(db, { logging: options.logging ?? false, poolMax: options.poolMax });
 }
 
+/**
+ * Creates the SQLite file, empty, mode 0600 before SQLite does (it would make it 0644): it holds
+ * password hashes and jobs' params, and SQLite gives its -wal and -shm files the same mode.
+ * An existing file keeps its mode.
+ */
+function createSqliteFile(storage: string): void {
+  fs.mkdirSync(path.dirname(storage), { recursive: true });
+  try {
+    fs.closeSync(fs.openSync(storage, 'wx', 0o600));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+}
+
 export function createDatabase(db: DatabaseConfig, options: DatabaseOptions = {}): Database {
-  if (db.dialect === 'sqlite') fs.mkdirSync(path.dirname(db.storage), { recursive: true });
+  if (db.dialect === 'sqlite') createSqliteFile(db.storage);
   const sequelize = new Sequelize(sequelizeOptions(db, options));
   const models = initModels(sequelize);
   return {

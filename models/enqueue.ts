@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import type { Transaction } from 'sequelize';
 import type { Database } from './database';
+import type { QueueStatements } from './drivers';
 import { admitNext, lockGroupForEnqueue } from './groups';
 import { parseJsonColumn, type JobParams, type JobStatusName } from './models';
 import { sqlIn, sqlTime, type Sql } from './sql';
@@ -35,6 +36,24 @@ export interface Enqueued {
   status: JobStatusName;
   /** True when an earlier request with the same idempotency key made this job. */
   replayed: boolean;
+}
+
+/** An owner already has JOB_USER_MAX_PENDING pending jobs (the API's 429 quota_exceeded). */
+export class QuotaExceededError extends Error {
+  override name = 'QuotaExceededError';
+  constructor(
+    readonly owner: string,
+    readonly maxPending: number,
+  ) {
+    super(`${owner} already has ${maxPending} pending job(s), the most one user may have (JOB_USER_MAX_PENDING)`);
+  }
+}
+
+/** Locks an owner's JobOwners row (made on first use): claims and enqueues count their jobs under it. */
+export async function lockOwner(sql: Sql, s: QueueStatements, owner: string): Promise<void> {
+  if ((await sql.select(s.ownerLock, { owner })).length > 0) return;
+  await sql.update(s.ownerInsert, { owner });
+  await sql.select(s.ownerLock, { owner });
 }
 
 /** The same idempotency key came with another task or other params. */
@@ -78,11 +97,16 @@ async function autoIncrementStep(db: EnqueueTarget, sql: Sql): Promise<number> {
  * before is not inserted again: its earlier job is returned with `replayed`. Throws
  * IdempotencyConflictError when such a key came with another task or params.
  */
-export async function insertJobs(db: EnqueueTarget, jobs: NewJob[], transaction: Transaction): Promise<Enqueued[]> {
+export async function insertJobs(
+  db: EnqueueTarget,
+  jobs: NewJob[],
+  transaction: Transaction,
+  limits: { maxPending?: number } = {},
+): Promise<Enqueued[]> {
   const sql = sqlIn(db.sequelize, transaction);
   for (let attempt = 1; ; attempt++) {
     try {
-      return await insertOnce(db, sql, jobs, attempt > 1);
+      return await insertOnce(db, sql, jobs, attempt > 1, limits.maxPending ?? 0);
     } catch (err) {
       // A racing request inserted the same key first (we waited for its commit): read it now.
       if (attempt >= 3 || !db.driver.isUniqueViolation(err)) throw err;
@@ -90,7 +114,13 @@ export async function insertJobs(db: EnqueueTarget, jobs: NewJob[], transaction:
   }
 }
 
-async function insertOnce(db: EnqueueTarget, sql: Sql, jobs: NewJob[], latest: boolean): Promise<Enqueued[]> {
+async function insertOnce(
+  db: EnqueueTarget,
+  sql: Sql,
+  jobs: NewJob[],
+  latest: boolean,
+  maxPending: number,
+): Promise<Enqueued[]> {
   const s = db.driver.statements;
   const digests = jobs.map((j) => (j.idempotencyKey ? idempotencyDigest(j.createdBy, j.idempotencyKey) : null));
   const results: (Enqueued | null)[] = jobs.map(() => null);
@@ -124,6 +154,17 @@ async function insertOnce(db: EnqueueTarget, sql: Sql, jobs: NewJob[], latest: b
     const block = fresh.some(({ job }) => job.group?.key === key && job.group.blockOnFailure);
     const group = await lockGroupForEnqueue(sql, s, key, block);
     if (group.headJobId === null && group.blockedByJobId === null) free.push(key);
+  }
+  // Pending quotas after the groups (every transaction locks groups, then owners; owners in name order), only for jobs this call really makes (a replay is free).
+  if (maxPending > 0) {
+    const perOwner = new Map<string, number>();
+    for (const { job } of fresh)
+      if (job.createdBy !== null) perOwner.set(job.createdBy, (perOwner.get(job.createdBy) ?? 0) + 1);
+    for (const owner of [...perOwner.keys()].sort()) {
+      await lockOwner(sql, s, owner);
+      const [{ n }] = await sql.select<{ n: number }>(s.ownerJobs, { owner, status: 'pending' });
+      if (Number(n) + perOwner.get(owner)! > maxPending) throw new QuotaExceededError(owner, maxPending);
+    }
   }
   if (fresh.length > 0) {
     const runAts: string[] = [];

@@ -81,8 +81,19 @@ export class Session extends Model<InferAttributes<Session>, InferCreationAttrib
   declare sid: string;
   declare expires: Date | null;
   declare data: string | null;
+  /** Whose session (Users.id), from the session's data; null for a session nobody logged in to. */
+  declare userId: CreationOptional<number | null>;
+  /** The last request made with it, to the minute. */
+  declare lastSeenAt: CreationOptional<Date | null>;
   declare createdAt: CreationOptional<Date>;
   declare updatedAt: CreationOptional<Date>;
+}
+
+/** Failed logins of one scope (`pair:`, `addr:` or `user:` key) in the window that starts at windowStart. */
+export class LoginFailure extends Model<InferAttributes<LoginFailure>, InferCreationAttributes<LoginFailure>> {
+  declare scope: string;
+  declare windowStart: Date;
+  declare count: number;
 }
 
 export interface Models {
@@ -91,6 +102,7 @@ export interface Models {
   User: typeof User;
   ApiToken: typeof ApiToken;
   Session: typeof Session;
+  LoginFailure: typeof LoginFailure;
 }
 
 /** MariaDB stores JSON as LONGTEXT, so the driver may hand back a string. */
@@ -177,14 +189,24 @@ export function initModels(sequelize: Sequelize): Models {
       sid: { type: STRING(36), primaryKey: true },
       expires: { type: DATE, allowNull: true },
       data: { type: TEXT, allowNull: true },
+      userId: { type: INTEGER, allowNull: true },
+      lastSeenAt: { type: DATE(3), allowNull: true },
       createdAt: { type: DATE(3), allowNull: false },
       updatedAt: { type: DATE(3), allowNull: false },
     },
     { sequelize, tableName: 'Sessions', modelName: 'Session' },
   );
+  LoginFailure.init(
+    {
+      scope: { type: STRING(191), primaryKey: true },
+      windowStart: { type: DATE(3), primaryKey: true },
+      count: { type: INTEGER, allowNull: false, defaultValue: 0 },
+    },
+    { sequelize, tableName: 'LoginFailures', modelName: 'LoginFailure', timestamps: false },
+  );
   Job.hasMany(JobStatus, { foreignKey: 'jobId', onDelete: 'CASCADE' });
   JobStatus.belongsTo(Job, { foreignKey: 'jobId' });
   User.hasMany(ApiToken, { foreignKey: 'userId', onDelete: 'CASCADE' });
   ApiToken.belongsTo(User, { foreignKey: 'userId' });
-  return { Job, JobStatus, User, ApiToken, Session };
+  return { Job, JobStatus, User, ApiToken, Session, LoginFailure };
 }

@@ -2,7 +2,7 @@
 // Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
-import { insertJobs, type Enqueued, type NewJob } from './enqueue';
+import { insertJobs, lockOwner, type Enqueued, type NewJob } from './enqueue';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
 import { sqlIn } from './sql';
 import type { Database } from './database';
@@ -28,7 +28,17 @@ export interface ClaimedJob {
 }
 
 /** Why a pending job has not started (README, "Serial groups"). */
-export type WaitingReason = 'run_at' | 'retry' | 'group' | 'group_blocked' | 'slot';
+export type WaitingReason = 'run_at' | 'retry' | 'group' | 'group_blocked' | 'quota' | 'slot';
+
+/** Limits between users (README, "Fair shares between users"); 0: no limit. */
+export interface Quotas {
+  /** JOB_USER_MAX_RUNNING: the most jobs of one owner running at once, across the fleet. */
+  userMaxRunning: number;
+  /** JOB_USER_MAX_PENDING: the most pending jobs one owner may have (an enqueue beyond it fails). */
+  userMaxPending: number;
+}
+
+export const NO_QUOTAS: Quotas = { userMaxRunning: 0, userMaxPending: 0 };
 
 export interface GroupState {
   key: string;
@@ -122,7 +132,10 @@ export class Queue {
   private readonly writeGate: WriteGate | null;
   private readonly observers = new Set<QueueObserver>();
 
-  constructor(readonly db: Database) {
+  constructor(
+    readonly db: Database,
+    readonly quotas: Quotas = NO_QUOTAS,
+  ) {
     this.driver = db.driver;
     this.sql = db.driver.statements;
     this.writeGate = db.driver.capabilities.serialWrites ? writeGateFor(storageOf(db)) : null;
@@ -205,7 +218,10 @@ export class Queue {
 
   private async claimIn(transaction: Transaction, runnerId: string, limit: number): Promise<ClaimedJob[]> {
     if (limit <= 0) return [];
-    const rows = await this.select<ClaimedJob>(this.sql.claimSelect(limit), {}, transaction);
+    const cap = this.quotas.userMaxRunning;
+    let rows = await this.select<ClaimedJob>(this.sql.claimSelect(limit, cap > 0), { cap }, transaction);
+    if (rows.length === 0) return [];
+    if (cap > 0) rows = await this.withinQuota(rows, cap, transaction);
     if (rows.length === 0) return [];
     await this.update(this.sql.claimMark, { runnerId, ids: rows.map((r) => r.id) }, transaction);
     return rows.map((r) => ({
@@ -216,6 +232,27 @@ export class Queue {
       maxAttempts: Number(r.maxAttempts),
       lastSeq: Number(r.lastSeq),
     }));
+  }
+
+  /**
+   * The claimed rows each owner may still start: under the owner's lock (owners in name order), a
+   * current count of their running jobs, so two runners never both take an owner's last place.
+   */
+  private async withinQuota(rows: ClaimedJob[], cap: number, transaction: Transaction): Promise<ClaimedJob[]> {
+    const sql = sqlIn(this.db.sequelize, transaction);
+    const owners = [...new Set(rows.flatMap((r) => (r.createdBy === null ? [] : [r.createdBy])))].sort();
+    const room = new Map<string, number>();
+    for (const owner of owners) {
+      await lockOwner(sql, this.sql, owner);
+      const [{ n }] = await sql.select<{ n: number }>(this.sql.ownerJobs, { owner, status: 'running' });
+      room.set(owner, cap - Number(n));
+    }
+    return rows.filter((r) => {
+      if (r.createdBy === null) return true;
+      const left = room.get(r.createdBy)!;
+      room.set(r.createdBy, left - 1);
+      return left > 0;
+    });
   }
 
   private insertOutput(jobId: number, rows: OutputRow[], transaction: Transaction): Promise<unknown> {
@@ -285,12 +322,11 @@ export class Queue {
     return this.transaction(async (transaction) => {
       // The fence for the whole batch in one read: the rows this runner still owns, locked.
       const runnerId = jobs[0].fence.runnerId;
-      const held = await this.select<{
-        id: number;
-        groupKey: string | null;
-        attempt: number;
-        cancel: unknown;
-      }>(this.sql.fencesHeldForFinish, { ids: jobs.map((j) => j.fence.jobId), runnerId }, transaction);
+      const held = await this.select<{ id: number; groupKey: string | null; attempt: number; cancel: unknown }>(
+        this.sql.fencesHeldForFinish,
+        { ids: jobs.map((j) => j.fence.jobId), runnerId },
+        transaction,
+      );
       const owned = new Map(held.map((r) => [Number(r.id), r]));
       const mine = jobs.filter(
         (j) => Number(owned.get(j.fence.jobId)?.attempt) === j.fence.attempt && j.fence.runnerId === runnerId,
@@ -300,13 +336,7 @@ export class Queue {
       for (const { fence, outcome } of retried) {
         await this.update(
           this.sql.retryLater(outcome.retry!.delayMs),
-          {
-            id: fence.jobId,
-            runnerId,
-            attempt: fence.attempt,
-            error: outcome.error,
-            command: outcome.command ?? null,
-          },
+          { id: fence.jobId, runnerId, attempt: fence.attempt, error: outcome.error, command: outcome.command ?? null },
           transaction,
         );
       }
@@ -330,15 +360,7 @@ export class Queue {
         const { status, exitCode, signal, error } = outcome;
         await this.update(
           this.sql.finish,
-          {
-            status,
-            exitCode,
-            signal,
-            error,
-            command: outcome.command ?? null,
-            ids,
-            runnerId,
-          },
+          { status, exitCode, signal, error, command: outcome.command ?? null, ids, runnerId },
           transaction,
         );
       }
@@ -383,27 +405,19 @@ export class Queue {
   }
 
   private async renewLeasesNow(runnerId: string, jobIds: number[]): Promise<LeaseReport> {
-    const renewed = await this.update(this.sql.renewLeases, {
-      jobIds,
-      runnerId,
-    });
+    const renewed = await this.update(this.sql.renewLeases, { jobIds, runnerId });
     if (renewed === jobIds.length) return { lost: [], cancelRequested: [] };
-    const rows = await this.select<{
-      id: number;
-      runnerId: string | null;
-      status: string;
-      cancel: unknown;
-    }>(this.sql.leaseStates, { jobIds });
+    const rows = await this.select<{ id: number; runnerId: string | null; status: string; cancel: unknown }>(
+      this.sql.leaseStates,
+      { jobIds },
+    );
     const owned = new Map(
       rows.filter((r) => r.runnerId === runnerId && r.status === 'running').map((r) => [Number(r.id), r]),
     );
     const cancelRequested = [...owned.values()].filter((r) => r.cancel !== null).map((r) => Number(r.id));
     if (cancelRequested.length > 0) {
       // Keep the lease of a job being stopped, so nobody reaps it while it shuts down.
-      await this.update(this.sql.renewCancelling, {
-        ids: cancelRequested,
-        runnerId,
-      });
+      await this.update(this.sql.renewCancelling, { ids: cancelRequested, runnerId });
     }
     return { lost: jobIds.filter((id) => !owned.has(id)), cancelRequested };
   }
@@ -419,13 +433,7 @@ export class Queue {
     const [row] = await this.select<{ lastSeq: number | null }>(this.sql.lastSeq, { jobId }, transaction);
     await this.insertOutput(
       jobId,
-      [
-        {
-          seq: Number(row?.lastSeq ?? 0) + 1,
-          stream: 'system',
-          output: message,
-        },
-      ],
+      [{ seq: Number(row?.lastSeq ?? 0) + 1, stream: 'system', output: message }],
       transaction,
     );
   }
@@ -446,20 +454,11 @@ export class Queue {
         cancel: unknown;
       }>(this.sql.reapSelect(leaseMs, batch), {}, transaction);
       const reaped: number[] = [];
-      const settled: {
-        id: number;
-        groupKey: string | null;
-        failed: boolean;
-      }[] = [];
+      const settled: { id: number; groupKey: string | null; failed: boolean }[] = [];
       for (const row of rows) {
         const id = Number(row.id);
         const lost = `runner ${row.runnerId ?? '?'} stopped renewing its lease for over ${Math.round(leaseMs / 1000)} s`;
-        const job = {
-          id,
-          task: row.task,
-          attempt: Number(row.attempt),
-          maxAttempts: Number(row.maxAttempts),
-        };
+        const job = { id, task: row.task, attempt: Number(row.attempt), maxAttempts: Number(row.maxAttempts) };
         const retry = row.cancel === null ? retryOf(job) : null;
         if (retry) {
           // Listed `runner_lost`: the same row runs again at its next attempt, keeping its group.
@@ -570,8 +569,9 @@ export class Queue {
    * commits), else in a transaction of its own (the API and the CLI). See models/enqueue.ts.
    */
   async enqueueMany(jobs: NewJob[], transaction?: Transaction): Promise<Enqueued[]> {
-    if (transaction) return insertJobs(this.db, jobs, transaction);
-    return this.transaction((t) => insertJobs(this.db, jobs, t));
+    const limits = { maxPending: this.quotas.userMaxPending };
+    if (transaction) return insertJobs(this.db, jobs, transaction, limits);
+    return this.transaction((t) => insertJobs(this.db, jobs, t, limits));
   }
 
   async enqueue(job: NewJob, transaction?: Transaction): Promise<Enqueued> {
@@ -584,6 +584,7 @@ export class Queue {
       later: number;
       attempt: number;
       groupQueued: number | boolean;
+      ownerRunning: number;
       blockedBy: number | null;
     }>(this.sql.waitingOf, { id: jobId });
     if (!row) return null;
@@ -591,6 +592,8 @@ export class Queue {
     if (Number(row.groupQueued)) return row.blockedBy === null ? 'group' : 'group_blocked';
     // Due later: at its next attempt's backoff, or when it was asked to run.
     if (Number(row.later) === 1) return Number(row.attempt) > 1 ? 'retry' : 'run_at';
+    const cap = this.quotas.userMaxRunning;
+    if (cap > 0 && Number(row.ownerRunning) >= cap) return 'quota';
     return 'slot';
   }
 

@@ -1,14 +1,21 @@
 // Users and API tokens: password hashing, login checks and bearer tokens, shared by the API and the CLI.
 import crypto from 'node:crypto';
+import os from 'node:os';
 import { promisify } from 'node:util';
 import { Op, UniqueConstraintError } from 'sequelize';
 import type { Database } from './database';
 import type { ApiToken as ApiTokenRow, User as UserRow } from './models';
+import { Semaphore } from './semaphore';
 
 /** Who a request acts as, once its password, session or token has been checked. */
 export interface AuthenticatedUser {
   username: string;
   isAdmin: boolean;
+}
+
+/** A user as a session refers to it: by id, so a renamed or re-created name is not the same user. */
+export interface UserRecord extends AuthenticatedUser {
+  id: number;
 }
 
 /** A refused user or token operation (bad name, unknown user, short password …); the CLI prints it. */
@@ -33,6 +40,14 @@ const scryptAsync = promisify(crypto.scrypt) as (
   options: crypto.ScryptOptions,
 ) => Promise<Buffer>;
 
+/**
+ * scrypt runs on libuv's thread pool, which node-sqlite3 (and fs, dns) share: a flood of logins
+ * hashing on every thread stalls every query behind it. At most half the CPUs hash at once (and
+ * never all four default threads); a few dozen more wait, and beyond that a login is refused at
+ * once (SemaphoreFullError, the API's 429) rather than queued for seconds.
+ */
+export const passwordHashing = new Semaphore(Math.min(2, Math.max(1, Math.floor(os.availableParallelism() / 2))), 32);
+
 function scryptOptions(N: number, r: number, p: number): crypto.ScryptOptions {
   return { N, r, p, maxmem: 256 * N * r * p + 1024 * 1024 };
 }
@@ -41,7 +56,9 @@ function scryptOptions(N: number, r: number, p: number): crypto.ScryptOptions {
 export async function hashPassword(password: string): Promise<string> {
   const { N, r, p, keyLength, saltLength } = SCRYPT;
   const salt = crypto.randomBytes(saltLength);
-  const hash = await scryptAsync(password.normalize('NFC'), salt, keyLength, scryptOptions(N, r, p));
+  const hash = await passwordHashing.run(() =>
+    scryptAsync(password.normalize('NFC'), salt, keyLength, scryptOptions(N, r, p)),
+  );
   return ['scrypt', N, r, p, salt.toString('base64url'), hash.toString('base64url')].join('$');
 }
 
@@ -56,7 +73,9 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const salt = Buffer.from(parts[4], 'base64url');
   const expected = Buffer.from(parts[5], 'base64url');
   if (expected.length < 16) return false;
-  const actual = await scryptAsync(password.normalize('NFC'), salt, expected.length, scryptOptions(N, r, p));
+  const actual = await passwordHashing.run(() =>
+    scryptAsync(password.normalize('NFC'), salt, expected.length, scryptOptions(N, r, p)),
+  );
   return crypto.timingSafeEqual(actual, expected);
 }
 
@@ -68,6 +87,12 @@ export async function verifyCredentials(
   username: string,
   password: string,
 ): Promise<AuthenticatedUser | null> {
+  const user = await verifyLogin(db, username, password);
+  return user && { username: user.username, isAdmin: user.isAdmin };
+}
+
+/** verifyCredentials, with the user's id (what a session keeps). */
+export async function verifyLogin(db: Database, username: string, password: string): Promise<UserRecord | null> {
   if (password.length > PASSWORD_MAX_LENGTH) return null;
   const user = USERNAME.test(username) ? await db.models.User.findOne({ where: { username } }) : null;
   if (!user) {
@@ -76,7 +101,13 @@ export async function verifyCredentials(
     return null;
   }
   if (!(await verifyPassword(password, user.passwordHash))) return null;
-  return { username: user.username, isAdmin: Boolean(user.isAdmin) };
+  return { id: user.id, username: user.username, isAdmin: Boolean(user.isAdmin) };
+}
+
+/** The user as the Users table has it now; null once deleted. */
+export async function userById(db: Database, id: number): Promise<UserRecord | null> {
+  const user = await db.models.User.findByPk(id, { attributes: ['id', 'username', 'isAdmin'] });
+  return user && { id: user.id, username: user.username, isAdmin: Boolean(user.isAdmin) };
 }
 
 /** A random password for people to copy: 24 characters, 144 bits. */
@@ -118,13 +149,60 @@ export async function createUser(
   }
 }
 
-export async function setPassword(db: Database, username: string, password: string): Promise<void> {
+async function existingUser(db: Database, username: string): Promise<UserRow> {
+  const user = await db.models.User.findOne({ where: { username } });
+  if (!user) throw new UserError(`no user "${username}"`);
+  return user;
+}
+
+/** Sets a password and ends every session of the user (a stolen cookie dies with the old password); returns how many. */
+export async function setPassword(db: Database, username: string, password: string): Promise<number> {
   checkPassword(password);
-  const [changed] = await db.models.User.update(
-    { passwordHash: await hashPassword(password) },
-    { where: { username } },
-  );
-  if (changed === 0) throw new UserError(`no user "${username}"`);
+  const passwordHash = await hashPassword(password);
+  const user = await existingUser(db, username);
+  return db.sequelize.transaction(async (transaction) => {
+    await db.models.User.update({ passwordHash }, { where: { id: user.id }, transaction });
+    return db.models.Session.destroy({ where: { userId: user.id }, transaction });
+  });
+}
+
+/** Grants or takes back admin rights; they apply from the user's next request, in every session. */
+export async function setAdmin(db: Database, username: string, isAdmin: boolean): Promise<void> {
+  const user = await existingUser(db, username);
+  await db.models.User.update({ isAdmin }, { where: { id: user.id } });
+}
+
+/** Deletes a user with their sessions and tokens; their jobs stay (admins still see them). */
+export async function deleteUser(db: Database, username: string): Promise<{ sessions: number; tokens: number }> {
+  const user = await existingUser(db, username);
+  return db.sequelize.transaction(async (transaction) => {
+    const sessions = await db.models.Session.destroy({ where: { userId: user.id }, transaction });
+    const tokens = await db.models.ApiToken.destroy({ where: { userId: user.id }, transaction });
+    await db.models.User.destroy({ where: { id: user.id }, transaction });
+    return { sessions, tokens };
+  });
+}
+
+export interface SessionSummary {
+  createdAt: Date;
+  lastSeenAt: Date | null;
+  expires: Date | null;
+}
+
+/** A user's live sessions, most recently seen first. */
+export async function listSessions(db: Database, username: string): Promise<SessionSummary[]> {
+  const user = await existingUser(db, username);
+  const rows = await db.models.Session.findAll({
+    where: { userId: user.id, expires: { [Op.gt]: new Date() } },
+    order: [['lastSeenAt', 'DESC']],
+  });
+  return rows.map((s) => ({ createdAt: s.createdAt, lastSeenAt: s.lastSeenAt ?? null, expires: s.expires }));
+}
+
+/** Ends every session of a user; returns how many. */
+export async function revokeSessions(db: Database, username: string): Promise<number> {
+  const user = await existingUser(db, username);
+  return db.models.Session.destroy({ where: { userId: user.id } });
 }
 
 export interface UserSummary extends AuthenticatedUser {

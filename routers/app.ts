@@ -1,5 +1,6 @@
 // createApp(deps): the standalone API (what supertest imports); server.ts and `start` only listen.
 import express, { type Express, type RequestHandler } from 'express';
+import helmet from 'helmet';
 import { ConfigError, type Config } from '../config';
 import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
@@ -12,6 +13,7 @@ import { createJobsRouter, createTasksRouter } from './jobs';
 import { createLoginRouter, type LoginLimits } from './login';
 import { createMetricsRouter } from './metrics';
 import { resolveSessionSecret, sessionMiddleware } from './sessions';
+import type { StreamSlots } from './stream-slots';
 import { createUiRouter } from './ui';
 
 export interface AppDeps {
@@ -25,6 +27,9 @@ export interface AppDeps {
   loginLimits?: Partial<LoginLimits>;
   streamPollMs?: number;
   streamKeepAliveMs?: number;
+  streamRecheckMs?: number;
+  /** Open streams, counted per user (made from JOB_STREAMS_PER_USER when absent). */
+  streamSlots?: StreamSlots;
   /** Aborted at shutdown to end open event streams. */
   shutdown?: AbortSignal;
 }
@@ -40,22 +45,34 @@ function parseTrustProxy(raw: string | undefined): boolean | number | string {
   return value;
 }
 
-function securityHeaders(hsts: boolean): RequestHandler {
-  return (_req, res, next) => {
-    res.set({
-      'X-Content-Type-Options': 'nosniff',
-      'Content-Security-Policy':
-        "default-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; object-src 'none'",
-      'X-Frame-Options': 'DENY',
-      'Referrer-Policy': 'no-referrer',
-      'Cross-Origin-Opener-Policy': 'same-origin',
-      'Cross-Origin-Resource-Policy': 'same-origin',
-      'Cache-Control': 'no-store',
-    });
-    // Only when cookies are TLS-only: then the site is served over HTTPS.
-    if (hsts) res.set('Strict-Transport-Security', 'max-age=31536000');
-    next();
-  };
+/**
+ * Security headers by helmet (its defaults, tightened where this app needs nothing: no frames at all,
+ * no inline styles, no referrer), and no caching of API answers. HSTS only when cookies are TLS-only:
+ * then the site is served over HTTPS.
+ */
+function securityHeaders(hsts: boolean): RequestHandler[] {
+  return [
+    helmet({
+      contentSecurityPolicy: {
+        useDefaults: false,
+        directives: {
+          defaultSrc: ["'self'"],
+          baseUri: ["'none'"],
+          formAction: ["'self'"],
+          frameAncestors: ["'none'"],
+          objectSrc: ["'none'"],
+          scriptSrcAttr: ["'none'"],
+        },
+      },
+      frameguard: { action: 'deny' },
+      referrerPolicy: { policy: 'no-referrer' },
+      strictTransportSecurity: hsts ? { maxAge: 31_536_000, includeSubDomains: false } : false,
+    }),
+    (_req, res, next) => {
+      res.set('Cache-Control', 'no-store');
+      next();
+    },
+  ];
 }
 
 function health(db: Database): RequestHandler {
@@ -88,7 +105,7 @@ export function createApp(deps: AppDeps): Express {
   } catch (err) {
     throw new ConfigError(`TRUST_PROXY=${JSON.stringify(http.trustProxy)} is not valid: ${(err as Error).message}`);
   }
-  app.use(securityHeaders(http.cookieSecure));
+  app.use(...securityHeaders(http.cookieSecure));
   // Before sessions: a health check never reads the session store.
   app.get('/health', health(deps.db));
   app.use(
@@ -99,7 +116,7 @@ export function createApp(deps: AppDeps): Express {
   );
   app.use(createLoginRouter(deps));
   app.use('/tasks', createTasksRouter(deps));
-  app.use('/jobs', createJobsRouter({ ...deps, log }));
+  app.use('/jobs', createJobsRouter({ ...deps, log, streamsPerUser: http.streamsPerUser, hostSessions: false }));
   app.use('/groups', createGroupsRouter(deps));
   app.use('/schedules', createSchedulesRouter(deps));
   app.use('/metrics', createMetricsRouter({ db: deps.db, metricsToken: http.metricsToken }));

@@ -1,15 +1,27 @@
 // Who is asking (session cookie or bearer token), and the guards every write passes: 415, then CSRF.
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Database } from '../models/database';
-import { authenticateApiToken, type AuthenticatedUser } from '../models/users';
+import { authenticateApiToken, userById, type AuthenticatedUser } from '../models/users';
 import { HttpError } from './errors';
 
 declare module 'express-session' {
   interface SessionData {
-    /** The username; set by our login, or by the container-creator's own when the router is mounted there. */
+    /** Users.id, set by our login: the user (and their rights) is read from Users on every request. */
+    userId?: number;
+    /** The username: shown only, with our login; the container-creator's own login sets it (hostSessions). */
     user?: string;
+    /** Set by the container-creator's login only (hostSessions); ours never keeps rights in a session. */
     isAdmin?: boolean;
   }
+}
+
+export interface AuthOptions {
+  /**
+   * The host app's login owns the session (the router mounted in the container-creator): take
+   * `req.session.user` and `req.session.isAdmin` as it set them. Without it, only our login's
+   * sessions count, and the user is re-read from Users on every request.
+   */
+  hostSessions?: boolean;
 }
 
 export interface Principal extends AuthenticatedUser {
@@ -31,15 +43,36 @@ export function bearerToken(req: Request): string | null {
   return match ? match[1] : null;
 }
 
-/** The session's user, as our login (or the host's) stored it. */
-export function sessionUser(req: Request): AuthenticatedUser | null {
-  const user = req.session?.user;
-  if (typeof user !== 'string' || user === '') return null;
-  return { username: user, isAdmin: req.session.isAdmin === true };
+/** Whether the request carries a logged-in session (ours, or the host's), before the user is checked. */
+export function hasSessionUser(req: Request, options: AuthOptions = {}): boolean {
+  const session = req.session;
+  if (!session) return false;
+  if (typeof session.userId === 'number') return true;
+  return options.hostSessions === true && typeof session.user === 'string' && session.user !== '';
+}
+
+function destroySession(req: Request): Promise<void> {
+  return new Promise((resolve, reject) => req.session.destroy((err) => (err ? reject(err) : resolve())));
+}
+
+/** The session's user as Users has it now (a deleted user's session is ended), or the host's user. */
+async function sessionPrincipal(db: Database, req: Request, options: AuthOptions): Promise<AuthenticatedUser | null> {
+  const session = req.session;
+  if (!session) return null;
+  if (typeof session.userId === 'number') {
+    const user = await userById(db, session.userId);
+    if (user) return { username: user.username, isAdmin: user.isAdmin };
+    await destroySession(req);
+    return null;
+  }
+  if (options.hostSessions === true && typeof session.user === 'string' && session.user !== '') {
+    return { username: session.user, isAdmin: session.isAdmin === true };
+  }
+  return null;
 }
 
 /** Resolves the principal from a bearer token or the session; 401 when there is none. */
-export function authenticate(db: Database): RequestHandler {
+export function authenticate(db: Database, options: AuthOptions = {}): RequestHandler {
   return async (req, _res, next) => {
     const token = bearerToken(req);
     if (token !== null) {
@@ -48,7 +81,7 @@ export function authenticate(db: Database): RequestHandler {
       principals.set(req, { ...user, via: 'token' });
       return next();
     }
-    const user = sessionUser(req);
+    const user = await sessionPrincipal(db, req, options);
     if (!user) throw new HttpError(401, 'unauthenticated', 'log in first (POST /login) or send a bearer token');
     principals.set(req, { ...user, via: 'session' });
     next();

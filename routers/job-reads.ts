@@ -1,5 +1,5 @@
 // What the API reads about jobs, always scoped to what the caller may see inside the SQL WHERE.
-import { IndexHints, Op, type WhereOptions } from 'sequelize';
+import { col, fn, IndexHints, Op, type WhereOptions } from 'sequelize';
 import type { Database } from '../models/database';
 import type { Job, JobStatus, JobStatusName } from '../models/models';
 
@@ -107,6 +107,17 @@ export interface OutputQuery {
   afterId?: number;
   limit: number;
   offset?: number;
+  /**
+   * Stop before the page's `output` passes about this many bytes (LENGTH: bytes on MySQL, characters on
+   * SQLite), at least one row: a page of 16 KiB lines then never holds more than this in memory.
+   */
+  maxBytes?: number;
+}
+
+export interface OutputPage {
+  rows: OutputRowJson[];
+  /** There may be rows after these: the page was cut by `limit` or by `maxBytes`. */
+  more: boolean;
 }
 
 /** The (jobId, id) index: one job's rows, already in output order. */
@@ -120,6 +131,11 @@ const OUTPUT_INDEX = 'jobstatuses_jobid_id';
  * An offset is skipped in that index alone (it holds the ids), then only the page's rows are read.
  */
 export async function readOutput(db: Database, jobId: number, q: OutputQuery): Promise<OutputRowJson[]> {
+  return (await readOutputPage(db, jobId, q)).rows;
+}
+
+/** readOutput, and whether there may be more; with `maxBytes`, the row sizes are read first to choose the page. */
+export async function readOutputPage(db: Database, jobId: number, q: OutputQuery): Promise<OutputPage> {
   const { JobStatus } = db.models;
   const hint = { indexHints: [{ type: IndexHints.FORCE, values: [OUTPUT_INDEX] }] };
   const where: Record<string | symbol, unknown> = { jobId };
@@ -133,17 +149,36 @@ export async function readOutput(db: Database, jobId: number, q: OutputQuery): P
       limit: 1,
       offset: q.offset,
     });
-    if (!start) return [];
+    if (!start) return { rows: [], more: false };
     where.id = { [Op.gte]: start.id };
+  }
+  let limit = q.limit;
+  let cut = false;
+  if (q.maxBytes !== undefined) {
+    const sizes = (await JobStatus.findAll({
+      ...hint,
+      attributes: ['id', [fn('LENGTH', col('output')), 'bytes']],
+      where: where as WhereOptions<JobStatus>,
+      order: [['id', 'ASC']],
+      limit: q.limit,
+      raw: true,
+    })) as unknown as { id: number | string; bytes: number | string | null }[];
+    if (sizes.length === 0) return { rows: [], more: false };
+    let bytes = Number(sizes[0].bytes ?? 0);
+    let n = 1;
+    while (n < sizes.length && bytes + Number(sizes[n].bytes ?? 0) <= q.maxBytes)
+      bytes += Number(sizes[n++].bytes ?? 0);
+    cut = n < sizes.length;
+    limit = n;
   }
   const rows = await JobStatus.findAll({
     ...hint,
     attributes: ['id', 'jobId', 'stream', 'output', 'createdAt'],
     where: where as WhereOptions<JobStatus>,
     order: [['id', 'ASC']],
-    limit: q.limit,
+    limit,
   });
-  return rows.map(outputJson);
+  return { rows: rows.map(outputJson), more: cut || rows.length === q.limit };
 }
 
 export interface JobState {

@@ -1,17 +1,21 @@
 // The jobs router (mountable in the container-creator's app) and the task list.
+import { setMaxListeners } from 'node:events';
 import { Router } from 'express';
 import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
 import { FINISHED_STATUSES, JOB_STATUSES, type JobStatusName } from '../models/models';
-import { IdempotencyConflictError } from '../models/enqueue';
+import { IdempotencyConflictError, QuotaExceededError } from '../models/enqueue';
 import type { Queue } from '../models/queue';
 import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { checkJobRequest, JobRequestError } from '../tasks/job-request';
 import { authenticate, bodyFields, jsonBody, principalOf, writeGuard, type Principal } from './auth';
 import { errorHandler, HttpError, notFound } from './errors';
-import { countOutputLines, findVisibleJob, jobJson, listVisibleJobs, readOutput } from './job-reads';
+import { countOutputLines, findVisibleJob, jobJson, listVisibleJobs } from './job-reads';
+import { sendOutputJson } from './output-response';
 import { pathId, queryInt, queryString, resumeAfter } from './params';
 import { streamJob } from './stream';
+import { accessCheck } from './stream-access';
+import { DEFAULT_STREAMS_PER_USER, StreamSlots } from './stream-slots';
 
 export interface JobsRouterDeps {
   db: Database;
@@ -21,8 +25,20 @@ export interface JobsRouterDeps {
   /** How often an open /stream polls the database (default 300 ms). */
   streamPollMs?: number;
   streamKeepAliveMs?: number;
+  /** How often an open /stream re-checks its session or token (default 15 s). */
+  streamRecheckMs?: number;
+  /** Open /streams per user (JOB_STREAMS_PER_USER, default 8); ignored when `streamSlots` is given. */
+  streamsPerUser?: number;
+  /** The open streams of this process (made from `streamsPerUser` when absent; tests read its counters). */
+  streamSlots?: StreamSlots;
   /** Aborted at shutdown to end open streams. */
   shutdown?: AbortSignal;
+  /**
+   * Trust the host's login: `req.session.user` and `isAdmin` as the container-creator sets them
+   * (see AuthOptions). Default true, as mounted in a host; our own app passes false, so only its
+   * login's sessions count and the user is re-read from Users on every request.
+   */
+  hostSessions?: boolean;
 }
 
 const LIST_LIMIT = { fallback: 50, cap: 500 };
@@ -53,8 +69,11 @@ function checked<T>(check: () => T): T {
 export function createJobsRouter(deps: JobsRouterDeps): Router {
   const { db, queue, catalog } = deps;
   const log = deps.log ?? createLogger();
+  const streamSlots = deps.streamSlots ?? new StreamSlots(deps.streamsPerUser ?? DEFAULT_STREAMS_PER_USER);
+  // Every open stream listens for shutdown: as many listeners as streams is expected, not a leak.
+  if (deps.shutdown) setMaxListeners(0, deps.shutdown);
   const router = Router();
-  router.use(authenticate(db));
+  router.use(authenticate(db, { hostSessions: deps.hostSessions ?? true }));
 
   router.post('/', writeGuard({ bodyRequired: true }), jsonBody, async (req, res) => {
     const principal = principalOf(req);
@@ -66,6 +85,7 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
     try {
       enqueued = await queue.enqueue(job);
     } catch (err) {
+      if (err instanceof QuotaExceededError) throw new HttpError(429, 'quota_exceeded', err.message);
       if (!(err instanceof IdempotencyConflictError)) throw err;
       throw new HttpError(409, 'idempotency_conflict', err.message);
     }
@@ -107,7 +127,7 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
     const offset = queryInt(req, 'offset', 0);
     const afterId = queryInt(req, 'afterId', undefined);
     if (!(await findVisibleJob(db, principalOf(req), id))) throw notFoundJob(id);
-    res.json(await readOutput(db, id, { afterId, limit, offset }));
+    await sendOutputJson(db, id, { afterId, limit, offset }, res, log);
   });
 
   router.get('/:id/stream', async (req, res) => {
@@ -115,12 +135,29 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
     const afterId = resumeAfter(req);
     const principal = principalOf(req);
     if (!(await findVisibleJob(db, principal, id))) throw notFoundJob(id);
-    await streamJob(db, principal, id, afterId, req, res, {
-      pollMs: deps.streamPollMs ?? 300,
-      keepAliveMs: deps.streamKeepAliveMs ?? 15_000,
-      shutdown: deps.shutdown,
-      log,
-    });
+    const slot = streamSlots.tryOpen(principal.username, id);
+    if (!slot) {
+      throw new HttpError(
+        429,
+        'too_many_streams',
+        `${streamSlots.perUser} streams are open for ${principal.username} already; close one first`,
+      );
+    }
+    // Freed the moment the client leaves, not when the loop next notices.
+    res.once('close', () => streamSlots.release(slot));
+    try {
+      await streamJob(db, principal, id, afterId, req, res, {
+        pollMs: deps.streamPollMs ?? 300,
+        keepAliveMs: deps.streamKeepAliveMs ?? 15_000,
+        recheckMs: deps.streamRecheckMs ?? 15_000,
+        check: await accessCheck(db, req, principal),
+        stats: slot,
+        shutdown: deps.shutdown,
+        log,
+      });
+    } finally {
+      streamSlots.release(slot);
+    }
   });
 
   router.post('/:id/cancel', writeGuard({ bodyRequired: false }), jsonBody, async (req, res) => {

@@ -1,23 +1,17 @@
 // The standalone login layer: POST /login, POST /logout, GET /me.
 import { Router, type Request, type RequestHandler } from 'express';
 import type { Database } from '../models/database';
-import { verifyCredentials } from '../models/users';
-import { authenticate, bodyFields, jsonBody, principalOf, sessionUser, writeGuard } from './auth';
+import { LoginThrottle, type LoginLimits } from '../models/login-throttle';
+import { SemaphoreFullError } from '../models/semaphore';
+import { verifyLogin } from '../models/users';
+import { authenticate, bodyFields, hasSessionUser, jsonBody, principalOf, writeGuard } from './auth';
 import { HttpError } from './errors';
-import { AttemptLimiter, type LimitRule } from './rate-limit';
 import { SESSION_COOKIE } from './sessions';
 
-export interface LoginLimits {
-  /** Failed logins per username (the contract: 10 per 15 minutes). */
-  perUsername: LimitRule;
-  /** Failed logins per client address, whatever the username. */
-  perIp: LimitRule;
-}
+export type { LoginLimits } from '../models/login-throttle';
 
-const DEFAULT_LOGIN_LIMITS: LoginLimits = {
-  perUsername: { max: 10, windowMs: 15 * 60 * 1000 },
-  perIp: { max: 100, windowMs: 15 * 60 * 1000 },
-};
+/** When the password-hashing line is full (a flood of logins): come back in a second. */
+const BUSY_RETRY_AFTER_SEC = 1;
 
 function regenerate(req: Request): Promise<void> {
   return new Promise((resolve, reject) => req.session.regenerate((err) => (err ? reject(err) : resolve())));
@@ -31,10 +25,12 @@ function destroy(req: Request): Promise<void> {
   return new Promise((resolve, reject) => req.session.destroy((err) => (err ? reject(err) : resolve())));
 }
 
+function rateLimited(seconds: number, message: string): HttpError {
+  return new HttpError(429, 'rate_limited', message, { headers: { 'Retry-After': String(seconds) } });
+}
+
 export function createLoginRouter(deps: { db: Database; loginLimits?: Partial<LoginLimits> }): Router {
-  const limits = { ...DEFAULT_LOGIN_LIMITS, ...deps.loginLimits };
-  const byUsername = new AttemptLimiter(limits.perUsername);
-  const byIp = new AttemptLimiter(limits.perIp);
+  const throttle = new LoginThrottle(deps.db, deps.loginLimits);
   const router = Router();
 
   router.post('/login', writeGuard({ bodyRequired: true }), jsonBody, async (req, res) => {
@@ -46,30 +42,30 @@ export function createLoginRouter(deps: { db: Database; loginLimits?: Partial<Lo
     if (typeof password !== 'string' || password === '') {
       throw new HttpError(400, 'invalid_field', '"password" must be a non-empty string', { field: 'password' });
     }
-    const userKey = username.toLowerCase();
-    const ipKey = req.ip ?? 'unknown';
-    const wait = Math.max(byUsername.retryAfter(userKey), byIp.retryAfter(ipKey));
-    if (wait > 0) {
-      throw new HttpError(429, 'rate_limited', `too many failed logins; try again in ${wait} s`, {
-        headers: { 'Retry-After': String(wait) },
-      });
+    const { attempt, retryAfter } = await throttle.reserve(username, req.ip ?? 'unknown');
+    if (!attempt) throw rateLimited(retryAfter, `too many failed logins; try again in ${retryAfter} s`);
+    let user;
+    try {
+      user = await verifyLogin(deps.db, username, password);
+    } catch (err) {
+      if (!(err instanceof SemaphoreFullError)) throw err;
+      // Not this user's failure: too many logins are being checked at once.
+      await throttle.succeeded(attempt);
+      throw rateLimited(BUSY_RETRY_AFTER_SEC, 'too many logins at once; try again in a second');
     }
-    byUsername.hit(userKey);
-    byIp.hit(ipKey);
-    const user = await verifyCredentials(deps.db, username, password);
     if (!user) throw new HttpError(401, 'invalid_credentials', 'wrong username or password');
-    byUsername.reset(userKey);
-    byIp.forgive(ipKey);
+    await throttle.succeeded(attempt);
     // A new session id at login: a session id planted before login is worth nothing after it.
     await regenerate(req);
+    // Only who it is: the rights are read from Users on every request.
+    req.session.userId = user.id;
     req.session.user = user.username;
-    req.session.isAdmin = user.isAdmin;
     await save(req);
     res.json({ username: user.username, isAdmin: user.isAdmin });
   });
 
   const requireSession: RequestHandler = (req, _res, next) => {
-    if (!sessionUser(req)) throw new HttpError(401, 'unauthenticated', 'not logged in');
+    if (!hasSessionUser(req)) throw new HttpError(401, 'unauthenticated', 'not logged in');
     next();
   };
 

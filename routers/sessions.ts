@@ -15,9 +15,22 @@ const SECRET_MIN_LENGTH = 32;
 
 const SequelizeStore = connectSessionSequelize(session.Store);
 
+/** Sessions.lastSeenAt is written at most this often per session, so a request rarely writes. */
+const LAST_SEEN_RESOLUTION_MS = 60_000;
+
 // `table`: use our declared model instead of letting the store define (and sync) its own.
 // `disableTouch` (in 7.x, missing from its typings): sessions end a fixed time after login, so no write per request.
-const STORE_OPTIONS = { table: 'Session', disableTouch: true, checkExpirationInterval: 15 * 60 * 1000 };
+// `extendDefaultFields`: the row says whose session it is, so a user's sessions can be ended together.
+const STORE_OPTIONS = {
+  table: 'Session',
+  disableTouch: true,
+  checkExpirationInterval: 15 * 60 * 1000,
+  extendDefaultFields: (defaults: { data: string; expires: Date | null }, data: SessionData) => ({
+    ...defaults,
+    userId: typeof data.userId === 'number' ? data.userId : null,
+    lastSeenAt: new Date(),
+  }),
+};
 
 /** The store refuses (and deletes) an expired session: the library's get() does not look at `expires`. */
 class ExpiringSequelizeStore extends SequelizeStore {
@@ -39,7 +52,12 @@ class ExpiringSequelizeStore extends SequelizeStore {
         } catch {
           return callback(null, null);
         }
-        callback(null, data);
+        const seen = row.lastSeenAt?.getTime() ?? 0;
+        if (Date.now() - seen < LAST_SEEN_RESOLUTION_MS) return callback(null, data);
+        this.db.models.Session.update({ lastSeenAt: new Date() }, { where: { sid }, silent: true }).then(
+          () => callback(null, data),
+          (err: unknown) => callback(err),
+        );
       },
       (err: unknown) => callback(err),
     );

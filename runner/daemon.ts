@@ -4,9 +4,16 @@ import type { Logger } from '../log';
 import type { Queue } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { hostTools } from './job-process';
+import { checkJobUsers } from './job-user';
 import { Runner } from './runner';
 
+/** Throws ConfigError (exit 78) when jobs could not run as the users configured for them. */
+export function checkRunnerSetup(config: Config, catalog: TaskCatalog): void {
+  checkJobUsers(config.runner.jobUser, catalog, hostTools(config.runnerEnv).setprivPath);
+}
+
 export function createRunner(config: Config, queue: Queue, catalog: TaskCatalog, log: Logger, once = false): Runner {
+  checkRunnerSetup(config, catalog);
   return new Runner({
     queue,
     catalog,

@@ -17,8 +17,12 @@ export interface JobProcessOptions {
   limits: TaskLimits;
   /** util-linux prlimit, when limits are set. */
   prlimitPath?: string;
-  /** util-linux setpriv: when set, the job's main process dies with the runner (parent-death signal). */
+  /** util-linux setpriv: sets the parent-death signal, and drops inherited capabilities under `user`. */
   setprivPath?: string;
+  /** The job's main process dies with the runner (setpriv --pdeathsig KILL). */
+  pdeathsig?: boolean;
+  /** Another user to run as (uid and primary group, no supplementary groups, no capabilities). */
+  user?: { uid: number; gid: number };
   killGraceMs?: number;
   onStdout: (chunk: Buffer) => void;
   onStderr: (chunk: Buffer) => void;
@@ -88,6 +92,10 @@ export function findPrlimit(): string | undefined {
   return findTool('prlimit');
 }
 
+export function findSetpriv(): string | undefined {
+  return findTool('setpriv');
+}
+
 /**
  * The util-linux helpers a runner uses on this host. Under systemd (INVOCATION_ID is set) the
  * unit's cgroup stops every job process with the runner; elsewhere `setpriv --pdeathsig KILL`
@@ -96,8 +104,24 @@ export function findPrlimit(): string | undefined {
 export function hostTools(runnerEnv: Readonly<Record<string, string | undefined>>): {
   prlimitPath?: string;
   setprivPath?: string;
+  pdeathsig: boolean;
 } {
-  return { prlimitPath: findPrlimit(), setprivPath: runnerEnv.INVOCATION_ID ? undefined : findTool('setpriv') };
+  const setprivPath = findSetpriv();
+  return { prlimitPath: findPrlimit(), setprivPath, pdeathsig: !runnerEnv.INVOCATION_ID && setprivPath !== undefined };
+}
+
+/**
+ * The setpriv prefix that runs after the switch to the job's user (spawn's uid/gid: libuv drops the
+ * supplementary groups, then sets the group and the user). A runner that is not root holds its
+ * capabilities as ambient ones (the unit's AmbientCapabilities=), and those survive both setuid()
+ * and execve(): without clearing them a job could switch back to the runner's user.
+ */
+function setprivArgs(options: JobProcessOptions): string[] {
+  const args: string[] = [];
+  if (options.user) args.push('--inh-caps=-all', '--ambient-caps=-all');
+  // After the switch: a change of user clears the parent-death signal.
+  if (options.pdeathsig) args.push('--pdeathsig', 'KILL');
+  return args;
 }
 
 /** new → running (spawned) → exited (main process gone, pipes draining) → settled (`done` resolved). */
@@ -129,10 +153,19 @@ export class JobProcess {
         spawnError: 'task has limits but prlimit (util-linux) is not installed',
       });
     }
+    const privFlags = setprivArgs(this.options);
+    if (privFlags.length > 0 && !this.options.setprivPath) {
+      return this.settle({
+        exitCode: null,
+        signal: null,
+        spawnError: 'running a job as another user needs setpriv (util-linux), which is not installed',
+      });
+    }
     let command = [program.path, ...this.options.argv.slice(1)];
     if (limitFlags.length > 0) command = [this.options.prlimitPath!, ...limitFlags, '--', ...command];
-    if (this.options.setprivPath) command = [this.options.setprivPath, '--pdeathsig', 'KILL', '--', ...command];
+    if (privFlags.length > 0) command = [this.options.setprivPath!, ...privFlags, '--', ...command];
     const [file, ...args] = command;
+    const user = this.options.user;
     let child: ChildProcess;
     try {
       child = spawn(file, args, {
@@ -142,6 +175,7 @@ export class JobProcess {
         detached: true, // its own process group, so the whole tree can be signalled
         shell: false,
         argv0: file === program.path ? this.options.argv[0] : undefined,
+        ...(user && { uid: user.uid, gid: user.gid }),
       });
     } catch (err) {
       return this.settle({ exitCode: null, signal: null, spawnError: (err as Error).message });

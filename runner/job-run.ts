@@ -1,13 +1,15 @@
 // One claimed job on this runner, from its claim to its recorded outcome: validate, spawn, stream
 // its output, describe how it ended, write that (fenced). Its phase is the one word for where it is.
-import type { RunnerConfig, TestCrashPoint } from '../config';
+import { ConfigError, type RunnerConfig, type TestCrashPoint } from '../config';
 import type { Logger } from '../log';
+import { adminTaskAllowed, type CreatorRights } from '../models/job-rights';
 import { Queue, type ClaimedJob, type Fence, type Outcome, type OutputRow } from '../models/queue';
-import type { TaskCatalog } from '../tasks/catalog';
+import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { prepareJob, renderEnvironment, renderGroupKey, ParamsError } from '../tasks/render';
 import { planRetry } from '../tasks/retry';
 import type { DbHealth } from './db-health';
 import { JobProcess, type StopReason } from './job-process';
+import { resolveJobUser, type JobUser } from './job-user';
 import { LineSplitter } from './line-splitter';
 import type { RunnerMetrics } from './metrics';
 import { describeOutcome, mentionsOutOfMemory } from './outcome';
@@ -28,6 +30,8 @@ export interface JobTools {
   runnerEnv: Readonly<Record<string, string | undefined>>;
   prlimitPath?: string;
   setprivPath?: string;
+  /** Jobs die with the runner (outside systemd, whose cgroup does that). */
+  pdeathsig?: boolean;
   /** SIGTERM-to-SIGKILL grace for a job being stopped (10 s in production). */
   killGraceMs?: number;
 }
@@ -45,6 +49,7 @@ export interface JobRunContext extends JobTools {
 }
 
 const STDERR_TAIL = 5;
+const RIGHTS_RETRY_MAX_MS = 5000;
 
 export class JobRun {
   /** Written by run() (its own progress), and by lose()/expire() from the lease keeper or the writer. */
@@ -100,6 +105,20 @@ export class JobRun {
     }
     const group = renderGroupKey(template, prepared.params);
     if (group !== null && job.groupKey === null) return this.joinGroup(group, template.groupOnFailure === 'block');
+    if (template.adminOnly) {
+      const rights = await this.creatorRights();
+      if (rights === null) return; // lost meanwhile
+      if (!rights.allowed) {
+        return this.refuse(`task "${job.task}" is for admins and ${rights.why}; job not run`, 'not_allowed');
+      }
+    }
+    let user: JobUser | undefined;
+    try {
+      user = this.jobUser(template);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      return this.refuse(`${err.message}; job not run`);
+    }
     if (job.attempt > 1) {
       // The output cap is the job's, not each attempt's.
       try {
@@ -129,6 +148,8 @@ export class JobRun {
       limits: template.limits,
       prlimitPath: ctx.prlimitPath,
       setprivPath: ctx.setprivPath,
+      pdeathsig: ctx.pdeathsig,
+      user,
       killGraceMs: ctx.killGraceMs,
       onStdout: (chunk) => out.write(chunk),
       onStderr: (chunk) => errOut.write(chunk),
@@ -166,9 +187,36 @@ export class JobRun {
     this.ctx.log.info(`job ${this.id}: ${joined ? `joined its group ${key}; it runs in its turn` : 'no longer ours'}`);
   }
 
-  /** Ends a job that cannot run as it stands (unknown task, params that no longer validate). */
-  private refuse(reason: string): Promise<void> {
-    return this.record({ status: 'failure', exitCode: null, signal: null, error: 'invalid_template' }, reason, null);
+  /** The user the job runs as (the template's, else the runner's JOB_RUNNER_JOB_USER); throws ConfigError. */
+  private jobUser(template: TaskTemplate): JobUser | undefined {
+    if (template.user !== undefined) return resolveJobUser(template.user, `task "${template.name}": user`);
+    const spec = this.ctx.config.jobUser;
+    return spec === undefined ? undefined : resolveJobUser(spec, 'JOB_RUNNER_JOB_USER');
+  }
+
+  /**
+   * Whether the creator may still run an adminOnly task, read now. Fails closed: while the database
+   * cannot answer, it asks again (with backoff) rather than run; null once the job is no longer ours.
+   */
+  private async creatorRights(): Promise<CreatorRights | null> {
+    let delay = 100;
+    for (;;) {
+      try {
+        const rights = await adminTaskAllowed(this.ctx.queue.db, this.job);
+        this.ctx.health.ok();
+        return rights;
+      } catch (err) {
+        this.ctx.health.error(err);
+      }
+      if ((this.phase as JobPhase) === 'lost') return null;
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(RIGHTS_RETRY_MAX_MS, delay * 2);
+    }
+  }
+
+  /** Ends a job that cannot run as it stands (unknown task, params that no longer validate, no right to). */
+  private refuse(reason: string, error: 'invalid_template' | 'not_allowed' = 'invalid_template'): Promise<void> {
+    return this.record({ status: 'failure', exitCode: null, signal: null, error }, reason, null);
   }
 
   private async record(outcome: Outcome, line: string, durationMs: number | null): Promise<void> {

@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Ajv, { type ValidateFunction } from 'ajv';
-import { ConfigError } from '../config';
+import { ConfigError, userSpecProblem } from '../config';
 import { checkRetryPolicy, type RetryPolicy } from './retry';
 import { checkSchedules, type Schedule } from './schedules';
 
@@ -33,6 +33,8 @@ export interface TaskTemplate {
   timeoutSec: number;
   adminOnly: boolean;
   limits: TaskLimits;
+  /** The user its jobs run as (a name, or `uid:gid`), instead of JOB_RUNNER_JOB_USER. */
+  user?: string;
   /** Serial group key with `{param}` placeholders (each a required param): one job of a group runs at a time. */
   group?: string;
   /** After a job of the group ends `failure`: `continue` with the next, or `block` the group until released. */
@@ -62,6 +64,7 @@ const TASK_KEYS = [
   'timeoutSec',
   'adminOnly',
   'limits',
+  'user',
   'group',
   'groupOnFailure',
   'retry',
@@ -152,6 +155,11 @@ function checkTask(ajv: Ajv, name: string, raw: unknown): TaskTemplate {
     if (!LIMIT_KEYS.includes(key as keyof TaskLimits)) fail(`limits.${key} is not one of ${LIMIT_KEYS.join(', ')}`);
     if (!positiveInt(value)) fail(`limits.${key} must be a positive integer`);
   }
+  if (t.user !== undefined) {
+    // Whether the user exists on the runner's host, and is not the runner's own, the runner checks.
+    const problem = typeof t.user === 'string' ? userSpecProblem(t.user) : 'must be a string';
+    if (problem) fail(`user ${problem}`);
+  }
   const group = t.group;
   if (group !== undefined) {
     if (typeof group !== 'string' || group === '' || group.length > 200)
@@ -181,6 +189,7 @@ function checkTask(ajv: Ajv, name: string, raw: unknown): TaskTemplate {
     timeoutSec: (t.timeoutSec as number | undefined) ?? DEFAULT_TIMEOUT_SEC,
     adminOnly: (t.adminOnly as boolean | undefined) ?? false,
     limits: limits as TaskLimits,
+    user: t.user as string | undefined,
     group: t.group as string | undefined,
     groupOnFailure,
     retry,

@@ -37,12 +37,20 @@ function describeError(e: ErrorObject): ParamsError {
   }
 }
 
+/** A UTF-16 surrogate not in a pair: JavaScript allows it, UTF-8 (and MariaDB's JSON_VALID) does not. */
+const LONE_SURROGATE = /\p{Cs}/u;
+
 /** Validates params against the task's JSON Schema; throws ParamsError naming the field. */
 export function validateParams(task: TaskTemplate, params: unknown): Params {
   if (typeof params !== 'object' || params === null || Array.isArray(params)) {
     throw new ParamsError('params must be an object');
   }
   if (!task.validate(params)) throw describeError(task.validate.errors![0]);
+  for (const [name, value] of Object.entries(params)) {
+    if (typeof value === 'string' && LONE_SURROGATE.test(value)) {
+      throw new ParamsError(`param "${name}" is not well-formed Unicode (a lone UTF-16 surrogate)`, name);
+    }
+  }
   return params as Params;
 }
 
@@ -73,9 +81,14 @@ export function paramsFromStrings(task: TaskTemplate, pairs: string[]): Params {
   return validateParams(task, params);
 }
 
-/** argv with `{name}` replaced; an element naming an optional param that was not given is left out. */
+/**
+ * argv with `{name}` replaced; an element naming an optional param that was not given is left out.
+ * An element that begins with a param's value may not begin with "-" (the program would take it
+ * for an option, e.g. `--help`) unless an element "--" (end of options) comes before it.
+ */
 export function renderArgv(task: TaskTemplate, params: Params): string[] {
   const argv: string[] = [];
+  let optionsEnded = false;
   for (const element of task.argv) {
     let missing = false;
     const rendered = element.replace(PLACEHOLDER, (_whole, name: string) => {
@@ -86,9 +99,32 @@ export function renderArgv(task: TaskTemplate, params: Params): string[] {
       }
       return String(value);
     });
-    if (!missing) argv.push(rendered);
+    if (missing) continue;
+    if (!optionsEnded && rendered.startsWith('-')) {
+      const first = leadingParam(element, params);
+      if (first !== undefined) {
+        throw new ParamsError(
+          `param "${first}" may not start with "-" here: the program would take it for an option (the task's argv has no "--" before it)`,
+          first,
+        );
+      }
+    }
+    if (element === '--') optionsEnded = true;
+    argv.push(rendered);
   }
   return argv;
+}
+
+const PLACEHOLDER_AT_START = /^\{([A-Za-z_][A-Za-z0-9_]*)\}/;
+
+/** The param whose value gives an element its first character, if a param does (not a literal). */
+function leadingParam(element: string, params: Params): string | undefined {
+  let rest = element;
+  for (let m = PLACEHOLDER_AT_START.exec(rest); m; m = PLACEHOLDER_AT_START.exec(rest)) {
+    if (String(params[m[1]]) !== '') return m[1];
+    rest = rest.slice(m[0].length);
+  }
+  return undefined;
 }
 
 const SHELL_SAFE = /^[A-Za-z0-9_\-+=.,/:@%^]+$/;

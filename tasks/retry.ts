@@ -1,7 +1,7 @@
 // A template's retry policy: which failures run again, how many times, and how long to wait first
 // (README, "Retries"). The runner asks it when an attempt fails; so does any runner's reaper.
 
-/** The `error` reasons a policy may list; `cancelled` and `invalid_template` never retry. */
+/** The `error` reasons a policy may list; `cancelled`, `invalid_template` and `not_allowed` never retry. */
 export const RETRYABLE_REASONS = [
   'exit_code',
   'signal',

@@ -227,7 +227,7 @@ describe('POST /login', () => {
   });
 
   test('failures per client address are limited too, whatever the username', async () => {
-    const strict = await startApi(ctx.db, ctx.database, { loginLimits: { perIp: { max: 3, windowMs: 60_000 } } });
+    const strict = await startApi(ctx.db, ctx.database, { loginLimits: { perAddress: { max: 3, windowMs: 60_000 } } });
     try {
       await addUser(ctx.db, 'carol');
       for (const name of ['u1', 'u2', 'u3']) {

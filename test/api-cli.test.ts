@@ -8,7 +8,7 @@ import readline from 'node:readline';
 import request from 'supertest';
 import { authenticateApiToken, verifyCredentials } from '../models/users';
 import { TASKS_FILE, collectText, parseSse } from './helpers/api';
-import { runScript, show } from './helpers/cli';
+import { runScript, serviceEnv, show } from './helpers/cli';
 import { ROOT, databaseEnv, useDatabase } from './helpers/database';
 
 const worker = process.env.JEST_WORKER_ID ?? '0';
@@ -28,18 +28,12 @@ afterAll(() => {
 const ctx = useDatabase(`cj_test_apicli_w${worker}`);
 
 function envFor(extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'LANG']) {
-    const value = process.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  return {
-    ...env,
+  return serviceEnv({
     ...databaseEnv(ctx.database),
     JOB_TASKS_FILE: TASKS_FILE,
     SESSION_SECRET: 'cli-test-secret-0123456789abcdef0123456789',
     ...extra,
-  };
+  });
 }
 
 function cli(args: string[], input = '', extra: Record<string, string> = {}): SpawnSyncReturns<string> {

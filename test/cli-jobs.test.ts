@@ -10,7 +10,7 @@ import { Queue } from '../models/queue';
 import { fireSchedule, registerSchedules } from '../models/schedules';
 import { TaskCatalog } from '../tasks/catalog';
 import { checkJobRequest, type JobRequest } from '../tasks/job-request';
-import { runScript, show } from './helpers/cli';
+import { runScript, serviceEnv, show } from './helpers/cli';
 import { ROOT, databaseEnv, useDatabase } from './helpers/database';
 import { runOnce, statusRows } from './helpers/runner';
 
@@ -32,17 +32,11 @@ beforeAll(() => {
 
 /** Only what a service would get, plus the database and the task file. */
 function run(args: string[], extra: Record<string, string> = {}): SpawnSyncReturns<string> {
-  const env: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'LANG']) {
-    const value = process.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  return runScript(path.join('dist', 'cli.js'), args, {
-    ...env,
-    ...databaseEnv(suite.database),
-    JOB_TASKS_FILE: TASKS,
-    ...extra,
-  });
+  return runScript(
+    path.join('dist', 'cli.js'),
+    args,
+    serviceEnv({ ...databaseEnv(suite.database), JOB_TASKS_FILE: TASKS, ...extra }),
+  );
 }
 
 /** Runs the command and expects it to succeed; its stdout. */

@@ -7,7 +7,7 @@ import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../config';
 import { createDatabase, recreateMysqlDatabase, withMysqlServer, type Database } from '../models/database';
 import { parseJsonColumn } from '../models/models';
-import { runScript, show } from './helpers/cli';
+import { runScript, serviceEnv, show } from './helpers/cli';
 import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig } from './helpers/database';
 
 const worker = process.env.JEST_WORKER_ID ?? '0';
@@ -28,12 +28,7 @@ const extraMysqlDatabases: string[] = [];
 
 /** Only what a service would get, plus the database and task file: nothing of the jest process leaks in. */
 function envFor(database: DatabaseConfig, extra: Record<string, string> = {}): Record<string, string> {
-  const env: Record<string, string> = {};
-  for (const name of ['PATH', 'HOME', 'LANG']) {
-    const value = process.env[name];
-    if (value !== undefined) env[name] = value;
-  }
-  return { ...env, ...databaseEnv(database), JOB_TASKS_FILE: GOOD_TASKS, ...extra };
+  return serviceEnv({ ...databaseEnv(database), JOB_TASKS_FILE: GOOD_TASKS, ...extra });
 }
 
 function run(

@@ -47,6 +47,14 @@ describe('loadConfig defaults (the README configuration table)', () => {
     });
   });
 
+  it('has no running cap and a pending cap of 1000 per user', () => {
+    expect(config.quotas).toEqual({ userMaxRunning: 0, userMaxPending: 1000 });
+    expect(loadConfig({ JOB_USER_MAX_RUNNING: '3', JOB_USER_MAX_PENDING: '0' }).quotas).toEqual({
+      userMaxRunning: 3,
+      userMaxPending: 0,
+    });
+  });
+
   it('has the HTTP defaults', () => {
     expect(config.http).toEqual({
       port: 3000,
@@ -55,6 +63,7 @@ describe('loadConfig defaults (the README configuration table)', () => {
       cookieSecure: false,
       trustProxy: undefined,
       metricsToken: undefined,
+      streamsPerUser: 8,
     });
   });
 
@@ -113,6 +122,7 @@ describe('loadConfig with values set', () => {
       COOKIE_SECURE: 'true',
       TRUST_PROXY: 'loopback',
       METRICS_TOKEN: 'metrics',
+      JOB_STREAMS_PER_USER: '3',
     });
     expect(config.database).toEqual({ dialect: 'sqlite', storage: '/var/lib/cj/jobs.sqlite' });
     expect(config.tasksFile).toBe('/etc/cj/tasks.json');
@@ -133,6 +143,7 @@ describe('loadConfig with values set', () => {
       cookieSecure: true,
       trustProxy: 'loopback',
       metricsToken: 'metrics',
+      streamsPerUser: 3,
     });
   });
 
@@ -177,6 +188,9 @@ describe('loadConfig refuses invalid values with a ConfigError naming the variab
     ['JOB_RUNNER_LEASE_MS', { JOB_RUNNER_LEASE_MS: '1e5' }],
     ['JOB_OUTPUT_MAX_BYTES', { JOB_OUTPUT_MAX_BYTES: '16M' }],
     ['JOB_SHUTDOWN_GRACE_MS', { JOB_SHUTDOWN_GRACE_MS: '-1' }],
+    ['JOB_USER_MAX_RUNNING', { JOB_USER_MAX_RUNNING: '-1' }],
+    ['JOB_USER_MAX_RUNNING', { JOB_USER_MAX_RUNNING: 'two' }],
+    ['JOB_USER_MAX_PENDING', { JOB_USER_MAX_PENDING: '1.5' }],
     ['COOKIE_SECURE', { COOKIE_SECURE: 'maybe' }],
     ['COOKIE_SECURE', { COOKIE_SECURE: 'ture' }],
     ['MYSQL_USER', { MYSQL_HOST: 'db.example', MYSQL_DATABASE: 'cj' }],
@@ -188,6 +202,8 @@ describe('loadConfig refuses invalid values with a ConfigError naming the variab
     ['PORT', { PORT: '65536' }],
     ['PORT', { PORT: '99999' }],
     ['PORT', { PORT: 'http' }],
+    ['JOB_STREAMS_PER_USER', { JOB_STREAMS_PER_USER: '0' }],
+    ['JOB_STREAMS_PER_USER', { JOB_STREAMS_PER_USER: 'many' }],
   ])('%s in %j', (variable, env) => {
     const err = configError(env);
     expect(namesVariable(err.message, variable)).toBe(true);

@@ -33,6 +33,8 @@ const CONFIG_VARIABLES = [
   'JOB_RUNNER_CONCURRENCY',
   'JOB_RUNNER_CWD',
   'JOB_RUNNER_ID',
+  // SPEC §13.
+  'JOB_RUNNER_JOB_USER',
   'JOB_RUNNER_HEARTBEAT_MS',
   'JOB_RUNNER_LEASE_MS',
   'JOB_OUTPUT_MAX_BYTES',
@@ -43,6 +45,10 @@ const CONFIG_VARIABLES = [
   'COOKIE_SECURE',
   'TRUST_PROXY',
   'METRICS_TOKEN',
+  // SPEC §11.
+  'JOB_USER_MAX_RUNNING',
+  'JOB_USER_MAX_PENDING',
+  'JOB_STREAMS_PER_USER',
   // Not in SPEC §2: an addition (README, "Configuration").
   'LOG_LEVEL',
 ].sort();
@@ -121,7 +127,6 @@ describe.each(daemons)('%s', (_name, u, entry) => {
     expect(u.get('Service', 'WorkingDirectory')).toBe('/var/lib/container-jobs');
     expect(['yes', 'read-only', 'tmpfs']).toContain(u.get('Service', 'ProtectHome'));
     expect(u.get('Service', 'PrivateTmp')).toBe('yes');
-    expect(u.assignments('Service', 'CapabilityBoundingSet')).toEqual(['']); // no capabilities at all
     expect(u.words('Service', 'RestrictAddressFamilies').sort()).toEqual(['AF_INET', 'AF_INET6', 'AF_UNIX']);
     expect(u.words('Service', 'SystemCallFilter')).toContain('@system-service');
     expect(u.get('Service', 'SystemCallArchitectures')).toBe('native');
@@ -139,6 +144,21 @@ describe.each(daemons)('%s', (_name, u, entry) => {
 
 describe(RUNNER, () => {
   const defaults = loadConfig({}).runner;
+
+  it('holds exactly CAP_SETUID CAP_SETGID CAP_KILL, as ambient capabilities (jobs run as another user)', () => {
+    const caps = ['CAP_KILL', 'CAP_SETGID', 'CAP_SETUID'];
+    expect(runner.words('Service', 'CapabilityBoundingSet').sort()).toEqual(caps);
+    expect(runner.words('Service', 'AmbientCapabilities').sort()).toEqual(caps);
+    expect(runner.get('Service', 'NoNewPrivileges')).toBe('yes');
+  });
+
+  it('runs jobs as a user of their own from the sysusers.d file, never as the runner', () => {
+    const env = runner.all('Service', 'Environment');
+    const jobUser = env.find((e) => e.startsWith('JOB_RUNNER_JOB_USER='))?.split('=')[1];
+    expect(jobUser).toBeDefined();
+    expect(jobUser).not.toBe(runner.get('Service', 'User'));
+    expect(fs.readFileSync(path.join(DIR, SYSUSERS), 'utf8')).toMatch(new RegExp(`^u ${jobUser} - `, 'm'));
+  });
 
   it('stops the runner first and the rest of the cgroup after (KillMode=mixed)', () => {
     expect(runner.get('Service', 'KillMode')).toBe('mixed');
@@ -162,6 +182,11 @@ describe(RUNNER, () => {
 });
 
 describe(API, () => {
+  it('holds no capabilities at all', () => {
+    expect(api.assignments('Service', 'CapabilityBoundingSet')).toEqual(['']);
+    expect(api.words('Service', 'AmbientCapabilities')).toEqual([]);
+  });
+
   it('loads the session secret and the metrics token as credentials too', () => {
     const loads = api.all('Service', 'LoadCredential');
     expect(loads).toContain('session-secret:/etc/container-jobs/session-secret');

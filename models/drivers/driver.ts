@@ -19,8 +19,12 @@ export interface DriverCapabilities {
 
 /** Named replacements (`:name`) unless a statement says it takes positional `?`. */
 export interface QueueStatements {
-  /** Due pending jobs in claim order, up to `limit`, each with the highest output line it has. */
-  claimSelect(limit: number): string;
+  /**
+   * Due pending jobs in claim order, up to `limit`, each with the highest output line it has;
+   * `quota`: skipping jobs whose owner runs :cap jobs already (a pre-filter: claims count exactly
+   * under the owner's lock).
+   */
+  claimSelect(limit: number, quota?: boolean): string;
   /** :ids → groupKey of each that may hold its group (not queued behind another): a cancel releases it. */
   groupsOfJobs: string;
   /** :runnerId, :ids → the selected rows become running. */
@@ -91,7 +95,10 @@ export interface QueueStatements {
   groupPromote: string;
   /** :key, :head, :blockedBy → who holds the group. */
   groupSetHolders: string;
-  /** :id → why a pending job waits: later (runAt ahead), attempt, groupQueued, blockedBy (its group's blocking job). */
+  /**
+   * :id → why a pending job waits: later (runAt ahead), attempt, groupQueued, ownerRunning (its
+   * owner's running jobs), blockedBy (its group's blocking job).
+   */
   waitingOf: string;
   /** Groups that hold a job or are blocked (`state` narrows), with their pending count. */
   groups(state: 'active' | 'blocked' | null): string;
@@ -109,6 +116,12 @@ export interface QueueStatements {
   scheduleFired: string;
   /** :name, :fireAt, :jobId → the schedule's last job and its fire time, unless a later one is recorded. */
   scheduleAdvance: string;
+  /** :owner → the owner's JobOwners row, locked (none yet: ownerInsert, then again). */
+  ownerLock: string;
+  /** :owner → makes the owner's row. */
+  ownerInsert: string;
+  /** :owner, :status → n, the owner's jobs in that status, read current (a locking read). */
+  ownerJobs: string;
   /** :id, :report → upserts a runner's report (JobRunners). */
   reportRunner: string;
   /** Finished jobs older than `olderThanMs`, by id, up to `limit` (prune). */

@@ -26,16 +26,19 @@ export interface SqlPieces {
 }
 
 const FINISHED = "status IN ('success', 'failure', 'cancelled')";
+/** How many jobs of the row's owner run now (jobs_owner_status answers it). */
+const OWNER_RUNNING = "SELECT COUNT(*) FROM Jobs r WHERE r.createdBy = Jobs.createdBy AND r.status = 'running'";
 
 export function sharedStatements(p: SqlPieces): QueueStatements {
   const owner = (scoped: boolean) => (scoped ? 'AND createdBy = :owner' : '');
   return {
     // lastSeq: a job put back to pending keeps its earlier output; new lines follow it.
-    claimSelect: (limit) =>
+    claimSelect: (limit, quota = false) =>
       `SELECT id, task, params, command, createdBy, groupKey, attempt, maxAttempts,
          (SELECT COALESCE(MAX(s.seq), 0) FROM JobStatuses s WHERE s.jobId = Jobs.id) AS lastSeq
        FROM Jobs ${p.claimIndexHint}
        WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now}
+         ${quota ? `AND (createdBy IS NULL OR (${OWNER_RUNNING}) < :cap)` : ''}
        ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${p.skipLocked}`,
     groupsOfJobs: 'SELECT id, groupKey FROM Jobs WHERE id IN (:ids) AND groupKey IS NOT NULL AND groupQueued = 0',
     claimMark: `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${p.now},
@@ -109,6 +112,7 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     groupSetHolders: `UPDATE JobGroups SET headJobId = :head, blockedByJobId = :blockedBy, updatedAt = ${p.now}
        WHERE \`key\` = :key`,
     waitingOf: `SELECT CASE WHEN runAt > ${p.now} THEN 1 ELSE 0 END AS later, attempt, groupQueued,
+         CASE WHEN createdBy IS NULL THEN 0 ELSE (${OWNER_RUNNING}) END AS ownerRunning,
          (SELECT g.blockedByJobId FROM JobGroups g WHERE g.\`key\` = Jobs.groupKey) AS blockedBy
        FROM Jobs WHERE id = :id AND status = 'pending'`,
     groups: (state) =>
@@ -130,6 +134,9 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE name = :name AND (lastFireAt IS NULL OR lastFireAt < :fireAt)`,
     scheduleAdvance: `UPDATE JobSchedules SET lastRunAt = :fireAt, lastJobId = :jobId, updatedAt = ${p.now}
        WHERE name = :name AND (lastRunAt IS NULL OR lastRunAt < :fireAt)`,
+    ownerLock: `SELECT owner FROM JobOwners WHERE owner = :owner ${p.forUpdate}`,
+    ownerInsert: `${p.insertIgnore} INTO JobOwners (owner) VALUES (:owner)`,
+    ownerJobs: `SELECT COUNT(*) AS n FROM Jobs WHERE createdBy = :owner AND status = :status ${p.forShare}`,
     reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
     pruneSelectJobs: (olderThanMs, limit) =>
       `SELECT id FROM Jobs WHERE ${FINISHED} AND finishedAt < ${p.ago(olderThanMs)} ORDER BY id LIMIT ${Math.floor(limit)}`,

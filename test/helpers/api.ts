@@ -39,7 +39,7 @@ export async function startApi(
 ): Promise<Api> {
   const { env, ...deps } = overrides;
   const config = testConfig(database, env);
-  const queue = new Queue(db);
+  const queue = new Queue(db, config.quotas);
   const app = createApp({
     db,
     queue,
@@ -240,18 +240,17 @@ export interface ApiSuite<User extends string> extends DatabaseSuite {
  * closed after. The handle's fields are filled in beforeAll.
  */
 export function useApi<User extends string = never>(
-  options: { users?: Record<User, boolean>; tasksFile?: string } = {},
+  options: { users?: Record<User, boolean>; tasksFile?: string; env?: Record<string, string> } = {},
 ): ApiSuite<User> {
   const users = Object.entries(options.users ?? {}) as [User, boolean][];
   const suite = { as: {}, cookies: {} } as ApiSuite<User>;
   let restoreLogins = async () => {};
   beforeAll(async () => {
     ({ db: suite.db, config: suite.database } = await freshDatabase());
-    suite.api = await startApi(
-      suite.db,
-      suite.database,
-      options.tasksFile ? { catalog: new TaskCatalog(options.tasksFile) } : {},
-    );
+    suite.api = await startApi(suite.db, suite.database, {
+      ...(options.tasksFile ? { catalog: new TaskCatalog(options.tasksFile) } : {}),
+      ...(options.env ? { env: options.env } : {}),
+    });
     for (const [username, isAdmin] of users) await addUser(suite.db, username, isAdmin);
     for (const [username] of users) {
       ({ agent: suite.as[username], cookie: suite.cookies[username] } = await login(suite.api, username));

@@ -25,3 +25,13 @@ export function runScript(
 export function show(result: SpawnSyncReturns<string>): string {
   return `exit ${result.status}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`;
 }
+
+/** Only what a service would get (PATH, HOME, LANG), then `extra`: nothing else of the jest process leaks in. */
+export function serviceEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const name of ['PATH', 'HOME', 'LANG']) {
+    const value = process.env[name];
+    if (value !== undefined) env[name] = value;
+  }
+  return { ...env, ...extra };
+}

@@ -31,17 +31,7 @@ export function testDatabaseConfig(name = `cj_test_w${worker}`): DatabaseConfig 
 }
 
 /** The variables a child process (runner, CLI) needs to reach the same test database. */
-export function databaseEnv(config: DatabaseConfig): Record<string, string> {
-  return config.dialect === 'mysql'
-    ? {
-        MYSQL_HOST: config.host,
-        MYSQL_PORT: String(config.port),
-        MYSQL_USER: config.user,
-        MYSQL_PASSWORD: config.password,
-        MYSQL_DATABASE: config.database,
-      }
-    : { JOBS_SQLITE_PATH: config.storage };
-}
+export { databaseEnv } from '../../config';
 
 async function recreateTestDatabase(config: Extract<DatabaseConfig, { dialect: 'mysql' }>): Promise<void> {
   try {
@@ -80,9 +70,11 @@ export async function truncateAll(db: Database): Promise<void> {
     'JobGroups',
     'JobSchedules',
     'JobScheduleFires',
+    'JobOwners',
     'ApiTokens',
     'Users',
     'Sessions',
+    'LoginFailures',
     'JobRunners',
   ]) {
     await db.sequelize.query(db.dialect === 'mysql' ? `DELETE FROM \`${table}\`` : `DELETE FROM "${table}"`);

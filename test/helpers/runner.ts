@@ -6,7 +6,7 @@ import type { RunnerConfig } from '../../config';
 import type { Database } from '../../models/database';
 import { createLogger } from '../../log';
 import { Queue } from '../../models/queue';
-import { findPrlimit } from '../../runner/job-process';
+import { findPrlimit, findSetpriv } from '../../runner/job-process';
 import { Runner } from '../../runner/runner';
 import { TaskCatalog } from '../../tasks/catalog';
 import { ROOT } from './database';
@@ -50,6 +50,7 @@ export function makeRunner(db: Database, options: TestRunnerOptions = {}): { run
     config: runnerConfig(options.config),
     runnerEnv: options.runnerEnv ?? baseRunnerEnv(),
     prlimitPath: findPrlimit(),
+    setprivPath: findSetpriv(),
     killGraceMs: options.killGraceMs ?? 1000,
     once: options.once ?? true,
     log: createLogger({ write: (_level, line) => logs.push(line), journald: false, level: 'debug' }),
