@@ -191,15 +191,18 @@ async function jobRetry(config: Config, log: Logger, args: string[]): Promise<nu
   const id = jobIdOf(parsed, 'retry');
   const by = actorOf(parsed) ?? DEFAULT_ACTOR;
   const catalog = loadCatalog(config);
-  const result = await withDatabase(config, log, (db) =>
-    new Queue(db).retryJob(id, by, {}, (job) => {
+  const result = await withDatabase(config, log, async (db) => {
+    const queue = new Queue(db);
+    const retried = await queue.retryJob(id, by, {}, (job) => {
       // Refused inside the retry's transaction, which then changes nothing.
       const checked = checkedJob(`job ${id} cannot be retried`, () =>
         checkJobRequest(catalog, { username: by, isAdmin: true }, { task: job.task, params: job.params }),
       );
       return { blockOnFailure: checked.group?.blockOnFailure ?? false };
-    }),
-  );
+    });
+    await queue.nudgesSent();
+    return retried;
+  });
   switch (result.result) {
     case 'not_found':
       throw new RefusedError(`no job ${id} (see: container-jobs job list)`);
@@ -230,7 +233,10 @@ async function jobRerun(config: Config, log: Logger, args: string[]): Promise<nu
         { task: old.task, params: old.params },
       ),
     );
-    return (await new Queue(db).enqueue({ ...job, rerunOf: id })).id;
+    const queue = new Queue(db);
+    const { id: rerun } = await queue.enqueue({ ...job, rerunOf: id });
+    await queue.nudgesSent();
+    return rerun;
   });
   console.log(newId);
   return 0;

@@ -134,7 +134,10 @@ async function cmdEnqueue(config: Config, log: Logger, args: string[]): Promise<
   }
   const enqueued = await withDatabase(config, log, async (db) => {
     try {
-      return await new Queue(db).enqueue(job);
+      const queue = new Queue(db);
+      const enqueued = await queue.enqueue(job);
+      await queue.nudgesSent();
+      return enqueued;
     } catch (err) {
       if (err instanceof IdempotencyConflictError) throw new InputError(err.message);
       throw err;

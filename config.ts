@@ -1,5 +1,6 @@
 // The one place that reads process.env: parsed once, typed, failing fast (exit 78).
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log';
@@ -26,6 +27,8 @@ export interface RunnerConfig {
   shutdownGraceMs: number;
   /** JOB_RUNNER_JOB_USER (a user name, or `uid:gid`): every job runs as this user; unset, as the runner's. */
   jobUser?: string;
+  /** JOB_RUNNER_NUDGE_ADDRESS: the IP address the runner hears wake-up nudges on; null = off. */
+  nudgeAddress: string | null;
   /** Test-only fault injection (JOB_RUNNER_TEST_CRASH): the runner SIGKILLs itself at this point. */
   testCrash?: TestCrashPoint;
 }
@@ -127,6 +130,18 @@ function envBool(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a boolean (true/false)`);
 }
 
+/** JOB_RUNNER_NUDGE_ADDRESS: an IP address of this host (default loopback), or `off`. */
+function envNudgeAddress(env: Env): string | null {
+  const raw = envString(env, 'JOB_RUNNER_NUDGE_ADDRESS')?.trim() ?? '127.0.0.1';
+  if (raw.toLowerCase() === 'off') return null;
+  if (net.isIP(raw) === 0 || raw === '0.0.0.0' || raw === '::') {
+    throw new ConfigError(
+      `JOB_RUNNER_NUDGE_ADDRESS=${JSON.stringify(raw)} is not an IP address of this host (or "off"); enqueuers send to it`,
+    );
+  }
+  return raw;
+}
+
 /**
  * A secret: the variable when it is set, else the systemd credential of that name
  * (LoadCredential= puts it in $CREDENTIALS_DIRECTORY), without its trailing newline.
@@ -203,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     leaseMs: envInt(env, 'JOB_RUNNER_LEASE_MS', 60000, 100, 86_400_000),
     outputMaxBytes: envInt(env, 'JOB_OUTPUT_MAX_BYTES', 16 * 1024 * 1024, 0, 2 ** 40),
     shutdownGraceMs: envInt(env, 'JOB_SHUTDOWN_GRACE_MS', 30000, 0, 86_400_000),
+    nudgeAddress: envNudgeAddress(env),
   };
   const jobUser = envString(env, 'JOB_RUNNER_JOB_USER')?.trim();
   if (jobUser !== undefined) {

@@ -1,5 +1,6 @@
 // What GET /metrics reads: the queue's gauges from the Jobs table and each runner's last report from
 // JobRunners (written by Queue.reportRunner); the report's format; the process metrics of both daemons.
+import type { NudgeTarget } from './nudge';
 import { collectDefaultMetrics, Registry, type Metric } from 'prom-client';
 import { QueryTypes } from 'sequelize';
 import type { Database } from './database';
@@ -11,6 +12,8 @@ import type { Database } from './database';
 export interface RunnerReport {
   version: typeof RUNNER_REPORT_VERSION;
   metrics: ReportedMetric[];
+  /** Where the runner hears wake-up nudges (models/nudge.ts); absent when they are off. */
+  nudge?: NudgeTarget;
 }
 
 /** Reports of version 1 (a JSON object of counters and bucket counts) had no version field. */

@@ -3,6 +3,7 @@
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
 import { insertJobs, lockOwner, type Enqueued, type NewJob } from './enqueue';
+import { Nudger } from './nudge';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
 import { sqlIn } from './sql';
 import type { Database } from './database';
@@ -131,11 +132,14 @@ export class Queue {
   /** Set when the database takes one writer at a time (SQLite): this process queues its writes. */
   private readonly writeGate: WriteGate | null;
   private readonly observers = new Set<QueueObserver>();
+  /** Tells idle runners of jobs due now (models/nudge.ts). */
+  private readonly nudger: Nudger;
 
   constructor(
     readonly db: Database,
     readonly quotas: Quotas = NO_QUOTAS,
   ) {
+    this.nudger = new Nudger(db);
     this.driver = db.driver;
     this.sql = db.driver.statements;
     this.writeGate = db.driver.capabilities.serialWrites ? writeGateFor(storageOf(db)) : null;
@@ -214,6 +218,15 @@ export class Queue {
       () => this.transaction((transaction) => this.claimIn(transaction, runnerId, limit)),
       (jobs) => jobs.length,
     );
+  }
+
+  /**
+   * An idle runner's poll: whether any job is due, and whether any lease ran out (the reaper's
+   * work). One statement, no transaction, no lock.
+   */
+  async idleProbe(leaseMs: number): Promise<{ due: boolean; expired: boolean }> {
+    const rows = await this.select<{ what: string }>(this.sql.idleProbe(leaseMs), {});
+    return { due: rows.some((r) => r.what === 'due'), expired: rows.some((r) => r.what === 'expired') };
   }
 
   private async claimIn(transaction: Transaction, runnerId: string, limit: number): Promise<ClaimedJob[]> {
@@ -516,7 +529,7 @@ export class Queue {
     allowed: (job: RetryCandidate) => { blockOnFailure: boolean },
   ): Promise<RetryResult> {
     const scoped = scope.owner !== undefined;
-    return this.transaction(async (transaction) => {
+    const result: RetryResult = await this.transaction(async (transaction) => {
       const [row] = await this.select<{
         status: JobStatusName;
         task: string;
@@ -562,6 +575,8 @@ export class Queue {
       await this.appendSystemRow(jobId, `retried by ${by}: attempt ${attempt}`, transaction);
       return { result: 'retried', status: 'pending', attempt } as const;
     });
+    if (result.result === 'retried') this.nudger.nudge();
+    return result;
   }
 
   /**
@@ -570,8 +585,21 @@ export class Queue {
    */
   async enqueueMany(jobs: NewJob[], transaction?: Transaction): Promise<Enqueued[]> {
     const limits = { maxPending: this.quotas.userMaxPending };
-    if (transaction) return insertJobs(this.db, jobs, transaction, limits);
-    return this.transaction((t) => insertJobs(this.db, jobs, t, limits));
+    const dueNow = jobs.some(isDueNow);
+    if (transaction) {
+      const enqueued = await insertJobs(this.db, jobs, transaction, limits);
+      // Runners hear of the jobs once they exist: when the caller's transaction commits.
+      if (dueNow && enqueued.some((e) => !e.replayed)) transaction.afterCommit(() => this.nudger.nudge());
+      return enqueued;
+    }
+    const enqueued = await this.transaction((t) => insertJobs(this.db, jobs, t, limits));
+    if (dueNow && enqueued.some((e) => !e.replayed)) this.nudger.nudge();
+    return enqueued;
+  }
+
+  /** Resolves once the wake-up nudges of this queue's enqueues are sent (before a short-lived process exits). */
+  nudgesSent(): Promise<void> {
+    return this.nudger.sent();
   }
 
   async enqueue(job: NewJob, transaction?: Transaction): Promise<Enqueued> {
@@ -644,6 +672,12 @@ export class Queue {
       }),
     );
   }
+}
+
+/** A new job that is due at once (no due time ahead of now, asked for by the caller). */
+function isDueNow(job: NewJob): boolean {
+  if (job.delayMs !== undefined && job.delayMs !== null && job.delayMs > 0) return false;
+  return job.runAt === undefined || job.runAt === null || job.runAt.getTime() <= Date.now();
 }
 
 /** The file a SQLite handle writes (its write gate's key). */

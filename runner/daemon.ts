@@ -5,6 +5,7 @@ import type { Queue } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { hostTools } from './job-process';
 import { checkJobUsers } from './job-user';
+import { OrphanGuard } from './orphan-guard';
 import { Runner } from './runner';
 
 /** Throws ConfigError (exit 78) when jobs could not run as the users configured for them. */
@@ -14,12 +15,15 @@ export function checkRunnerSetup(config: Config, catalog: TaskCatalog): void {
 
 export function createRunner(config: Config, queue: Queue, catalog: TaskCatalog, log: Logger, once = false): Runner {
   checkRunnerSetup(config, catalog);
+  const tools = hostTools(config.runnerEnv);
   return new Runner({
     queue,
     catalog,
     config: config.runner,
     runnerEnv: config.runnerEnv,
-    ...hostTools(config.runnerEnv),
+    ...tools,
+    // Outside systemd: one guard process instead of a setpriv exec per job (the Runner closes it).
+    orphanGuard: tools.pdeathsig ? OrphanGuard.start(log) : null,
     log,
     once,
   });

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TaskLimits } from '../tasks/catalog';
+import type { OrphanGuard } from './orphan-guard';
 
 export const KILL_GRACE_MS = 10_000;
 const PIPE_CLOSE_WAIT_MS = 5_000;
@@ -19,8 +20,10 @@ export interface JobProcessOptions {
   prlimitPath?: string;
   /** util-linux setpriv: sets the parent-death signal, and drops inherited capabilities under `user`. */
   setprivPath?: string;
-  /** The job's main process dies with the runner (setpriv --pdeathsig KILL). */
+  /** The job's main process dies with the runner (setpriv --pdeathsig KILL), when `guard` cannot see to it. */
   pdeathsig?: boolean;
+  /** Kills the job's process group if the runner dies (orphan-guard.ts); replaces setpriv's pdeathsig. */
+  guard?: OrphanGuard | null;
   /** Another user to run as (uid and primary group, no supplementary groups, no capabilities). */
   user?: { uid: number; gid: number };
   killGraceMs?: number;
@@ -98,8 +101,9 @@ export function findSetpriv(): string | undefined {
 
 /**
  * The util-linux helpers a runner uses on this host. Under systemd (INVOCATION_ID is set) the
- * unit's cgroup stops every job process with the runner; elsewhere `setpriv --pdeathsig KILL`
- * makes the kernel kill a job's main process if the runner itself dies.
+ * unit's cgroup stops every job process with the runner; elsewhere the orphan guard does, and
+ * `setpriv --pdeathsig KILL` (the kernel kills a job's main process if the runner dies) when the
+ * guard is gone.
  */
 export function hostTools(runnerEnv: Readonly<Record<string, string | undefined>>): {
   prlimitPath?: string;
@@ -120,7 +124,7 @@ function setprivArgs(options: JobProcessOptions): string[] {
   const args: string[] = [];
   if (options.user) args.push('--inh-caps=-all', '--ambient-caps=-all');
   // After the switch: a change of user clears the parent-death signal.
-  if (options.pdeathsig) args.push('--pdeathsig', 'KILL');
+  if (options.pdeathsig && !options.guard?.alive) args.push('--pdeathsig', 'KILL');
   return args;
 }
 
@@ -182,6 +186,8 @@ export class JobProcess {
     }
     this.child = child;
     this.phase = 'running';
+    const guard = this.options.guard?.alive && child.pid !== undefined ? this.options.guard : null;
+    guard?.watch(child.pid!);
     child.stdout!.on('data', this.options.onStdout);
     child.stderr!.on('data', this.options.onStderr);
     child.once('error', (err) => {
@@ -192,6 +198,7 @@ export class JobProcess {
       if (this.phase === 'running') this.phase = 'exited';
       // The job is its main process: whatever it left behind in its group goes with it.
       this.killGroup('SIGKILL');
+      guard?.unwatch(child.pid!);
       // A descendant that left the group may hold the pipes open: stop waiting for them after a while.
       this.closeTimer = setTimeout(() => {
         child.stdout?.destroy();

@@ -1,6 +1,7 @@
 // Any runner's reaper: running jobs whose heartbeat is older than the lease (a runner that died or
 // lost the database) become failure/runner_lost, every max(heartbeat, lease/4) — or, when their
-// template's retry policy lists runner_lost, pending again at their next attempt.
+// template's retry policy lists runner_lost, pending again at their next attempt. While the runner is
+// idle its poll looks for expired leases too (Queue.idleProbe), and the timed reap is skipped.
 import type { Logger } from '../log';
 import type { ExpiredJob, Queue, ReapRetry } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
@@ -20,6 +21,9 @@ export class Reaper {
   /** Written by stop(): after it, a reap still in flight fails quietly. */
   private stopped = false;
   private readonly timer: Periodic;
+  private readonly everyMs: number;
+  /** Written by nothingExpired(): when an idle poll last saw no lease run out. */
+  private clearAt = -Infinity;
 
   constructor(
     private readonly queue: Queue,
@@ -29,7 +33,19 @@ export class Reaper {
     private readonly log: Logger,
     private readonly retryOf: ReapRetry = () => null,
   ) {
-    this.timer = new Periodic(Math.max(heartbeatMs, Math.floor(leaseMs / 4)), () => this.reap());
+    this.everyMs = Math.max(heartbeatMs, Math.floor(leaseMs / 4));
+    this.timer = new Periodic(this.everyMs, () => this.reap());
+  }
+
+  /** An idle poll saw no expired lease: the next timed reap has nothing to find, and is skipped. */
+  nothingExpired(): void {
+    this.clearAt = Date.now();
+  }
+
+  /** An idle poll saw an expired lease: reap now. */
+  reapNow(): void {
+    this.clearAt = -Infinity;
+    void this.reap();
   }
 
   start(): void {
@@ -43,6 +59,7 @@ export class Reaper {
   }
 
   private async reap(): Promise<void> {
+    if (Date.now() - this.clearAt < this.everyMs) return;
     try {
       const reaped = await this.queue.reapExpiredLeases(this.leaseMs, 100, this.retryOf);
       this.health.ok();

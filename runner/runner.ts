@@ -2,6 +2,7 @@
 // timers live beside it: lease-keeper.ts (renewal, cancel, lost jobs), reaper.ts (others' dead jobs).
 import type { RunnerConfig, TestCrashPoint } from '../config';
 import { silentLogger, type Logger } from '../log';
+import { NudgeListener } from '../models/nudge';
 import type { ClaimedJob, Queue } from '../models/queue';
 import { DbHealth } from './db-health';
 import { FinishBatcher } from './finish-batcher';
@@ -49,6 +50,8 @@ export class Runner {
   private readonly scheduler: Scheduler;
   private readonly jobContext: JobRunContext;
   private readonly unobserve: () => void;
+  /** Opened by run() in daemon mode (JOB_RUNNER_NUDGE_ADDRESS): enqueuers wake the claim loop through it. */
+  private nudges: NudgeListener | null = null;
 
   constructor(options: RunnerOptions) {
     const { queue, config } = options;
@@ -110,6 +113,7 @@ export class Runner {
   private async report(): Promise<void> {
     try {
       const report = await this.metrics.report(this.config.concurrency, this.active.size, this.state === 'draining');
+      if (this.nudges && this.state === 'running') report.nudge = this.nudges.target;
       await this.queue.reportRunner(this.runnerId, report);
     } catch (err) {
       if (this.state !== 'closed') this.health.error(err);
@@ -127,12 +131,14 @@ export class Runner {
     }
     this.leases.start();
     this.reaper.start();
-    this.reporter.start(true);
-    // Schedules belong to the daemon: a once run (tests, a cron job of its own) fires none.
+    // Schedules and nudges belong to the daemon: a once run (tests, a cron job of its own) has neither.
     if (!this.once) this.scheduler.start();
     // Once mode ends here, with its last report. A draining runner keeps its leases (and hears cancel
     // requests) until its jobs are done: stop() ends the timers.
-    this.loop = this.claimLoop().then(async () => {
+    this.loop = this.listenForNudges().then(async () => {
+      // The first report says where nudges go.
+      if (this.state === 'running') this.reporter.start(true);
+      await this.claimLoop();
       if (!this.once) return;
       await this.report();
       this.stopTimers();
@@ -150,6 +156,9 @@ export class Runner {
   private async claimLoop(): Promise<void> {
     const { concurrency, pollMs } = this.config;
     let failures = 0;
+    // Set when a claim found nothing and the poll timer (not a nudge or a job's end) woke the loop:
+    // one cheap statement asks whether anything is due before a claim transaction is opened.
+    let probe = false;
     while (this.state === 'running') {
       const free = concurrency - this.active.size;
       if (free <= 0) {
@@ -158,22 +167,52 @@ export class Runner {
       }
       let claimed: ClaimedJob[];
       try {
+        if (probe && !(await this.probe())) {
+          probe = !(await this.nap.sleep(pollMs));
+          continue;
+        }
         claimed = await this.queue.claimDueJobs(this.runnerId, free);
         this.health.ok();
         failures = 0;
       } catch (err) {
         this.health.error(err);
         const backoff = Math.min(30_000, pollMs * 2 ** Math.min(++failures, 5));
+        probe = false;
         await this.nap.sleep(backoff / 2 + Math.random() * (backoff / 2));
         continue;
       }
       for (const job of claimed) this.launch(job);
+      probe = false;
       if (claimed.length === free) continue; // slots full or more may be due: claim again at once
       if (this.once && claimed.length === 0 && this.active.size === 0) break;
-      // Once mode: only a job's end can make more work; otherwise poll.
-      await this.nap.sleep(this.once ? null : pollMs);
+      // Once mode: only a job's end can make more work; otherwise poll (or be nudged).
+      const woken = await this.nap.sleep(this.once ? null : pollMs);
+      probe = !woken && !this.once && claimed.length === 0;
     }
     if (this.once) await this.waitForJobs();
+  }
+
+  /** An idle poll: is anything due? It does the reaper's looking too (a reap only when a lease ran out). */
+  private async probe(): Promise<boolean> {
+    const { due, expired } = await this.queue.idleProbe(this.config.leaseMs);
+    this.health.ok();
+    if (expired) this.reaper.reapNow();
+    else this.reaper.nothingExpired();
+    return due;
+  }
+
+  /** Daemon mode: listens for wake-up nudges (JOB_RUNNER_NUDGE_ADDRESS); without them, polling alone. */
+  private async listenForNudges(): Promise<void> {
+    const address = this.config.nudgeAddress;
+    if (this.once || address === null) return;
+    try {
+      this.nudges = await NudgeListener.open(address, () => this.nap.wake());
+      this.log.info(`wake-up nudges on udp ${address}:${this.nudges.target.port}`);
+    } catch (err) {
+      this.log.warn(
+        `wake-up nudges off: cannot listen on ${address} (${(err as Error).message}); new jobs are found by polling every ${this.config.pollMs} ms`,
+      );
+    }
   }
 
   /** Test-only fault injection (JOB_RUNNER_TEST_CRASH): die here as `kill -9` would, writing nothing more. */
@@ -247,6 +286,8 @@ export class Runner {
   }
 
   private close(): void {
+    this.nudges?.close();
+    this.jobContext.orphanGuard?.close();
     this.unobserve();
     this.state = 'closed';
   }

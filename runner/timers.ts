@@ -31,24 +31,29 @@ export class Periodic {
 export class Nap {
   /** Written by sleep(), cleared by wake(). */
   private wakeUp: (() => void) | null = null;
+  /** A wake() while nobody slept: the next sleep() returns at once (a nudge during a claim is not lost). */
+  private woken = false;
 
-  /** Sleeps until `ms` pass (forever when null) or wake() is called. */
-  sleep(ms: number | null): Promise<void> {
+  /** Sleeps until `ms` pass (forever when null) or wake() is called; true when woken. */
+  sleep(ms: number | null): Promise<boolean> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve(true);
+    }
     return new Promise((resolve) => {
-      const timer = ms === null ? null : setTimeout(done, ms);
-      function done() {
+      const timer = ms === null ? null : setTimeout(() => done(false), ms);
+      const done = (woken: boolean) => {
         if (timer) clearTimeout(timer);
-        resolve();
-      }
-      this.wakeUp = () => {
         this.wakeUp = null;
-        done();
+        resolve(woken);
       };
+      this.wakeUp = () => done(true);
     });
   }
 
   wake(): void {
-    this.wakeUp?.();
+    if (this.wakeUp) this.wakeUp();
+    else this.woken = true;
   }
 }
 

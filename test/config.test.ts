@@ -44,7 +44,15 @@ describe('loadConfig defaults (the README configuration table)', () => {
       leaseMs: 60000,
       outputMaxBytes: 16777216,
       shutdownGraceMs: 30000,
+      nudgeAddress: '127.0.0.1',
     });
+  });
+
+  it('hears nudges on loopback by default; JOB_RUNNER_NUDGE_ADDRESS takes an address of this host, or off', () => {
+    expect(loadConfig({ JOB_RUNNER_NUDGE_ADDRESS: 'off' }).runner.nudgeAddress).toBeNull();
+    expect(loadConfig({ JOB_RUNNER_NUDGE_ADDRESS: 'OFF' }).runner.nudgeAddress).toBeNull();
+    expect(loadConfig({ JOB_RUNNER_NUDGE_ADDRESS: ' 10.0.0.5 ' }).runner.nudgeAddress).toBe('10.0.0.5');
+    expect(loadConfig({ JOB_RUNNER_NUDGE_ADDRESS: '::1' }).runner.nudgeAddress).toBe('::1');
   });
 
   it('has no running cap and a pending cap of 1000 per user', () => {
@@ -116,6 +124,7 @@ describe('loadConfig with values set', () => {
       JOB_RUNNER_LEASE_MS: '2001',
       JOB_OUTPUT_MAX_BYTES: '0',
       JOB_SHUTDOWN_GRACE_MS: '0',
+      JOB_RUNNER_NUDGE_ADDRESS: '192.168.1.20',
       PORT: '8080',
       HOST: '0.0.0.0',
       SESSION_SECRET: 'secret',
@@ -135,6 +144,7 @@ describe('loadConfig with values set', () => {
       leaseMs: 2001,
       outputMaxBytes: 0,
       shutdownGraceMs: 0,
+      nudgeAddress: '192.168.1.20',
     });
     expect(config.http).toEqual({
       port: 8080,
@@ -191,6 +201,9 @@ describe('loadConfig refuses invalid values with a ConfigError naming the variab
     ['JOB_USER_MAX_RUNNING', { JOB_USER_MAX_RUNNING: '-1' }],
     ['JOB_USER_MAX_RUNNING', { JOB_USER_MAX_RUNNING: 'two' }],
     ['JOB_USER_MAX_PENDING', { JOB_USER_MAX_PENDING: '1.5' }],
+    ['JOB_RUNNER_NUDGE_ADDRESS', { JOB_RUNNER_NUDGE_ADDRESS: 'localhost' }],
+    ['JOB_RUNNER_NUDGE_ADDRESS', { JOB_RUNNER_NUDGE_ADDRESS: '0.0.0.0' }],
+    ['JOB_RUNNER_NUDGE_ADDRESS', { JOB_RUNNER_NUDGE_ADDRESS: '10.0.0.5:4000' }],
     ['COOKIE_SECURE', { COOKIE_SECURE: 'maybe' }],
     ['COOKIE_SECURE', { COOKIE_SECURE: 'ture' }],
     ['MYSQL_USER', { MYSQL_HOST: 'db.example', MYSQL_DATABASE: 'cj' }],

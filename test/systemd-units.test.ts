@@ -37,6 +37,8 @@ const CONFIG_VARIABLES = [
   'JOB_RUNNER_JOB_USER',
   'JOB_RUNNER_HEARTBEAT_MS',
   'JOB_RUNNER_LEASE_MS',
+  // Wake-up nudges (issue 14; not in SPEC §2): README, "How the runner works".
+  'JOB_RUNNER_NUDGE_ADDRESS',
   'JOB_OUTPUT_MAX_BYTES',
   'JOB_SHUTDOWN_GRACE_MS',
   'PORT',

@@ -25,6 +25,11 @@ export interface QueueStatements {
    * under the owner's lock).
    */
   claimSelect(limit: number, quota?: boolean): string;
+  /**
+   * An idle runner's poll in one statement: a row `what = 'due'` when a job is due (what claimSelect
+   * would look at), a row `what = 'expired'` when a running job's lease ran out (what reapSelect would).
+   */
+  idleProbe(leaseMs: number): string;
   /** :ids → groupKey of each that may hold its group (not queued behind another): a cancel releases it. */
   groupsOfJobs: string;
   /** :runnerId, :ids → the selected rows become running. */

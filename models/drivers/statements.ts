@@ -40,6 +40,12 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now}
          ${quota ? `AND (createdBy IS NULL OR (${OWNER_RUNNING}) < :cap)` : ''}
        ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${p.skipLocked}`,
+    idleProbe: (leaseMs) =>
+      `SELECT 'due' AS what FROM (SELECT id FROM Jobs ${p.claimIndexHint}
+          WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now} LIMIT 1) d
+       UNION ALL
+       SELECT 'expired' FROM (SELECT id FROM Jobs
+          WHERE status = 'running' AND heartbeatAt < ${p.ago(leaseMs)} LIMIT 1) e`,
     groupsOfJobs: 'SELECT id, groupKey FROM Jobs WHERE id IN (:ids) AND groupKey IS NOT NULL AND groupQueued = 0',
     claimMark: `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${p.now},
          heartbeatAt = ${p.now}, updatedAt = ${p.now}

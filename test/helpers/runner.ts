@@ -24,6 +24,8 @@ function runnerConfig(overrides: Partial<RunnerConfig> = {}): RunnerConfig {
     leaseMs: 2000,
     outputMaxBytes: 16 * 1024 * 1024,
     shutdownGraceMs: 5000,
+    // Polling alone, unless a test asks for nudges.
+    nudgeAddress: null,
     ...overrides,
   };
 }
