@@ -116,3 +116,164 @@ export async function loginCookie(url: string, username: string, password: strin
   if (res.status !== 200 || !cookie) throw new Error(`login failed: ${res.status} ${await res.text()}`);
   return cookie.split(';')[0];
 }
+
+/**
+ * A time column as ms since the epoch: MySQL's DATETIME(3) arrives as a Date, SQLite's as UTC text
+ * ('2026-12-02 10:00:00.123'), which Date.parse would read as local time without the `Z`.
+ */
+export function dbTimeMs(value: string | Date): number {
+  return value instanceof Date ? value.getTime() : Date.parse(`${String(value).replace(' ', 'T')}Z`);
+}
+
+/**
+ * The environment of `dist/job-runner.js` in a bench, built from scratch as a unit file gives it
+ * (nothing of the bench's own environment leaks in, INVOCATION_ID included): the database, `env` added.
+ */
+export function runnerEnv(config: DatabaseConfig, env: Record<string, string> = {}): Record<string, string> {
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    LANG: 'C.UTF-8',
+    HOME: os.tmpdir(),
+    ...databaseEnv(config),
+    JOB_RUNNER_CWD: ROOT,
+    ...env,
+  };
+}
+
+/** A `dist/job-runner.js` started by startRunner, its output kept for a look. */
+export interface RunnerProcess {
+  child: ChildProcess;
+  /** The last lines it printed, stdout and stderr interleaved as they came (at most 200). */
+  tail: string[];
+  /** Its exit: status or signal, and seconds from spawn. */
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>;
+  /** The first line (from now on, or already in `tail`) that matches, or a rejection after `timeoutMs`. */
+  waitForLine(pattern: RegExp, timeoutMs: number): Promise<string>;
+}
+
+const TAIL_LINES = 200;
+
+/**
+ * `node [nodeArgs] dist/job-runner.js [args]` with exactly `env` (see runnerEnv), both streams read
+ * line by line: a daemon whose pipes nobody reads would block on its own log.
+ */
+export function startRunner(env: Record<string, string>, args: string[] = [], nodeArgs: string[] = []): RunnerProcess {
+  const started = process.hrtime.bigint();
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist', 'job-runner.js'), ...args], {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const tail: string[] = [];
+  const watchers = new Set<(line: string) => void>();
+  const onLine = (line: string) => {
+    tail.push(line);
+    if (tail.length > TAIL_LINES) tail.shift();
+    for (const watch of watchers) watch(line);
+  };
+  readline.createInterface({ input: child.stdout! }).on('line', onLine);
+  readline.createInterface({ input: child.stderr! }).on('line', onLine);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; seconds: number }>((resolve) => {
+    // 'close', not 'exit': every line it printed has been read by then.
+    child.once('close', (code, signal) =>
+      resolve({ code, signal, seconds: Number(process.hrtime.bigint() - started) / 1e9 }),
+    );
+  });
+  const waitForLine = (pattern: RegExp, timeoutMs: number) =>
+    new Promise<string>((resolve, reject) => {
+      const seen = tail.find((line) => pattern.test(line));
+      if (seen !== undefined) return resolve(seen);
+      const done = (error: Error | null, line = '') => {
+        watchers.delete(watch);
+        clearTimeout(timer);
+        if (error) reject(error);
+        else resolve(line);
+      };
+      const watch = (line: string) => {
+        if (pattern.test(line)) done(null, line);
+      };
+      const timer = setTimeout(
+        () => done(new Error(`job-runner printed no line like ${pattern} in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      watchers.add(watch);
+      void exited.then(({ code }) => done(new Error(`job-runner exited (${code}) before a line like ${pattern}`)));
+    });
+  return { child, tail, exited, waitForLine };
+}
+
+/** One function's share of a CPU profile. */
+export interface ProfileEntry {
+  /** `name url:line`, the url relative to the project where it is inside it. */
+  name: string;
+  ms: number;
+  share: number;
+}
+
+/** A V8 .cpuprofile (what `node --cpu-prof` writes); only the fields read here. */
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number }; children?: number[] }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+/**
+ * Self and total (inclusive) time by function in a `.cpuprofile`, largest first. Sample i is charged
+ * the time until the next sample (timeDeltas[i + 1]), as DevTools does. A function that recurses is
+ * counted once per stack for its total, so no total exceeds the whole. Shares are of all sampled
+ * time, `(idle)` included; `busyMs` leaves it out.
+ */
+export function summariseCpuProfile(
+  file: string,
+  root = ROOT,
+): { totalMs: number; busyMs: number; self: ProfileEntry[]; total: ProfileEntry[] } {
+  const profile = JSON.parse(fs.readFileSync(file, 'utf8')) as CpuProfile;
+  const selfUs = new Map<number, number>();
+  profile.samples.forEach((id, i) => {
+    selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? 0));
+  });
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const keyOf = (id: number) => {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    const where = url.startsWith('file://') ? url.slice('file://'.length) : url;
+    const short = where.startsWith(root + path.sep) ? path.relative(root, where) : where;
+    return `${functionName || '(anonymous)'}${short ? ` ${short}:${lineNumber + 1}` : ''}`;
+  };
+  const selfByKey = new Map<string, number>();
+  const totalByKey = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, us: number) => map.set(key, (map.get(key) ?? 0) + us);
+  // Depth first from the root, the keys on the current stack counted, so a subtree's time goes to each
+  // function once, at its outermost call. Iterative: stacks can be deeper than the JS call stack allows.
+  const onStack = new Map<string, number>();
+  const subtreeUs = new Map<number, number>();
+  const parentIds = new Set(profile.nodes.flatMap((node) => node.children ?? []));
+  const roots = profile.nodes.filter((node) => !parentIds.has(node.id)).map((node) => node.id);
+  const work: { id: number; leaving: boolean }[] = roots.map((id) => ({ id, leaving: false }));
+  while (work.length > 0) {
+    const { id, leaving } = work.pop()!;
+    const key = keyOf(id);
+    const children = byId.get(id)!.children ?? [];
+    if (!leaving) {
+      onStack.set(key, (onStack.get(key) ?? 0) + 1);
+      work.push({ id, leaving: true }, ...children.map((child) => ({ id: child, leaving: false })));
+      continue;
+    }
+    const us = (selfUs.get(id) ?? 0) + children.reduce((sum, child) => sum + (subtreeUs.get(child) ?? 0), 0);
+    subtreeUs.set(id, us);
+    add(selfByKey, key, selfUs.get(id) ?? 0);
+    const depth = onStack.get(key)! - 1;
+    if (depth === 0) {
+      onStack.delete(key);
+      add(totalByKey, key, us);
+    } else {
+      onStack.set(key, depth);
+    }
+  }
+  const allUs = [...selfUs.values()].reduce((a, b) => a + b, 0);
+  const idleUs = [...selfByKey].filter(([key]) => key === '(idle)').reduce((sum, [, us]) => sum + us, 0);
+  const ranked = (map: Map<string, number>) =>
+    [...map]
+      .filter(([key]) => key !== '(root)')
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, us]) => ({ name, ms: us / 1000, share: allUs > 0 ? us / allUs : 0 }));
+  return { totalMs: allUs / 1000, busyMs: (allUs - idleUs) / 1000, self: ranked(selfByKey), total: ranked(totalByKey) };
+}

@@ -1,9 +1,9 @@
-// bench/runner: the runner's throughput next to the bare cost of what it wraps, measured in one run.
+// bench/runner: the runner's output path next to the bare cost of what it wraps, measured in one run.
 //   MYSQL_HOST=127.0.0.1 MYSQL_USER=root node dist/bench/runner.js     (uses/recreates database cj_bench)
-// Prints: drain jobs/s of 2,000 `/bin/true` jobs at concurrency 8 vs a bare spawn loop; output
-// lines/s persisted for a job printing 1,000,000 lines vs bare batched INSERTs; peak RSS of a
-// runner whose job prints 200 MB.
-import { spawn, spawnSync } from 'node:child_process';
+// Prints: output lines/s persisted for a job printing 1,000,000 lines vs bare batched INSERTs; peak
+// RSS of a runner whose job prints 200 MB; statements an idle runner sends. The drain and the pickup
+// are bench/drain's: the daemon as users run it, not a Runner in this process.
+import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
@@ -13,10 +13,9 @@ import { silentLogger } from '../log';
 import { Queue } from '../models/queue';
 import { Runner } from '../runner/runner';
 import { TaskCatalog } from '../tasks/catalog';
-import { ROOT, benchDatabase, freshDatabase, quantile, removeDatabaseFile } from './common';
+import { ROOT, benchDatabase, freshDatabase, removeDatabaseFile } from './common';
 
 const TASKS_FILE = path.join(ROOT, 'bench', 'tasks.json');
-const JOBS = Number(process.env.BENCH_JOBS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const LINES = Number(process.env.BENCH_LINES ?? 1_000_000);
 
@@ -43,14 +42,6 @@ function runnerConfig(db: Database, overrides: { pollMs?: number; once?: boolean
   };
 }
 
-async function enqueueMany(db: Database, task: string, count: number): Promise<void> {
-  const tuple = `(${db.sequelize.escape(task)}, '{}', 'bench')`;
-  for (let i = 0; i < count; i += 1000) {
-    const n = Math.min(1000, count - i);
-    await db.sequelize.query(`INSERT INTO Jobs (task, params, createdBy) VALUES ${Array(n).fill(tuple).join(', ')}`);
-  }
-}
-
 /** Seconds from the first job's start to the last one's end, on the database clock. */
 async function drainSeconds(db: Database): Promise<number> {
   const [row] = await db.sequelize.query<{ first: string | Date; last: string | Date; n: number }>(
@@ -59,24 +50,6 @@ async function drainSeconds(db: Database): Promise<number> {
   );
   const ms = (v: string | Date) => (v instanceof Date ? v.getTime() : Date.parse(`${String(v).replace(' ', 'T')}Z`));
   return (ms(row.last) - ms(row.first)) / 1000;
-}
-
-/** The bare cost: `count` spawns of /bin/true, `concurrency` in flight. */
-async function bareSpawn(count: number, concurrency: number): Promise<number> {
-  const started = process.hrtime.bigint();
-  let next = 0;
-  const worker = async () => {
-    while (next < count) {
-      next++;
-      await new Promise<void>((resolve, reject) => {
-        const child = spawn('/bin/true', [], { stdio: 'ignore' });
-        child.on('error', reject);
-        child.on('close', () => resolve());
-      });
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return Number(process.hrtime.bigint() - started) / 1e9;
 }
 
 /** The bare cost: the same rows by multi-row INSERTs of the runner's batch size, one connection. */
@@ -130,37 +103,6 @@ const want = (section: string) => !only || only.includes(section);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Enqueue → running on the database clock, with an idle runner polling every `pollMs`. */
-async function pickupLatency(db: Database, pollMs: number, samples: number): Promise<{ p50: number; p95: number }> {
-  await clear(db);
-  const runner = new Runner(runnerConfig(db, { pollMs, once: false }));
-  const running = runner.run();
-  await sleep(pollMs + 100);
-  for (let i = 0; i < samples; i++) {
-    // Arrivals at random moments, so they fall anywhere in the poll cycle.
-    await sleep(Math.random() * Math.min(pollMs, 1000));
-    await db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('true', '{}', 'bench')");
-  }
-  while ((await countWhere(db, "status IN ('pending', 'running')")) > 0) await sleep(50);
-  await runner.stop();
-  await running;
-  const rows = await db.sequelize.query<{ ms: number }>(
-    db.dialect === 'mysql'
-      ? 'SELECT TIMESTAMPDIFF(MICROSECOND, createdAt, startedAt) / 1000 AS ms FROM Jobs'
-      : 'SELECT (julianday(startedAt) - julianday(createdAt)) * 86400000 AS ms FROM Jobs',
-    { type: QueryTypes.SELECT },
-  );
-  const sorted = rows.map((r) => Number(r.ms)).sort((a, b) => a - b);
-  return { p50: quantile(sorted, 0.5), p95: quantile(sorted, 0.95) };
-}
-
-async function countWhere(db: Database, where: string): Promise<number> {
-  const [{ n }] = await db.sequelize.query<{ n: number }>(`SELECT COUNT(*) AS n FROM Jobs WHERE ${where}`, {
-    type: QueryTypes.SELECT,
-  });
-  return Number(n);
-}
-
 /** Statements an idle runner (default settings) sends, counted on its own connection pool. */
 async function idleQueriesPerSecond(config: DatabaseConfig, seconds: number): Promise<number> {
   let statements = 0;
@@ -184,25 +126,6 @@ async function main(): Promise<void> {
     `bench/runner on ${config.dialect === 'mysql' ? `MySQL ${config.host}:${config.port}/${config.database}` : 'SQLite'}, node ${process.version}, ${os.cpus().length} CPUs`,
   );
 
-  if (want('drain')) {
-    // 1. Drain: 2,000 `/bin/true` jobs, concurrency 8, against the bare spawn loop.
-    await enqueueMany(db, 'true', JOBS);
-    const wall = process.hrtime.bigint();
-    const cpu = process.cpuUsage();
-    await new Runner(runnerConfig(db)).run();
-    const runnerWall = Number(process.hrtime.bigint() - wall) / 1e9;
-    const cpuUsed = process.cpuUsage(cpu);
-    const cpuPerJob = (cpuUsed.user + cpuUsed.system) / 1000 / JOBS;
-    const drain = await drainSeconds(db);
-    const bare = await bareSpawn(JOBS, CONCURRENCY);
-    const drainRate = JOBS / drain;
-    const bareRate = JOBS / bare;
-    console.log(
-      `drain      ${JOBS} jobs of /bin/true at concurrency ${CONCURRENCY}: ${drainRate.toFixed(0)} jobs/s (first start to last end ${drain.toFixed(2)} s; runner wall ${runnerWall.toFixed(2)} s, runner CPU ${cpuPerJob.toFixed(2)} ms/job)`,
-    );
-    console.log(`bare spawn ${JOBS} x /bin/true, ${CONCURRENCY} in flight:       ${bareRate.toFixed(0)} spawns/s`);
-    console.log(`ratio      runner / bare spawn = ${(drainRate / bareRate).toFixed(2)}   (aim >= 0.8)`);
-  }
   if (want('output')) {
     // 2. Output: one job printing 1,000,000 lines, against bare batched INSERTs of as many rows.
     await clear(db);
@@ -244,20 +167,13 @@ async function main(): Promise<void> {
       `memory     runner peak RSS with a job printing 202 MB: ${rss}; stored ${bytes} bytes; ${dropped?.output ?? 'no drop row'}`,
     );
   }
-  if (want('pickup')) {
-    // 4. Pickup latency (enqueue -> running) with an idle runner, at the default poll and at 200 ms.
-    const samples = Number(process.env.BENCH_PICKUP_SAMPLES ?? 30);
-    for (const pollMs of [2000, 200]) {
-      const { p50, p95 } = await pickupLatency(db, pollMs, samples);
-      console.log(
-        `pickup     ${samples} jobs, idle runner polling every ${pollMs} ms: p50 ${p50.toFixed(0)} ms, p95 ${p95.toFixed(0)} ms`,
-      );
-    }
-  }
   if (want('idle')) {
     // 5. What an idle runner costs the database.
     const idle = await idleQueriesPerSecond(config, Number(process.env.BENCH_IDLE_SECONDS ?? 20));
-    console.log(`idle       statements/s from an idle runner at default settings: ${idle.toFixed(2)}`);
+    const pollMs = loadConfig({}).runner.pollMs;
+    console.log(
+      `idle       statements/s from an idle runner at default settings: ${idle.toFixed(2)} (${((idle * pollMs) / 1000).toFixed(2)} per ${pollMs} ms poll interval, its report every 15 s included)`,
+    );
   }
   await db.close();
   removeDatabaseFile(config);
