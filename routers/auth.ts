@@ -3,6 +3,7 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 import type { Database } from '../models/database';
 import { authenticateApiToken, userById, type AuthenticatedUser } from '../models/users';
 import { HttpError } from './errors';
+import { SESSION_USER, type SessionUserRow } from './sessions';
 
 declare module 'express-session' {
   interface SessionData {
@@ -60,7 +61,12 @@ async function sessionPrincipal(db: Database, req: Request, options: AuthOptions
   const session = req.session;
   if (!session) return null;
   if (typeof session.userId === 'number') {
-    const user = await userById(db, session.userId);
+    // Read with the session (routers/sessions.ts) when the store is ours; else read now.
+    const joined = (session as { [SESSION_USER]?: SessionUserRow | null })[SESSION_USER];
+    const user =
+      joined !== undefined && (joined === null || joined.id === session.userId)
+        ? joined
+        : await userById(db, session.userId);
     if (user) return { username: user.username, isAdmin: user.isAdmin };
     await destroySession(req);
     return null;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import connectSessionSequelize from 'connect-session-sequelize';
 import session, { type SessionData } from 'express-session';
 import type { RequestHandler } from 'express';
+import { QueryTypes } from 'sequelize';
 import { ConfigError, type Config } from '../config';
 import type { Database } from '../models/database';
 
@@ -32,35 +33,92 @@ const STORE_OPTIONS = {
   }),
 };
 
-/** The store refuses (and deletes) an expired session: the library's get() does not look at `expires`. */
+/**
+ * The user a session belongs to as `Users` has it now, read with the session in one joined query:
+ * null when the row is gone (deleted user). Set by the store's get() on the data it returns; stripped
+ * before any save, so it is never stored (and its presence leaves the session unmodified).
+ */
+export const SESSION_USER = '__user';
+
+export interface SessionUserRow {
+  id: number;
+  username: string;
+  isAdmin: boolean;
+}
+
+interface SessionJoinRow {
+  data: string | null;
+  expires: Date | string | null;
+  lastSeenAt: Date | string | null;
+  uid: number | null;
+  username: string | null;
+  isAdmin: number | boolean | null;
+}
+
+/**
+ * A date column as ms: MySQL gives a Date; SQLite text, as Sequelize writes it
+ * ('2026-12-02 10:00:00.123 +00:00') or without a zone (UTC). NaN when unreadable.
+ */
+function timeOf(value: Date | string | null): number | null {
+  if (value === null) return null;
+  if (value instanceof Date) return value.getTime();
+  const zoned = /(?:[zZ]|[+-]\d\d:?\d\d)$/.test(value.trim());
+  return zoned
+    ? Date.parse(value.trim().replace(' ', 'T').replace(' ', ''))
+    : Date.parse(`${value.trim().replace(' ', 'T')}Z`);
+}
+
+/**
+ * connect-session-sequelize on our Sessions model, with get() our own: one query reads the session
+ * and its user (what every request needs to know who asks, SPEC §12); an expired session is refused
+ * and deleted (the library's get() does not look at `expires`).
+ */
 class ExpiringSequelizeStore extends SequelizeStore {
   constructor(private readonly db: Database) {
     super({ db: db.sequelize, ...STORE_OPTIONS });
   }
 
   override get(sid: string, callback: (err: unknown, session?: SessionData | null) => void): void {
-    this.db.models.Session.findOne({ where: { sid } }).then(
-      (row) => {
-        if (!row || row.data === null) return callback(null, null);
-        if (row.expires === null || row.expires.getTime() <= Date.now()) {
-          this.destroy(sid, () => callback(null, null));
-          return;
-        }
-        let data: SessionData;
-        try {
-          data = JSON.parse(row.data) as SessionData;
-        } catch {
-          return callback(null, null);
-        }
-        const seen = row.lastSeenAt?.getTime() ?? 0;
-        if (Date.now() - seen < LAST_SEEN_RESOLUTION_MS) return callback(null, data);
-        this.db.models.Session.update({ lastSeenAt: new Date() }, { where: { sid }, silent: true }).then(
-          () => callback(null, data),
-          (err: unknown) => callback(err),
-        );
-      },
-      (err: unknown) => callback(err),
-    );
+    this.db.sequelize
+      .query<SessionJoinRow>(
+        `SELECT s.data, s.expires, s.lastSeenAt, u.id AS uid, u.username, u.isAdmin
+           FROM Sessions s LEFT JOIN Users u ON u.id = s.userId WHERE s.sid = ?`,
+        { replacements: [sid], type: QueryTypes.SELECT },
+      )
+      .then(
+        ([row]) => {
+          if (!row || row.data === null) return callback(null, null);
+          const expires = timeOf(row.expires);
+          // Unreadable counts as expired: a session is refused rather than kept by mistake.
+          if (expires === null || !(expires > Date.now())) {
+            this.destroy(sid, () => callback(null, null));
+            return;
+          }
+          let data: SessionData;
+          try {
+            data = JSON.parse(row.data) as SessionData;
+          } catch {
+            return callback(null, null);
+          }
+          const user: SessionUserRow | null =
+            row.uid === null
+              ? null
+              : { id: Number(row.uid), username: String(row.username), isAdmin: Boolean(Number(row.isAdmin)) };
+          Object.assign(data, { [SESSION_USER]: user });
+          const seen = timeOf(row.lastSeenAt) ?? 0;
+          if (Date.now() - seen < LAST_SEEN_RESOLUTION_MS) return callback(null, data);
+          this.db.models.Session.update({ lastSeenAt: new Date() }, { where: { sid }, silent: true }).then(
+            () => callback(null, data),
+            (err: unknown) => callback(err),
+          );
+        },
+        (err: unknown) => callback(err),
+      );
+  }
+
+  override set(sid: string, data: SessionData, callback?: (err?: unknown) => void): void {
+    const { [SESSION_USER]: _user, ...stored } = data as SessionData & { [SESSION_USER]?: unknown };
+    super.set(sid, stored as SessionData, callback);
   }
 }
 

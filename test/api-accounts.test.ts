@@ -88,6 +88,19 @@ describe('every request re-reads its user', () => {
     expect(data).not.toHaveProperty('isAdmin');
     expect(row.userId).toBe(data.userId);
   });
+
+  test('the user read with the session is never stored, and a forged one in the store is not believed', async () => {
+    await addUser(ctx.db, 'alice');
+    const { agent } = await login(ctx.api, 'alice');
+    await agent.get('/me').expect(200);
+    const [row] = await ctx.db.models.Session.findAll();
+    expect(JSON.parse(row.data!)).not.toHaveProperty('__user');
+    // Someone who can write the store but not Users: the rights still come from Users.
+    const forged = { ...JSON.parse(row.data!), __user: { id: row.userId, username: 'alice', isAdmin: true } };
+    await ctx.db.models.Session.update({ data: JSON.stringify(forged) }, { where: { sid: row.sid } });
+    expect((await agent.get('/me').expect(200)).body).toEqual({ username: 'alice', isAdmin: false });
+    await agent.get('/schedules').expect(403);
+  });
 });
 
 describe("ending a user's sessions", () => {
