@@ -320,13 +320,15 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
     // open between statements. A job batch's DELETE also locks, through the foreign key's cascade,
     // the batch's own output rows it has just deleted (not yet purged): LINES + 3 a job before the
     // serial-group migration. Since it (two more indexes on Jobs, one of them on status) MariaDB
-    // reports 9,500-13,900 for a 500-job batch, varying run to run, cause not yet found: the bound
-    // is three batches' worth until it is (README, "Operations" has the open question).
+    // reports 9,500-13,900 for a 500-job batch, varying run to run, cause not yet found; since the
+    // quotas' jobs_owner_status (a third index holding status) up to 20,530 in a CI run. The bound is
+    // four batches' worth until the cause is found (README, "Operations" has the open question):
+    // what it guards is that a transaction holds one batch's locks, not the table's (1,100,000 rows).
     if (watched) {
       expect(watched.transactions.size).toBeGreaterThanOrEqual(10);
       expect(watched.maxRowsModified).toBeGreaterThan(0);
       expect(watched.maxRowsModified).toBeLessThanOrEqual(Math.max(ROW_BATCH, JOB_BATCH));
-      expect(watched.maxRowsLocked).toBeLessThanOrEqual(3 * JOB_BATCH * (LINES + 3));
+      expect(watched.maxRowsLocked).toBeLessThanOrEqual(4 * JOB_BATCH * (LINES + 3));
       expect(watched.idle).toBe(0);
     }
 
