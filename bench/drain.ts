@@ -14,7 +14,8 @@
 //   pickup  an idle daemon at its default poll: enqueue -> running (startedAt - createdAt, database
 //           clock) p50/p95/max of 20 jobs each, enqueued through the API, through Queue.enqueue in
 //           this process, and by plain SQL.
-// BENCH_JOBS (2000), BENCH_CONCURRENCY (8), BENCH_ONLY=bare,drain,pickup (default all);
+//   enqueue the library's one-by-one enqueue rate (Queue.enqueue, awaited, one job a call).
+// BENCH_JOBS (2000), BENCH_CONCURRENCY (8), BENCH_ONLY=bare,drain,pickup,enqueue (default all);
 // BENCH_PROFILE=DIR runs the draining daemons with --cpu-prof into DIR and prints their top functions.
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -317,6 +318,24 @@ async function pickupSection(db: Database, config: DatabaseConfig): Promise<void
   }
 }
 
+/**
+ * The library's enqueue, as a host program calls it: JOBS sequential awaited `Queue.enqueue` calls
+ * (each its own transaction, the pending quota checked), jobs/s; the peers' "enqueue one-by-one".
+ */
+async function enqueueSection(db: Database): Promise<void> {
+  await clearJobs(db);
+  const queue = new Queue(db, { userMaxRunning: 0, userMaxPending: JOBS + 1 });
+  const started = process.hrtime.bigint();
+  for (let i = 0; i < JOBS; i++) {
+    await queue.enqueue({ task: 'true', params: {}, command: null, createdBy: USER, delayMs: 3_600_000 });
+  }
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  console.log(
+    `enqueue  ${JOBS} x Queue.enqueue one by one (library, pending quota on): ${(JOBS / seconds).toFixed(0)} jobs/s (${seconds.toFixed(2)} s)`,
+  );
+  await clearJobs(db);
+}
+
 async function main(): Promise<void> {
   const config = benchDatabase('cj_bench_drain');
   const database =
@@ -337,6 +356,7 @@ async function main(): Promise<void> {
       await drainOnce(db, config, `${jobs}, INVOCATION_ID (systemd)`, { INVOCATION_ID: 'bench' }, rates);
     }
     if (want('pickup')) await pickupSection(db, config);
+    if (want('enqueue')) await enqueueSection(db);
   } finally {
     await db.close();
     removeDatabaseFile(config);

@@ -32,6 +32,10 @@ const PARTITION_LEASE_MS = 6000;
 /** Upper bound on the partition: it heals as soon as the runner has stopped its job and the job was reaped. */
 const PARTITION_MS = 30_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** How long a runner may take to start and run a job's first line on a loaded machine (not a timed assertion). */
+const STARTED_WITHIN_MS = 120_000;
+// Each test starts runners and jobs before its outage: generous, for a machine under load.
+jest.setTimeout(6 * 60_000);
 
 /** The runner's database health changes, in order: 'down' (unavailable) and 'up' (reachable again). */
 function healthChanges(log: string): string[] {
@@ -74,7 +78,7 @@ describeMysql('database outage (MySQL, through a TCP proxy)', () => {
       { id: `chaos-outage-w${worker}`, env: { JOB_RUNNER_HEARTBEAT_MS: '200', JOB_RUNNER_LEASE_MS: '60000' } },
     );
     // The test's own connection bypasses the proxy: it watches the database while the runner cannot.
-    await waitFor(async () => lines(await statusRows(db, id), 'stdout').length > 30);
+    await waitFor(async () => lines(await statusRows(db, id), 'stdout').length > 30, STARTED_WITHIN_MS);
     const [jobPid] = printedPids(await statusRows(db, id));
     seenPids.push(jobPid);
     expect(proxy.accepted).toBeGreaterThan(0);
@@ -122,7 +126,7 @@ describeMysql('database outage (MySQL, through a TCP proxy)', () => {
         env: { JOB_RUNNER_HEARTBEAT_MS: '200', JOB_RUNNER_LEASE_MS: `${PARTITION_LEASE_MS}` },
       },
     );
-    await waitFor(async () => lines(await statusRows(db, id), 'stdout').length > 0);
+    await waitFor(async () => lines(await statusRows(db, id), 'stdout').length > 0, STARTED_WITHIN_MS);
     const pids = printedPids(await statusRows(db, id));
     seenPids.push(...pids);
     // A second runner with a direct line to the database: it will reap the job once the lease runs out.
