@@ -1,7 +1,7 @@
 // What the API reads about jobs, always scoped to what the caller may see inside the SQL WHERE.
-import { col, fn, IndexHints, Op, type WhereOptions } from 'sequelize';
+import { col, fn, IndexHints, Op, where as sqlWhere, type WhereOptions } from 'sequelize';
 import type { Database } from '../models/database';
-import type { Job, JobStatus, JobStatusName } from '../models/models';
+import { JOB_STATUSES, type Job, type JobStatus, type JobStatusName } from '../models/models';
 
 export interface Viewer {
   username: string;
@@ -77,30 +77,65 @@ export async function countOutputLines(db: Database, jobId: number): Promise<num
 export interface JobListQuery {
   status?: JobStatusName;
   createdBy?: string;
+  /** The task's exact name. */
+  task?: string;
+  /** A job id (digits, "#12" too), or a piece of the task's or owner's name, any case. */
+  search?: string;
   limit: number;
   offset: number;
 }
 
-/** Newest first. A user's `createdBy` filter is ANDed with their own name, so it can only narrow. */
+/** A substring test that reads the same on MySQL and SQLite: no LIKE, so `%` and `_` are plain characters. */
+function contains(column: string, text: string): WhereOptions<Job> {
+  return sqlWhere(fn('INSTR', fn('LOWER', col(column)), text.toLowerCase()), Op.gt, 0) as WhereOptions<Job>;
+}
+
+/**
+ * The list's WHERE, owner scoping first: a user's own name is always one of the ANDed conditions, so
+ * their `createdBy`, `task` or `search` can only narrow it. `status: false` leaves the status out (counts).
+ */
+function listWhere(viewer: Viewer, q: Omit<JobListQuery, 'limit' | 'offset'>): WhereOptions<Job> {
+  const all: WhereOptions<Job>[] = [];
+  if (!viewer.isAdmin) all.push({ createdBy: viewer.username });
+  if (q.createdBy !== undefined) all.push({ createdBy: q.createdBy });
+  if (q.status !== undefined) all.push({ status: q.status });
+  if (q.task !== undefined) all.push({ task: q.task });
+  if (q.search !== undefined) {
+    const id = /^#?(\d{1,15})$/.exec(q.search)?.[1];
+    const any: WhereOptions<Job>[] = [contains('task', q.search), contains('createdBy', q.search)];
+    if (id !== undefined) any.unshift({ id: Number(id) });
+    all.push({ [Op.or]: any } as WhereOptions<Job>);
+  }
+  return { [Op.and]: all } as WhereOptions<Job>;
+}
+
+/** Newest first, owner-scoped (listWhere). */
 export async function listVisibleJobs(db: Database, viewer: Viewer, q: JobListQuery): Promise<Job[]> {
-  const where: Record<string | symbol, unknown> = {};
-  if (q.status !== undefined) where.status = q.status;
-  if (q.createdBy !== undefined) where.createdBy = q.createdBy;
-  const scoped = viewer.isAdmin
-    ? where
-    : {
-        ...where,
-        createdBy:
-          q.createdBy === undefined
-            ? viewer.username
-            : { [Op.and]: [{ [Op.eq]: viewer.username }, { [Op.eq]: q.createdBy }] },
-      };
   return db.models.Job.findAll({
-    where: scoped as WhereOptions<Job>,
+    where: listWhere(viewer, q),
     order: [['id', 'DESC']],
     limit: q.limit,
     offset: q.offset,
   });
+}
+
+export type StatusCounts = Record<JobStatusName, number>;
+
+/** How many jobs of each status match the list's filter without its status, owner-scoped like the list. */
+export async function countVisibleJobs(
+  db: Database,
+  viewer: Viewer,
+  q: Omit<JobListQuery, 'limit' | 'offset' | 'status'>,
+): Promise<StatusCounts> {
+  const rows = (await db.models.Job.findAll({
+    attributes: ['status', [fn('COUNT', col('id')), 'n']],
+    where: listWhere(viewer, q),
+    group: ['status'],
+    raw: true,
+  })) as unknown as { status: JobStatusName; n: number | string }[];
+  const counts = Object.fromEntries(JOB_STATUSES.map((s) => [s, 0])) as StatusCounts;
+  for (const row of rows) if (row.status in counts) counts[row.status] = Number(row.n);
+  return counts;
 }
 
 export interface OutputQuery {

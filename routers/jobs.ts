@@ -1,6 +1,6 @@
 // The jobs router (mountable in the container-creator's app) and the task list.
 import { setMaxListeners } from 'node:events';
-import { Router } from 'express';
+import { Router, type Request } from 'express';
 import { createLogger, type Logger } from '../log';
 import type { Database } from '../models/database';
 import { FINISHED_STATUSES, JOB_STATUSES, type JobStatusName } from '../models/models';
@@ -10,8 +10,16 @@ import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { checkJobRequest, JobRequestError } from '../tasks/job-request';
 import { authenticate, bodyFields, jsonBody, principalOf, writeGuard, type Principal } from './auth';
 import { errorHandler, HttpError, notFound } from './errors';
-import { countOutputLines, findVisibleJob, jobJson, listVisibleJobs } from './job-reads';
+import {
+  countOutputLines,
+  countVisibleJobs,
+  findVisibleJob,
+  jobJson,
+  listVisibleJobs,
+  type JobListQuery,
+} from './job-reads';
 import { sendOutputJson } from './output-response';
+import { sendOutputText } from './output-text';
 import { pathId, queryInt, queryString, resumeAfter } from './params';
 import { streamJob } from './stream';
 import { accessCheck } from './stream-access';
@@ -46,6 +54,39 @@ const OUTPUT_LIMIT = { fallback: 1000, cap: 1000 };
 
 function notFoundJob(id: number): HttpError {
   return new HttpError(404, 'not_found', `no job ${id}`);
+}
+
+/** Longest `task=` (the column's size) and `q=` accepted. */
+const MAX_TASK_NAME = 100;
+const MAX_SEARCH = 100;
+
+/** A yes/no query parameter: `true`/`1` or `false`/`0`, absent is no; 400 invalid_query otherwise. */
+function queryFlag(req: Request, name: string): boolean {
+  const raw = queryString(req, name);
+  if (raw === undefined || raw === 'false' || raw === '0') return false;
+  if (raw === 'true' || raw === '1') return true;
+  throw new HttpError(400, 'invalid_query', `"${name}" must be true or false`);
+}
+
+/** GET /jobs's filter: status, createdBy, task, q (a search), each checked; 400 invalid_query. */
+function listFilter(req: Request): Omit<JobListQuery, 'limit' | 'offset'> {
+  const status = queryString(req, 'status');
+  if (status !== undefined && !JOB_STATUSES.includes(status as JobStatusName)) {
+    throw new HttpError(400, 'invalid_query', `"status" must be one of ${JOB_STATUSES.join(', ')}`);
+  }
+  const task = queryString(req, 'task');
+  if (task !== undefined && (task === '' || task.length > MAX_TASK_NAME)) {
+    throw new HttpError(400, 'invalid_query', `"task" must be a task name of 1 to ${MAX_TASK_NAME} characters`);
+  }
+  const search = queryString(req, 'q')?.trim();
+  if (search !== undefined && (search === '' || search.length > MAX_SEARCH)) {
+    throw new HttpError(
+      400,
+      'invalid_query',
+      `"q" must be 1 to ${MAX_SEARCH} characters (a job id, or part of a task or owner name)`,
+    );
+  }
+  return { status: status as JobStatusName | undefined, createdBy: queryString(req, 'createdBy'), task, search };
 }
 
 function mayRun(principal: Principal, task: TaskTemplate): boolean {
@@ -96,20 +137,20 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
 
   router.get('/', async (req, res) => {
     const principal = principalOf(req);
-    const status = queryString(req, 'status');
-    if (status !== undefined && !JOB_STATUSES.includes(status as JobStatusName)) {
-      throw new HttpError(400, 'invalid_query', `"status" must be one of ${JOB_STATUSES.join(', ')}`);
-    }
-    const createdBy = queryString(req, 'createdBy');
+    const filter = listFilter(req);
     const limit = queryInt(req, 'limit', LIST_LIMIT.fallback, { min: 1, cap: LIST_LIMIT.cap });
     const offset = queryInt(req, 'offset', 0);
-    const jobs = await listVisibleJobs(db, principal, {
-      status: status as JobStatusName | undefined,
-      createdBy,
-      limit,
-      offset,
-    });
-    res.json({ jobs: jobs.map(jobJson), limit, offset });
+    const withCounts = queryFlag(req, 'counts');
+    const jobs = await listVisibleJobs(db, principal, { ...filter, limit, offset });
+    if (!withCounts) {
+      res.json({ jobs: jobs.map(jobJson), limit, offset });
+      return;
+    }
+    // Counts by status of the same filter without its status, so each status says what picking it gives.
+    const { status: _status, ...rest } = filter;
+    const counts = await countVisibleJobs(db, principal, rest);
+    const total = Object.values(counts).reduce((a, b) => a + b, 0);
+    res.json({ jobs: jobs.map(jobJson), limit, offset, counts, total });
   });
 
   router.get('/:id', async (req, res) => {
@@ -128,6 +169,13 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
     const afterId = queryInt(req, 'afterId', undefined);
     if (!(await findVisibleJob(db, principalOf(req), id))) throw notFoundJob(id);
     await sendOutputJson(db, id, { afterId, limit, offset }, res, log);
+  });
+
+  router.get('/:id/log.txt', async (req, res) => {
+    const id = pathId(req);
+    const timestamps = queryFlag(req, 'timestamps');
+    if (!(await findVisibleJob(db, principalOf(req), id))) throw notFoundJob(id);
+    await sendOutputText(db, id, { timestamps }, res, log);
   });
 
   router.get('/:id/stream', async (req, res) => {

@@ -25,6 +25,11 @@ export function createUiRouter(dir = findPublicDir()): Router {
     setHeaders: (res) => res.setHeader('Cache-Control', 'no-cache'),
   });
   const router = Router();
+  // Browsers and tools that ignore the page's <link rel="icon"> ask for /favicon.ico: the same icon, not a 404.
+  router.get('/favicon.ico', (_req, res, next) => {
+    res.setHeader('Cache-Control', 'no-cache');
+    res.sendFile(path.join(dir, 'favicon.svg'), (err) => err && next(err));
+  });
   router.use((req, res, next) => (req.method === 'GET' || req.method === 'HEAD' ? serve(req, res, next) : next()));
   return router;
 }

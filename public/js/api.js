@@ -51,7 +51,10 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     tasks: () => request('GET', '/tasks'),
     /** `when`: `{runAt, delaySec, priority}`, each left out when undefined. */
     createJob: (task, params, when = {}) => request('POST', '/jobs', { task, params, ...when }),
-    /** `{status, createdBy, limit, offset}` → `{jobs, limit, offset}`, newest first. */
+    /**
+     * `{q, task, status, createdBy, limit, offset, counts}` → `{jobs, limit, offset}`, newest first;
+     * with `counts: 'true'` also `{counts: {pending, running, …}, total}` for the filter without its status.
+     */
     listJobs: (filter = {}) => request('GET', '/jobs' + query(filter)),
     /** The job, with `outputLines`: how many output rows it has. */
     job: (id) => request('GET', `/jobs/${id}`),
@@ -59,6 +62,9 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     output: (id, afterId, limit = 1000) => request('GET', `/jobs/${id}/status` + query({ afterId, limit })),
     /** At most `limit` output rows from row number `offset` (0-based, in output order). */
     outputAt: (id, offset, limit = 1000) => request('GET', `/jobs/${id}/status` + query({ offset, limit })),
+    /** The address of the job's whole output as a text file (a download: no request made here). */
+    logUrl: (id, { timestamps = false } = {}) =>
+      base + `/jobs/${id}/log.txt` + query({ timestamps: timestamps ? 'true' : '' }),
     cancel: (id) => request('POST', `/jobs/${id}/cancel`),
     /** A failed or cancelled job goes back to pending, the same job → `{id, status, attempt}`. */
     retry: (id) => request('POST', `/jobs/${id}/retry`),

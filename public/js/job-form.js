@@ -1,11 +1,13 @@
-// #/new?task= — a form built from the task's JSON Schema (GET /tasks). The API validates: its
-// `invalid_params` error names the field (`error.field`), and the message is shown beside it.
+// #/new?task= — a form built from the task's JSON Schema (GET /tasks). Before sending, the form checks
+// every field against the schema and shows each problem beside its field, all at once, in words
+// (param-check.js). The API still validates: its error names one field (`error.field`), reworded beside it.
 import { ApiError } from './api.js';
 import { h, replace } from './dom.js';
 import { fieldRow } from './form-field.js';
 import { jobOptionFields } from './job-options.js';
+import { checkParam, describePattern, plainApiMessage } from './param-check.js';
 
-/** "integer, 1 to 10", "at most 500 characters", "pattern ^[a-z]+$": what the schema allows. */
+/** "a whole number, 1 to 10", "at most 500 characters", "1 to 20 characters: digits or “-”": what the schema allows. */
 function hint(schema) {
   const parts = [];
   if (schema.type === 'integer' || schema.type === 'number') {
@@ -18,7 +20,8 @@ function hint(schema) {
   if (schema.type === 'string' && schema.enum === undefined) {
     if (schema.minLength !== undefined) parts.push(`at least ${schema.minLength} characters`);
     if (schema.maxLength !== undefined) parts.push(`at most ${schema.maxLength} characters`);
-    if (schema.pattern !== undefined) parts.push(`matching ${schema.pattern}`);
+    // In words: a regular expression is no help to most people filling in the form.
+    if (schema.pattern !== undefined) parts.push(describePattern(schema.pattern));
   }
   return parts.join(', ');
 }
@@ -75,7 +78,8 @@ function paramField(name, schema, required) {
     read = () => (input.value === '' ? undefined : input.value);
   }
   const hintText = [schema.description, hint(schema)].filter(Boolean).join(' — ');
-  return { ...fieldRow({ input, label: name, hint: hintText, required, dataset: { param: name } }), read };
+  const row = fieldRow({ input, label: name, hint: hintText, required, dataset: { param: name } });
+  return { ...row, read, schema, check: () => checkParam(read(), schema, required) };
 }
 
 export function renderJobForm(container, { api, me, query, navigate }) {
@@ -101,7 +105,7 @@ export function renderJobForm(container, { api, me, query, navigate }) {
       const options = jobOptionFields(me);
       const formError = h('p', { class: 'form-error', role: 'alert', hidden: true });
       const submit = h('button', { type: 'submit', class: 'button' }, 'Start job');
-      // novalidate: the API's validation is the one that counts, and its message is the one shown.
+      // novalidate: the browser's own bubbles would say one thing at a time, in its words; checkAll says all.
       const form = h(
         'form',
         { class: 'job-form', novalidate: true },
@@ -146,10 +150,26 @@ export function renderJobForm(container, { api, me, query, navigate }) {
         return options.field(err.field) ?? fields.get(err.field);
       }
 
+      /** Every field's problem at once, as the schema says; true when there is none. */
+      function checkAll() {
+        const problems = [
+          ...[...fields.values()].map((f) => [f, f.check()]),
+          ...options.check().map(([name, message]) => [options.field(name), message]),
+        ].filter(([, message]) => message);
+        for (const [f, message] of problems) f.showError(message);
+        if (problems.length === 0) return true;
+        problems[0][0].input.focus();
+        formError.textContent =
+          problems.length === 1 ? 'One field needs a change.' : `${problems.length} fields need a change.`;
+        formError.hidden = false;
+        return false;
+      }
+
       taskSelect.addEventListener('change', build);
       form.addEventListener('submit', async (event) => {
         event.preventDefault();
         clearErrors();
+        if (!checkAll()) return;
         const params = {};
         for (const [name, f] of fields) {
           const value = f.read();
@@ -163,7 +183,7 @@ export function renderJobForm(container, { api, me, query, navigate }) {
           if (disposed || (err instanceof ApiError && err.status === 401)) return;
           const field = err instanceof ApiError ? fieldOf(err) : undefined;
           if (field) {
-            field.showError(err.message);
+            field.showError(err.code === 'invalid_params' ? plainApiMessage(err.message, field.schema) : err.message);
             field.input.focus();
           } else if (err instanceof ApiError && err.field === 'task') {
             taskError.textContent = err.message;

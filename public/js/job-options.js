@@ -89,6 +89,28 @@ export function jobOptionFields(me) {
       delaySec: number(delaySec.input),
       priority: number(priority.input),
     }),
+    /** `[[name, message]]` for each field whose value the API would refuse, in words. */
+    check() {
+      const problems = [];
+      const whole = (input) => input.value !== '' && !Number.isInteger(Number(input.value));
+      if (runAt.input.value !== '' && delaySec.input.value !== '') {
+        // Beside Run at, where the API's own error for it goes too.
+        problems.push(['runAt', 'Give Run at or a delay, not both.']);
+      } else if (
+        whole(delaySec.input) ||
+        Number(delaySec.input.value) < 0 ||
+        Number(delaySec.input.value) > MAX_DELAY_SEC
+      ) {
+        problems.push(['delaySec', `Must be a whole number of seconds from 0 to ${MAX_DELAY_SEC.toLocaleString()}.`]);
+      }
+      const p = Number(priority.input.value);
+      if (whole(priority.input) || p < -100 || p > 100) {
+        problems.push(['priority', 'Must be a whole number from −100 to 100.']);
+      } else if (p > 0 && !me.isAdmin) {
+        problems.push(['priority', 'Positive priorities are for admins: use 0 or less.']);
+      }
+      return problems;
+    },
     /** The field the API's `error.field` names, if it is one of these. */
     field: (name) => fields.get(name),
     clearErrors() {

@@ -4,7 +4,7 @@
 import { ApiError } from './api.js';
 import { replace, h } from './dom.js';
 import { FINISHED } from './format.js';
-import { drawDuration, drawJob, drawNotice, jobLayout, jobUnavailable } from './job-view.js';
+import { drawConfirm, drawDuration, drawJob, drawNotice, jobLayout, jobUnavailable } from './job-view.js';
 import { followOutput } from './output-feed.js';
 import { OutputView } from './output-view.js';
 import { createPoller } from './poll.js';
@@ -24,6 +24,8 @@ export function renderJobPage(container, { api, me, id, navigate }) {
   let job = null;
   /** The job blocking this job's group (admins only may ask GET /groups). */
   let blockedBy = null;
+  /** Set by Cancel while its "Cancel requested" notice shows; show() clears that notice once the job ends. */
+  let cancelNotice = false;
 
   const parts = jobLayout(id);
   const waitingPoll = createPoller(() => refresh(), WAITING_REFRESH_MS);
@@ -57,7 +59,14 @@ export function renderJobPage(container, { api, me, id, navigate }) {
   function show({ next, blocker }) {
     job = next;
     blockedBy = blocker;
-    drawJob(parts, job, { may: buttonsFor(job), blockedBy, isAdmin: me.isAdmin });
+    const may = buttonsFor(job);
+    drawJob(parts, job, { may, blockedBy, isAdmin: me.isAdmin });
+    // Nothing left to confirm once it cannot be cancelled (it ended, or someone else cancelled it).
+    if (!may.cancel) drawConfirm(parts, null);
+    if (cancelNotice && FINISHED.includes(job.status)) {
+      cancelNotice = false;
+      drawNotice(parts, '');
+    }
     // Running again (a retry, here or elsewhere): its new lines follow the ones shown.
     if (feed && !FINISHED.includes(job.status)) feed.resume();
     clearInterval(ticker);
@@ -82,7 +91,7 @@ export function renderJobPage(container, { api, me, id, navigate }) {
    * prefixed with `failed`) shows under the title. A 401 has shown the login form: nothing to say.
    */
   async function act(action, failed) {
-    const buttons = [parts.cancelButton, parts.retryButton, parts.rerunButton];
+    const buttons = [parts.cancelButton, parts.retryButton, parts.rerunButton, parts.confirmYes];
     for (const b of buttons) b.disabled = true;
     try {
       const said = await action();
@@ -97,19 +106,29 @@ export function renderJobPage(container, { api, me, id, navigate }) {
     await refresh();
   }
 
-  parts.cancelButton.addEventListener('click', () =>
-    act(async () => {
+  // Cancel asks first, in the page; only "Yes" sends it.
+  parts.cancelButton.addEventListener('click', () => {
+    drawConfirm(parts, job);
+    parts.confirmNo.focus();
+  });
+  parts.confirmNo.addEventListener('click', () => {
+    drawConfirm(parts, null);
+    parts.cancelButton.focus();
+  });
+  parts.confirmYes.addEventListener('click', () => {
+    drawConfirm(parts, null);
+    return act(async () => {
       try {
         const result = await api.cancel(id);
-        return result.status === 'running'
-          ? 'Cancel requested: the runner stops the job within a heartbeat.'
-          : 'Cancelled.';
+        if (result.status !== 'running') return 'Cancelled.';
+        cancelNotice = true;
+        return 'Cancel requested: the runner stops the job within a heartbeat.';
       } catch (err) {
         if (err.code === 'already_finished') return 'The job has already finished.';
         throw err;
       }
-    }, 'Could not cancel the job'),
-  );
+    }, 'Could not cancel the job');
+  });
 
   parts.retryButton.addEventListener('click', () =>
     act(async () => {
@@ -131,7 +150,12 @@ export function renderJobPage(container, { api, me, id, navigate }) {
   first.then(
     (loaded) => {
       if (disposed) return;
-      view = new OutputView();
+      const download = h(
+        'a',
+        { class: 'button button-quiet', href: api.logUrl(id), download: `job-${id}.log` },
+        'Download log',
+      );
+      view = new OutputView({ tools: [download] });
       replace(container, parts.nodes(view.element));
       show(loaded);
       feed = followOutput(api, id, view, {

@@ -2,7 +2,7 @@
 // when it cannot be shown.
 // No requests here: job-page.js loads, and calls these with what it has.
 import { h, replace } from './dom.js';
-import { formatTime, jobDuration, statusBadge } from './format.js';
+import { errorText, formatTime, jobDuration, statusBadge } from './format.js';
 
 function paramsText(params) {
   if (params === null || params === undefined) return '—';
@@ -37,11 +37,17 @@ export function jobFacts(job) {
     ['Cancel requested', job.cancelRequestedAt ? `${formatTime(job.cancelRequestedAt)} by ${job.cancelledBy}` : null],
     ['Params', h('code', {}, paramsText(job.params)), 'wide'],
     ['Command', job.command ? h('code', {}, job.command) : null, 'wide'],
-    ['Error', job.error ? h('span', { class: 'error-text' }, job.error) : null, 'wide'],
+    [
+      'Error',
+      job.error ? h('span', { class: 'error-text', title: job.error }, errorText(job.error, job)) : null,
+      'wide',
+    ],
     // The reason an earlier attempt failed; after the last one it is the Error above, said once.
     [
       'Last error',
-      job.lastError && job.lastError !== job.error ? h('span', { class: 'error-text' }, job.lastError) : null,
+      job.lastError && job.lastError !== job.error
+        ? h('span', { class: 'error-text', title: job.lastError }, errorText(job.lastError))
+        : null,
       'wide',
     ],
   ];
@@ -97,10 +103,20 @@ export function jobLayout(id) {
     retryButton: h('button', { type: 'button', class: 'button', hidden: true }, 'Retry'),
     rerunButton: h('button', { type: 'button', class: 'button button-quiet', hidden: true }, 'Run again'),
     cancelButton: h('button', { type: 'button', class: 'button button-danger', hidden: true }, 'Cancel job'),
+    confirmText: h('span', { class: 'grow' }),
+    confirmYes: h('button', { type: 'button', class: 'button button-danger' }, 'Yes, cancel it'),
+    confirmNo: h('button', { type: 'button', class: 'button button-quiet' }, 'Keep it'),
     notice: h('p', { class: 'notice', role: 'status', hidden: true }),
     waiting: h('p', { class: 'waiting', role: 'status', hidden: true }),
     factList: h('dl', { class: 'facts' }),
   };
+  parts.confirm = h(
+    'div',
+    { class: 'confirm', role: 'alertdialog', 'aria-label': 'Cancel this job?', hidden: true },
+    parts.confirmText,
+    parts.confirmYes,
+    parts.confirmNo,
+  );
   parts.nodes = (output) => [
     h(
       'div',
@@ -113,6 +129,7 @@ export function jobLayout(id) {
       parts.rerunButton,
       parts.cancelButton,
     ),
+    parts.confirm,
     parts.notice,
     parts.waiting,
     parts.factList,
@@ -135,6 +152,16 @@ export function drawJob(parts, job, { may, blockedBy, isAdmin }) {
   parts.waiting.hidden = reason === null;
   parts.waiting.dataset.reason = job.waiting ?? '';
   replace(parts.waiting, reason);
+}
+
+/** Asks before cancelling (in the page: no browser dialog); `job` null hides the question. */
+export function drawConfirm(parts, job) {
+  parts.confirm.hidden = job === null;
+  if (job === null) return;
+  parts.confirmText.textContent =
+    job.status === 'running'
+      ? `Cancel job #${job.id}? Its process is stopped (SIGTERM, then SIGKILL) and the job ends cancelled.`
+      : `Cancel job #${job.id}? It will not run.`;
 }
 
 /** A line under the title: what a button did, or why it did not (`error`: drawn as an error). */

@@ -1,77 +1,36 @@
-// #/jobs?status=&createdBy=&offset= — the newest jobs first, filtered and paged; it refreshes itself.
+// #/jobs?q=&task=&status=&createdBy=&offset= — the newest jobs first, searched, filtered, counted by
+// status and paged; it refreshes itself. This module holds the filter and the requests;
+// jobs-list-view.js draws.
 import { h, replace } from './dom.js';
-import { ageElement, jobDuration, STATUSES, statusBadge } from './format.js';
+import { COLUMNS, drawCounts, drawJobs, filterForm, filterOf, listHash } from './jobs-list-view.js';
 import { createPoller } from './poll.js';
+
+export { listHash } from './jobs-list-view.js';
 
 const PAGE = 50;
 const REFRESH_MS = 5000;
 
-/** The list's URL for a filter: filters live in the hash, so a filtered list can be bookmarked. */
-export function listHash({ status = '', createdBy = '', offset = 0 } = {}) {
-  const q = new URLSearchParams();
-  if (status) q.set('status', status);
-  if (createdBy) q.set('createdBy', createdBy);
-  if (offset > 0) q.set('offset', String(offset));
-  const text = q.toString();
-  return '#/jobs' + (text ? '?' + text : '');
-}
-
-function jobRow(job) {
-  const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
-  return h(
-    'tr',
-    { dataset: { jobId: job.id } },
-    cell('Job', h('a', { href: `#/jobs/${job.id}` }, `#${job.id}`)),
-    cell('Status', statusBadge(job.status)),
-    // The serial group under the task: a column more would not fit a phone's card.
-    cell('Task', job.task, job.groupKey && h('code', { class: 'group-key', title: 'serial group' }, job.groupKey)),
-    cell('Owner', job.createdBy ?? '(none)'),
-    cell('Created', ageElement(job.createdAt)),
-    cell('Duration', jobDuration(job) || '—'),
-  );
-}
-
 export function renderJobList(container, { api, me, query, navigate }) {
-  const filter = {
-    status: STATUSES.includes(query.get('status')) ? query.get('status') : '',
-    createdBy: me.isAdmin ? (query.get('createdBy') ?? '') : '',
-    offset: Math.max(0, Number.parseInt(query.get('offset') ?? '0', 10) || 0),
-  };
+  /** From the URL, once: a change of filter is a new URL, so a new render. */
+  const filter = filterOf(query, me);
   let disposed = false;
 
-  const statusSelect = h(
-    'select',
-    { id: 'filter-status', name: 'status' },
-    h('option', { value: '' }, 'any status'),
-    STATUSES.map((s) => h('option', { value: s, selected: s === filter.status }, s)),
-  );
-  const ownerInput = me.isAdmin
-    ? h('input', {
-        id: 'filter-owner',
-        name: 'createdBy',
-        type: 'search',
-        value: filter.createdBy,
-        placeholder: 'anyone',
-      })
-    : null;
-  const filters = h(
-    'form',
-    { class: 'filters', role: 'search' },
-    h('label', { for: 'filter-status' }, 'Status'),
-    statusSelect,
-    ownerInput && [h('label', { for: 'filter-owner' }, 'Owner'), ownerInput],
-    h('button', { type: 'submit', class: 'button button-quiet' }, 'Filter'),
-  );
-  const apply = () =>
-    navigate(listHash({ status: statusSelect.value, createdBy: ownerInput ? ownerInput.value.trim() : '' }));
-  filters.addEventListener('submit', (event) => {
+  const form = filterForm(filter, me);
+  const apply = () => navigate(listHash(form.read()));
+  form.form.addEventListener('submit', (event) => {
     event.preventDefault();
     apply();
   });
-  statusSelect.addEventListener('change', apply);
+  form.status.addEventListener('change', apply);
+  form.task.addEventListener('change', apply);
 
-  const body = h('tbody');
-  const table = h(
+  const parts = {
+    counts: h('nav', { class: 'counts', 'aria-label': 'Jobs by state' }),
+    body: h('tbody'),
+    message: h('p', { class: 'muted', role: 'status' }),
+    range: h('span', { class: 'muted' }),
+  };
+  parts.table = h(
     'table',
     { class: 'list jobs' },
     h(
@@ -80,18 +39,15 @@ export function renderJobList(container, { api, me, query, navigate }) {
       h(
         'tr',
         {},
-        ['Job', 'Status', 'Task', 'Owner', 'Created', 'Duration'].map((t) => h('th', { scope: 'col' }, t)),
+        COLUMNS.map((t) => h('th', { scope: 'col' }, t)),
       ),
     ),
-    body,
+    parts.body,
   );
-  const message = h('p', { class: 'muted', role: 'status' });
   const pageLink = (offset, text) =>
     h('a', { class: 'button button-quiet', href: listHash({ ...filter, offset }) }, text);
-  const newer = pageLink(filter.offset - PAGE, '← Newer');
-  const older = pageLink(filter.offset + PAGE, 'Older →');
-  const range = h('span', { class: 'muted' });
-  const pager = h('nav', { class: 'pager', 'aria-label': 'Pages' }, newer, range, older);
+  parts.newer = pageLink(Math.max(0, filter.offset - PAGE), '← Newer');
+  parts.older = pageLink(filter.offset + PAGE, 'Older →');
 
   replace(
     container,
@@ -102,32 +58,37 @@ export function renderJobList(container, { api, me, query, navigate }) {
       h('span', { class: 'grow' }),
       h('a', { class: 'button', href: '#/new' }, 'New job'),
     ),
-    filters,
-    table,
-    message,
-    pager,
+    form.form,
+    parts.counts,
+    parts.table,
+    parts.message,
+    h('nav', { class: 'pager', 'aria-label': 'Pages' }, parts.newer, parts.range, parts.older),
+  );
+
+  // The task filter offers the tasks of the task file; without them it still holds the current one.
+  api.tasks().then(
+    (tasks) => !disposed && form.setTasks(tasks.map((t) => t.name)),
+    () => {},
   );
 
   // A list in a hidden tab waits; it catches up when looked at again.
   async function load() {
     try {
-      const { jobs } = await api.listJobs({ ...filter, limit: PAGE, offset: filter.offset || undefined });
+      const page = await api.listJobs({
+        q: filter.q,
+        task: filter.task,
+        status: filter.status,
+        createdBy: filter.createdBy,
+        limit: PAGE,
+        offset: filter.offset || undefined,
+        counts: 'true',
+      });
       if (disposed) return;
-      replace(body, jobs.map(jobRow));
-      table.hidden = jobs.length === 0;
-      message.textContent = jobs.length
-        ? ''
-        : filter.offset > 0
-          ? 'No more jobs.'
-          : filter.status || filter.createdBy
-            ? 'No jobs match this filter.'
-            : 'No jobs yet: start one with “New job”.';
-      newer.hidden = filter.offset === 0;
-      older.hidden = jobs.length < PAGE;
-      range.textContent = jobs.length ? `${filter.offset + 1}–${filter.offset + jobs.length}` : '';
+      if (page.counts) drawCounts(parts.counts, filter, page);
+      drawJobs(parts, filter, page, PAGE);
     } catch (err) {
       if (disposed || err.status === 401) return;
-      message.textContent = `Could not load the jobs: ${err.message}`;
+      parts.message.textContent = `Could not load the jobs: ${err.message}`;
     }
   }
   const poller = createPoller(load, REFRESH_MS);

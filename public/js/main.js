@@ -2,6 +2,7 @@
 // #/schedules) so the server serves one file. Each view is `render(container, context) → dispose`; to
 // embed one in another app, import it with an api from createApi() and call it the same way.
 import { createApi } from './api.js';
+import { h, replace } from './dom.js';
 import { renderGroupsPage } from './groups-page.js';
 import { renderJobForm } from './job-form.js';
 import { renderJobList } from './jobs-list.js';
@@ -56,6 +57,16 @@ function showLogin() {
   });
 }
 
+/** An address the page has no view for: said so, rather than quietly showing another view. */
+function renderNotFound(container, { path }) {
+  replace(
+    container,
+    h('h1', {}, 'Page not found'),
+    h('p', { class: 'muted' }, `There is no page at #${path}.`),
+    h('p', {}, h('a', { href: '#/jobs' }, '← All jobs')),
+  );
+}
+
 function route() {
   if (!me) return showLogin();
   const [path, search = ''] = location.hash.replace(/^#/, '').split('?');
@@ -64,19 +75,24 @@ function route() {
   for (const link of nav.querySelectorAll('a')) {
     link.classList.toggle('active', link.dataset.nav === (parts[0] || 'jobs'));
   }
-  if (parts[0] === 'jobs' && parts.length === 2) {
+  // One word (or the jobs' id) per view: anything longer is an address the page does not know.
+  const page = parts.length <= 1 ? (parts[0] ?? 'jobs') : parts[0] === 'jobs' && parts.length === 2 ? 'jobs/:id' : '';
+  if (page === 'jobs/:id') {
     mount(renderJobPage, { id: parts[1] });
-  } else if (parts[0] === 'new') {
+  } else if (page === 'new') {
     mount(renderJobForm, { query });
-  } else if (parts[0] === 'groups') {
+  } else if (page === 'groups') {
     // Not hidden from non-admins by the router: the API's 403 says it, as text.
     mount(renderGroupsPage, {});
-  } else if (parts[0] === 'schedules') {
+  } else if (page === 'schedules') {
     mount(renderSchedulesPage, {});
-  } else if (parts[0] === 'jobs' && parts.length === 1) {
+  } else if (page === 'jobs') {
     mount(renderJobList, { query });
-  } else {
+  } else if (page === 'login') {
+    // Logged in already (a bookmark, the back button): the list is where a login leads.
     return navigate('#/jobs');
+  } else {
+    mount(renderNotFound, { path });
   }
   view.focus({ preventScroll: true });
 }

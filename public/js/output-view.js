@@ -7,9 +7,28 @@ import { OutputLines } from './output-lines.js';
 
 /** Lines kept as elements above and below the visible ones, so fast scrolling shows no gaps. */
 const OVERSCAN = 80;
+/** Where the Times box's choice is remembered, in this browser. */
+const TIMES_KEY = 'container-jobs.output-times';
+
+/** A row's time as the line shows it: the local clock to the millisecond; the date on hover. */
+function clock(value) {
+  const date = value ? new Date(value) : null;
+  if (!date || Number.isNaN(date.getTime())) return '';
+  const pad = (n, width = 2) => String(n).padStart(width, '0');
+  return `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
+}
+
+function rememberedTimes() {
+  try {
+    return window.localStorage.getItem(TIMES_KEY) === 'on';
+  } catch {
+    return false;
+  }
+}
 
 export class OutputView {
-  constructor() {
+  /** `tools`: more nodes for the toolbar (the job page's Download link). */
+  constructor({ tools = [] } = {}) {
     this.store = new OutputLines();
     /** The lines that have elements now, [from, to); `onRange()` is called after every drawing. */
     this.range = { from: 0, to: 0 };
@@ -24,6 +43,7 @@ export class OutputView {
     this.count = h('span', { class: 'output-count' });
     this.stateLabel = h('span', { class: 'output-state muted' });
     this.topButton = h('button', { type: 'button', class: 'button button-quiet' }, 'Top');
+    this.timesBox = h('input', { type: 'checkbox', id: 'output-times', checked: rememberedTimes() });
     this.endButton = h('button', { type: 'button', class: 'button jump-end', hidden: true }, 'Jump to end ↓');
     this.spacer = h('div', { class: 'output-spacer' });
     this.lines = h('div', { class: 'output-lines' });
@@ -37,10 +57,28 @@ export class OutputView {
     this.element = h(
       'section',
       { class: 'output-panel', 'aria-label': 'Output' },
-      h('div', { class: 'output-toolbar' }, this.count, this.stateLabel, h('span', { class: 'grow' }), this.topButton),
+      h(
+        'div',
+        { class: 'output-toolbar' },
+        this.count,
+        this.stateLabel,
+        h('span', { class: 'grow' }),
+        h('label', { class: 'toggle', for: 'output-times' }, this.timesBox, 'Times'),
+        tools,
+        this.topButton,
+      ),
       h('div', { class: 'output-frame' }, this.scroller, this.empty, this.endButton),
     );
 
+    this.element.classList.toggle('with-times', this.timesBox.checked);
+    this.timesBox.addEventListener('change', () => {
+      this.element.classList.toggle('with-times', this.timesBox.checked);
+      try {
+        window.localStorage.setItem(TIMES_KEY, this.timesBox.checked ? 'on' : 'off');
+      } catch {
+        // Storage refused (a private window): the choice lasts for this page only.
+      }
+    });
     this.scroller.addEventListener('scroll', () => this.onScroll(), { passive: true });
     this.topButton.addEventListener('click', () => {
       this.follow = false;
@@ -129,9 +167,10 @@ export class OutputView {
     const wanted = Math.max(0, end - first);
     while (this.pool.length < wanted) {
       const number = h('span', { class: 'ln', 'aria-hidden': 'true' });
+      const time = h('span', { class: 'tm' });
       const text = h('span', { class: 'tx' });
-      const line = h('div', { class: 'line' }, number, text);
-      this.pool.push({ line, number, text, index: -1, row: undefined });
+      const line = h('div', { class: 'line' }, number, time, text);
+      this.pool.push({ line, number, time, text, index: -1, row: undefined });
       this.lines.append(line);
     }
     while (this.pool.length > wanted) this.pool.pop().line.remove();
@@ -144,6 +183,8 @@ export class OutputView {
       slot.row = row;
       slot.line.className = row ? `line ${row.stream}` : 'line pending';
       slot.number.textContent = String(index + 1);
+      slot.time.textContent = row ? clock(row.createdAt) : '';
+      slot.time.title = row && row.createdAt ? new Date(row.createdAt).toLocaleString() : '';
       // Output is text, always: textContent never parses markup.
       slot.text.textContent = row ? row.output : '';
     }

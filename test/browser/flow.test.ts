@@ -132,27 +132,27 @@ describeInChromium('serial groups, delay and priority in Chromium', () => {
     expect(await admin.locator('#nav').getByRole('link', { name: 'Groups' }).isVisible()).toBe(true);
   });
 
-  test('a delayed job from the form says when it is due; the API’s errors for priority and timing show beside their fields', async () => {
+  test('a delayed job from the form says when it is due; the form’s checks of priority and timing show beside their fields', async () => {
     const page = await openPage();
     await logIn(page, 'alice', '#/new?task=echo');
     await page.locator('#param-message').fill('later');
 
-    // A positive priority is for admins: the API's 403, beside the field.
+    // A positive priority is for admins: said beside the field before anything is sent (the API says 403).
     await page.getByLabel('Priority').fill('5');
     await page.getByRole('button', { name: 'Start job' }).click();
     const priorityError = page.locator('#job-priority-error');
     await priorityError.waitFor();
-    expect(await priorityError.textContent()).toBe('a positive priority is for admins');
+    expect(await priorityError.textContent()).toBe('Positive priorities are for admins: use 0 or less.');
     expect(await page.locator('#job-priority').getAttribute('aria-invalid')).toBe('true');
 
-    // Both Run at and Delay: the API's 400, beside Run at.
+    // Both Run at and Delay: beside Run at, where the API's 400 would be.
     await page.getByLabel('Priority').fill('-5');
     await page.getByLabel('Run at').fill('2030-01-01T10:00');
     await page.getByLabel('Delay (seconds)').fill('3600');
     await page.getByRole('button', { name: 'Start job' }).click();
     const runAtError = page.locator('#job-run-at-error');
     await runAtError.waitFor();
-    expect(await runAtError.textContent()).toBe('give "runAt" or "delaySec", not both');
+    expect(await runAtError.textContent()).toBe('Give Run at or a delay, not both.');
     expect(await priorityError.isVisible()).toBe(false);
     expect(page.url()).toMatch(/#\/new/);
     await shot(page, 'ui-form-when.png');

@@ -87,7 +87,7 @@ describeInChromium('retry, run again and schedules in Chromium', () => {
     expect(await button(page, 'Run again').isVisible()).toBe(true);
     expect(await button(page, 'Cancel job').isVisible()).toBe(false);
     // The last attempt's reason is the Error; it is not said twice.
-    expect(await page.locator('[data-fact="Error"]').textContent()).toBe('exit_code');
+    expect(await page.locator('[data-fact="Error"]').textContent()).toBe('exited with code 3');
     expect(await page.locator('[data-fact="Last error"]').count()).toBe(0);
     expect(await outputLine(page, 'disk full').count()).toBe(1);
     await shot(page, 'ui-retry-before.png');
@@ -148,7 +148,7 @@ describeInChromium('retry, run again and schedules in Chromium', () => {
     const shown = await page.evaluate<string>(`new Date(${JSON.stringify(waiting.runAt)}).toLocaleString()`);
     await page.locator('.waiting').waitFor();
     expect(await page.locator('.waiting').textContent()).toBe(`Waiting: attempt 2 of 3 is due at ${shown}`);
-    expect(await page.locator('[data-fact="Last error"]').textContent()).toBe('exit_code');
+    expect(await page.locator('[data-fact="Last error"]').textContent()).toBe('exited with an error code');
     await outputLine(page, 'attempt 1 of 3 failed (exit code 75); next attempt in 3600 s').waitFor();
     expect(await button(page, 'Cancel job').isVisible()).toBe(true);
     expect(await button(page, 'Retry').isVisible()).toBe(false);
@@ -157,6 +157,7 @@ describeInChromium('retry, run again and schedules in Chromium', () => {
 
     // Cancelled while it waits: at once, and then it may be retried, now.
     await button(page, 'Cancel job').click();
+    await page.getByRole('button', { name: 'Yes, cancel it' }).click();
     await titleStatus(page, 'cancelled').waitFor();
     await page.locator('.waiting').waitFor({ state: 'hidden' });
     await button(page, 'Retry').waitFor();

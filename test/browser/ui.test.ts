@@ -102,6 +102,7 @@ describeInChromium('the jobs page in Chromium', () => {
     await logIn(page, 'alice', `#/jobs/${id}`);
     await titleStatus(page, 'running').waitFor();
     await page.getByRole('button', { name: 'Cancel job' }).click();
+    await page.getByRole('button', { name: 'Yes, cancel it' }).click();
     await titleStatus(page, 'cancelled').waitFor();
     await page.locator('.output-state', { hasText: 'finished' }).waitFor();
     expect(await page.getByRole('button', { name: 'Cancel job' }).isVisible()).toBe(false);
@@ -110,7 +111,7 @@ describeInChromium('the jobs page in Chromium', () => {
     expect(await page.locator('[data-fact="Cancel requested"]').textContent()).toContain('by alice');
   });
 
-  test('an invalid value: the API’s message is shown beside its field, and nothing is started', async () => {
+  test('an invalid value: the schema’s words are shown beside its field, and nothing is started', async () => {
     const page = await openPage();
     await logIn(page, 'alice', '#/new?task=deploy');
     // Every kind of field, drawn from the schema.
@@ -118,7 +119,9 @@ describeInChromium('the jobs page in Chromium', () => {
     expect(await page.locator('#param-dryRun').getAttribute('type')).toBe('checkbox');
     expect(await page.locator('#param-replicas').getAttribute('max')).toBe('9');
     expect(await page.locator('#param-ratio').getAttribute('step')).toBe('any');
-    expect(await page.locator('[data-param="tag"] .hint').textContent()).toContain('^[a-z0-9.-]{1,20}$');
+    expect(await page.locator('[data-param="tag"] .hint').textContent()).toBe(
+      '1 to 20 characters: lowercase letters, digits, “.” or “-”',
+    );
     expect(await page.locator('[data-param="replicas"] .required').count()).toBe(1);
     expect(await page.locator('[data-param="tag"] .required').count()).toBe(0);
     const before = await count(db, 'Jobs');
@@ -128,7 +131,7 @@ describeInChromium('the jobs page in Chromium', () => {
     await page.getByRole('button', { name: 'Start job' }).click();
     const error = page.locator('[data-param="replicas"] .field-error');
     await error.waitFor();
-    expect(await error.textContent()).toBe('param "replicas" must be <= 9');
+    expect(await error.textContent()).toBe('Must be a whole number from 1 to 9.');
     expect(await page.locator('#param-replicas').getAttribute('aria-invalid')).toBe('true');
     expect(await page.locator('.field-error:visible').count()).toBe(1);
     expect(page.url()).toMatch(/#\/new/);
@@ -358,6 +361,7 @@ describeInChromium('the jobs page in Chromium', () => {
     // An admin may cancel another user's running job.
     await page.locator(`tr[data-job-id="${sleeping}"] a`).click();
     await page.getByRole('button', { name: 'Cancel job' }).click();
+    await page.getByRole('button', { name: 'Yes, cancel it' }).click();
     await titleStatus(page, 'cancelled').waitFor();
     expect((await jobRow(db, sleeping)).cancelledBy).toBe('root');
 
