@@ -1,5 +1,6 @@
 // What the `container-jobs` commands share: argument parsing, their errors and exit statuses, and
 // the database handle of a one-shot command. No side effects: cli.ts is the entry.
+import os from 'node:os';
 import type { Config } from './config';
 import type { Logger } from './log';
 import type { Database } from './models/database';
@@ -64,6 +65,25 @@ export async function withDatabase<T>(config: Config, log: Logger, work: (db: Da
     return await work(db);
   } finally {
     await db.close();
+  }
+}
+
+/** A name for `--as`: printable ASCII, no spaces (what a schedule's createdBy may be). */
+export const OWNER_NAME = /^[\x21-\x7e]{1,100}$/;
+/** The owner of a job enqueued from the command line when the OS user has no usable name. */
+export const FALLBACK_OWNER = 'cli';
+
+/**
+ * Who owns a job enqueued from the command line without `--as`: the OS user running the command
+ * (`root`, `deploy`, …), so `job list` and the web page say who made it; `cli` when the OS has no
+ * name for this uid (a container without a passwd entry) or the name is not one `--as` would take.
+ */
+export function defaultOwner(userInfo: () => { username: string } = os.userInfo): string {
+  try {
+    const { username } = userInfo();
+    return OWNER_NAME.test(username) ? username : FALLBACK_OWNER;
+  } catch {
+    return FALLBACK_OWNER;
   }
 }
 

@@ -3,6 +3,7 @@
 // the checks and the writes are the API's own (routers/job-reads.ts, models/queue.ts).
 import {
   InputError,
+  OWNER_NAME,
   RefusedError,
   UsageError,
   formatDate,
@@ -25,8 +26,6 @@ import { checkJobRequest, JobRequestError, type CheckedJob } from './tasks/job-r
 const OPERATOR = { username: 'cli', isAdmin: true };
 /** Who cancels or retries, unless `--as` says. */
 const DEFAULT_ACTOR = 'cli';
-/** A name for `--as`: printable ASCII, no spaces (what a schedule's createdBy may be). */
-const ACTOR_NAME = /^[\x21-\x7e]{1,100}$/;
 const LIST_LIMIT = { fallback: 50, min: 1, max: 10_000 };
 const SHOW_LINES = { fallback: 20, min: 0, max: 10_000 };
 
@@ -53,13 +52,13 @@ export async function cmdJob(config: Config, log: Logger, args: string[]): Promi
     case 'rerun':
       return jobRerun(config, log, rest);
     default:
-      throw new UsageError('usage: container-jobs job list|show|cancel|retry|rerun');
+      throw new UsageError('usage: npx container-jobs job list|show|cancel|retry|rerun');
   }
 }
 
 export async function cmdSchedules(config: Config, log: Logger, args: string[]): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'list') throw new UsageError('usage: container-jobs schedules list [--json]');
+  if (sub !== 'list') throw new UsageError('usage: npx container-jobs schedules list [--json]');
   const parsed = parseArgs(rest, ['json']);
   only(parsed, ['json']);
   if (parsed.positional.length > 0) throw new UsageError('schedules list takes no arguments');
@@ -128,7 +127,7 @@ async function jobShow(config: Config, log: Logger, args: string[]): Promise<num
       lines === 0 ? [] : await readOutput(db, id, { limit: lines, offset: Math.max(0, outputLines - lines) });
     return { ...jobJson(job), waiting, outputLines, output };
   });
-  if (!found) throw new RefusedError(`no job ${id} (see: container-jobs job list)`);
+  if (!found) throw new RefusedError(`no job ${id} (see: npx container-jobs job list)`);
   if (parsed.options.has('json')) return printJson(found);
   const fields: [string, string][] = [['status', found.status]];
   if (found.status === 'pending') fields.push(['waiting', WAITING[found.waiting ?? ''] ?? String(found.waiting)]);
@@ -173,7 +172,7 @@ async function jobCancel(config: Config, log: Logger, args: string[]): Promise<n
   const result = await withDatabase(config, log, (db) => new Queue(db).cancelJob(id, by, {}));
   switch (result.result) {
     case 'not_found':
-      throw new RefusedError(`no job ${id} (see: container-jobs job list)`);
+      throw new RefusedError(`no job ${id} (see: npx container-jobs job list)`);
     case 'finished':
       throw new RefusedError(`job ${id} has already finished (${result.status}); nothing to cancel`);
     case 'requested':
@@ -205,7 +204,7 @@ async function jobRetry(config: Config, log: Logger, args: string[]): Promise<nu
   });
   switch (result.result) {
     case 'not_found':
-      throw new RefusedError(`no job ${id} (see: container-jobs job list)`);
+      throw new RefusedError(`no job ${id} (see: npx container-jobs job list)`);
     case 'not_retryable':
       throw new RefusedError(`job ${id} is ${result.status}; only a failed or cancelled job can be retried`);
     case 'retried':
@@ -222,7 +221,7 @@ async function jobRerun(config: Config, log: Logger, args: string[]): Promise<nu
   const catalog = loadCatalog(config);
   const newId = await withDatabase(config, log, async (db) => {
     const old = await findVisibleJob(db, OPERATOR, id);
-    if (!old) throw new RefusedError(`no job ${id} (see: container-jobs job list)`);
+    if (!old) throw new RefusedError(`no job ${id} (see: npx container-jobs job list)`);
     if (!FINISHED_STATUSES.includes(old.status)) {
       throw new RefusedError(`job ${id} is ${old.status}; only a finished job can be run again`);
     }
@@ -255,7 +254,7 @@ function jobIdOf(parsed: Parsed, command: string): number {
 /** `--as NAME`, checked; undefined when not given. */
 function actorOf(parsed: Parsed): string | undefined {
   const name = lastOption(parsed, 'as');
-  if (name !== undefined && !ACTOR_NAME.test(name)) {
+  if (name !== undefined && !OWNER_NAME.test(name)) {
     throw new UsageError('--as must be a name of 1-100 printable ASCII characters, without spaces');
   }
   return name;

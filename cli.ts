@@ -4,8 +4,10 @@ import {
   EX_DATAERR,
   EX_USAGE,
   InputError,
+  OWNER_NAME,
   RefusedError,
   UsageError,
+  defaultOwner,
   formatDate,
   only,
   parseArgs,
@@ -15,13 +17,13 @@ import {
 import { cmdJob, cmdSchedules } from './cli-jobs';
 import { ConfigError, describeDatabase, loadConfig, type Config } from './config';
 import type { Logger, LogLevel } from './log';
-import { createDatabase } from './models/database';
+import { createDatabase, type Database } from './models/database';
 import { migrate } from './models/migrate';
 import { pruneRunnerRows } from './models/metrics';
 import { ServiceNotifier, openDatabaseForService } from './notify';
 import { IdempotencyConflictError } from './models/enqueue';
 import { Queue } from './models/queue';
-import { parseDuration, pruneFinishedJobs } from './models/prune';
+import { countPrunable, countStaleRunnerRows, parseDuration, pruneFinishedJobs } from './models/prune';
 import {
   UserError,
   createApiToken,
@@ -46,12 +48,13 @@ import { TaskCatalog, TaskFileError, loadTaskFile } from './tasks/catalog';
 import { checkJobRequest, JobRequestError } from './tasks/job-request';
 import { ParamsError, paramsFromStrings } from './tasks/render';
 
-const USAGE = `usage: container-jobs <command>
+const USAGE = `usage: npx container-jobs <command>
+       (in the checkout; elsewhere: node <checkout>/dist/cli.js <command>)
 
   migrate                                   apply database migrations
   tasks check [FILE]                        check a task file (default: JOB_TASKS_FILE)
   enqueue TASK [--param k=v]... [--as USER] [--priority N] [--run-at T | --delay S] [--idempotency-key K]
-                                            validate and enqueue a job; prints its id
+                                            validate and enqueue a job owned by USER (default: your OS user); prints its id
   user add NAME [--admin]                   add a user; password from stdin, or generated and printed
   user passwd NAME                          set a password (from stdin, or generated and printed); ends their sessions
   user list                                 list users
@@ -68,7 +71,8 @@ const USAGE = `usage: container-jobs <command>
   job retry ID [--as NAME]                  put a failed or cancelled job back to pending, at its next attempt
   job rerun ID [--as OWNER]                 run a finished job again as a new job (owner: the old job's); prints its id
   schedules list [--json]                   the task file's schedules: next run, last run and its job
-  prune --older-than 30d                    delete jobs finished longer ago (s, m, h, d, w) and their output
+  prune --older-than 30d [--dry-run]        delete jobs finished longer ago (s, m, h, d, w) and their output;
+                                            --dry-run counts what would go and deletes nothing
   start                                     API and runner in one process (the quick start)
 `;
 
@@ -109,7 +113,7 @@ async function cmdEnqueue(config: Config, log: Logger, args: string[]): Promise<
   const name = parsed.positional[0];
   const catalog = new TaskCatalog(config.tasksFile, undefined, { cronSeconds: config.testCronSeconds });
   const task = catalog.get(name);
-  if (!task) throw new InputError(`unknown task "${name}" (see: container-jobs tasks check)`);
+  if (!task) throw new InputError(`unknown task "${name}" (see: npx container-jobs tasks check)`);
   const last = (option: string) => parsed.options.get(option)?.at(-1);
   const whole = (option: string) => {
     const raw = last(option);
@@ -124,15 +128,26 @@ async function cmdEnqueue(config: Config, log: Logger, args: string[]): Promise<
     delaySec: whole('delay'),
     idempotencyKey: last('idempotency-key'),
   };
-  // The operator speaks for the queue: `--as` only names the owner.
+  const owner = last('as') ?? defaultOwner();
+  if (!OWNER_NAME.test(owner)) {
+    throw new UsageError('--as must be a name of 1-100 printable ASCII characters, without spaces');
+  }
+  // The operator speaks for the queue: `--as` (or the OS user) only names the owner.
   let job;
   try {
-    job = checkJobRequest(catalog, { username: last('as') ?? null, isAdmin: true }, request);
+    job = checkJobRequest(catalog, { username: owner, isAdmin: true }, request);
   } catch (err) {
     if (err instanceof JobRequestError) throw new InputError(`${err.field ? `${err.field}: ` : ''}${err.message}`);
     throw err;
   }
   const enqueued = await withDatabase(config, log, async (db) => {
+    // The runner runs an adminOnly task only for an admin owner: refuse now what would fail there.
+    if (task.adminOnly && !(await isAdminUser(db, owner))) {
+      throw new InputError(
+        `task "${name}" is for admins and "${owner}" is not an admin user, so its job would not run; ` +
+          'name an admin with --as NAME (see: npx container-jobs user list)',
+      );
+    }
     try {
       const queue = new Queue(db);
       const enqueued = await queue.enqueue(job);
@@ -148,8 +163,13 @@ async function cmdEnqueue(config: Config, log: Logger, args: string[]): Promise<
   return 0;
 }
 
+async function isAdminUser(db: Database, username: string): Promise<boolean> {
+  const user = await db.models.User.findOne({ where: { username }, attributes: ['isAdmin'] });
+  return user?.isAdmin === true;
+}
+
 /**
- * A password piped in (`echo … | container-jobs user add NAME`): the first line of stdin when stdin
+ * A password piped in (`echo … | npx container-jobs user add NAME`): the first line of stdin when stdin
  * is not a terminal and not empty; null means "generate one".
  */
 async function passwordFromStdin(): Promise<string | null> {
@@ -197,7 +217,7 @@ async function cmdUser(config: Config, log: Logger, args: string[]): Promise<num
           `${u.username}\t${u.isAdmin ? 'admin' : 'user'}\t${u.tokens} token(s)\tcreated ${formatDate(u.createdAt)}`,
         );
       }
-      if (users.length === 0) log.notice('no users (add one: container-jobs user add NAME --admin)');
+      if (users.length === 0) log.notice('no users (add one: npx container-jobs user add NAME --admin)');
       return 0;
     }
     case 'delete': {
@@ -212,7 +232,7 @@ async function cmdUser(config: Config, log: Logger, args: string[]): Promise<num
       only(parsed, []);
       const [name, state] = parsed.positional;
       if (parsed.positional.length !== 2 || (state !== 'on' && state !== 'off')) {
-        throw new UsageError('usage: container-jobs user admin NAME on|off');
+        throw new UsageError('usage: npx container-jobs user admin NAME on|off');
       }
       await withDatabase(config, log, (db) => setAdmin(db, name, state === 'on'));
       console.log(`"${name}" is ${state === 'on' ? 'an admin' : 'no longer an admin'} (from their next request)`);
@@ -221,7 +241,7 @@ async function cmdUser(config: Config, log: Logger, args: string[]): Promise<num
     case 'sessions':
       return cmdUserSessions(config, log, parsed);
     default:
-      throw new UsageError('usage: container-jobs user add|passwd|list|delete|admin|sessions');
+      throw new UsageError('usage: npx container-jobs user add|passwd|list|delete|admin|sessions');
   }
 }
 
@@ -277,12 +297,12 @@ async function cmdToken(config: Config, log: Logger, args: string[]): Promise<nu
       const raw = parsed.positional[0];
       if (parsed.positional.length !== 1 || !/^\d+$/.test(raw)) throw new UsageError('token revoke takes one token ID');
       const revoked = await withDatabase(config, log, (db) => revokeApiToken(db, Number(raw)));
-      if (!revoked) throw new InputError(`no token ${raw} (see: container-jobs token list)`);
+      if (!revoked) throw new InputError(`no token ${raw} (see: npx container-jobs token list)`);
       console.log(`revoked token ${raw}`);
       return 0;
     }
     default:
-      throw new UsageError('usage: container-jobs token create|list|revoke');
+      throw new UsageError('usage: npx container-jobs token create|list|revoke');
   }
 }
 
@@ -314,7 +334,7 @@ async function cmdStart(service: Service, config: Config, args: string[]): Promi
   const password = await ensureInitialAdmin(db);
   if (password !== null) {
     // warn, not notice: it is shown this once, so a quieter LOG_LEVEL must not swallow it.
-    log.warn('first start: created user "admin" (change it with: container-jobs user passwd admin)');
+    log.warn('first start: created user "admin" (change it with: npx container-jobs user passwd admin)');
     log.warn(`admin password (shown once): ${password}`);
   }
   const queue = new Queue(db, config.quotas);
@@ -352,18 +372,31 @@ async function cmdStart(service: Service, config: Config, args: string[]): Promi
 const RUNNER_REPORT_KEEP_SEC = 86400;
 
 async function cmdPrune(config: Config, log: Logger, args: string[]): Promise<number> {
-  const parsed = parseArgs(args);
-  only(parsed, ['older-than']);
+  const parsed = parseArgs(args, ['dry-run']);
+  only(parsed, ['older-than', 'dry-run']);
   if (parsed.positional.length > 0) throw new UsageError('prune takes no arguments');
   const raw = parsed.options.get('older-than')?.at(-1);
   if (raw === undefined) throw new UsageError('prune needs --older-than (e.g. 30d)');
   const seconds = parseDuration(raw);
   if (seconds === undefined)
     throw new UsageError(`--older-than ${JSON.stringify(raw)} is not a duration like 30d, 12h, 90m`);
+  // Reports of runners gone for a day: GET /metrics stopped showing them long ago.
+  const runnersOlderThan = Math.max(seconds, RUNNER_REPORT_KEEP_SEC);
+  if (parsed.options.has('dry-run')) {
+    const { result, runners } = await withDatabase(config, log, async (db) => ({
+      result: await countPrunable(db, seconds),
+      runners: await countStaleRunnerRows(db, runnersOlderThan),
+    }));
+    console.log(
+      `would prune ${result.jobs} finished job(s) and ${result.outputRows} output row(s) older than ${raw}, ` +
+        `${result.groups} empty group(s), ${result.fires} schedule fire record(s) and ${runners} stale runner report(s)`,
+    );
+    console.log('dry run: nothing deleted');
+    return 0;
+  }
   const { result, runners } = await withDatabase(config, log, async (db) => ({
     result: await pruneFinishedJobs(db, seconds),
-    // Reports of runners gone for a day: GET /metrics stopped showing them long ago.
-    runners: await pruneRunnerRows(db, Math.max(seconds, RUNNER_REPORT_KEEP_SEC)),
+    runners: await pruneRunnerRows(db, runnersOlderThan),
   }));
   console.log(
     `pruned ${result.jobs} finished job(s) and ${result.outputRows} output row(s) older than ${raw}` +
@@ -392,7 +425,7 @@ async function main(service: Service, args: string[]): Promise<number> {
     case 'migrate':
       return cmdMigrate(config, log);
     case 'tasks':
-      if (rest[0] !== 'check') throw new UsageError('usage: container-jobs tasks check [FILE]');
+      if (rest[0] !== 'check') throw new UsageError('usage: npx container-jobs tasks check [FILE]');
       return cmdTasksCheck(config, rest.slice(1));
     case 'enqueue':
       return cmdEnqueue(config, log, rest);

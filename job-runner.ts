@@ -1,6 +1,9 @@
 #!/usr/bin/env node
 // Entry: config -> database -> Runner.run() -> signals (first drains, second stops at once).
+import { QueryTypes } from 'sequelize';
 import { describeDatabase, loadConfig } from './config';
+import type { Database } from './models/database';
+import { FINISHED_STATUSES } from './models/models';
 import { Queue } from './models/queue';
 import { ServiceNotifier, openDatabaseForService } from './notify';
 import { checkRunnerSetup, createRunner } from './runner/daemon';
@@ -31,6 +34,8 @@ async function main(service: Service, argv: string[]): Promise<number> {
   const db = await openDatabaseForService(config.database, notifier, log, service.stopping);
   if (!db) return 0;
   service.atExit(() => db.close());
+  // Once mode's closing line counts the jobs this process ran: claimed by this runner id from now on.
+  const since = once ? await databaseNow(db) : null;
   const runner = createRunner(config, new Queue(db, config.quotas), catalog, log, once);
   status = () => runner.statusLine();
   log.notice(
@@ -50,8 +55,36 @@ async function main(service: Service, argv: string[]): Promise<number> {
   });
   await runner.run();
   await runner.stop();
+  if (since !== null) log.notice(describeOnceRun(await jobsRunSince(db, config.runner.id, since)));
   log.notice(`stopped (peak RSS ${Math.round(process.resourceUsage().maxRSS / 1024)} MB)`);
   return 0;
+}
+
+/** The database's clock, as the database hands it back (a Date from MySQL, the stored text from SQLite). */
+async function databaseNow(db: Database): Promise<unknown> {
+  const [row] = await db.sequelize.query<{ now: unknown }>(`SELECT ${db.driver.now} AS now`, {
+    type: QueryTypes.SELECT,
+  });
+  return row.now;
+}
+
+/**
+ * Final statuses of the jobs `runnerId` claimed since `since` (database clock). An attempt sent back
+ * to pending by its retry policy loses its runner, so only jobs that finished here are counted.
+ */
+async function jobsRunSince(db: Database, runnerId: string, since: unknown): Promise<Map<string, number>> {
+  const rows = await db.sequelize.query<{ status: string; n: number | string }>(
+    `SELECT status, COUNT(*) AS n FROM Jobs
+      WHERE runnerId = :runnerId AND startedAt >= :since AND status IN (:finished)
+      GROUP BY status`,
+    { type: QueryTypes.SELECT, replacements: { runnerId, since, finished: FINISHED_STATUSES } },
+  );
+  return new Map(rows.map((r) => [r.status, Number(r.n)]));
+}
+
+function describeOnceRun(counts: Map<string, number>): string {
+  const [success, failure, cancelled] = (['success', 'failure', 'cancelled'] as const).map((s) => counts.get(s) ?? 0);
+  return `once: ran ${success + failure + cancelled} job(s): ${success} succeeded, ${failure} failed, ${cancelled} cancelled`;
 }
 
 runService({ name: 'job-runner', daemon: true }, (service) => main(service, process.argv.slice(2)));

@@ -26,7 +26,9 @@ async function main(service: Service): Promise<number> {
   if (!db) return 0;
   service.atExit(() => db.close());
   if ((await countUsers(db)) === 0) {
-    log.notice('no users yet: create one with `container-jobs user add NAME --admin` (or use `container-jobs start`)');
+    log.notice(
+      'no users yet: create one with `npx container-jobs user add NAME --admin` (or use `npx container-jobs start`)',
+    );
   }
   const shutdown = new AbortController();
   const app = createApp({

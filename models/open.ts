@@ -26,7 +26,7 @@ export async function openDatabase(
       const pending = await pendingMigrations(db);
       if (pending.length > 0) {
         throw new SchemaNotCurrentError(
-          `database schema is not current (${pending.length} migration(s) pending, e.g. ${pending[0]}); run: container-jobs migrate`,
+          `database schema is not current (${pending.length} migration(s) pending, e.g. ${pending[0]}); run: npx container-jobs migrate`,
         );
       }
     }

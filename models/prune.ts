@@ -51,3 +51,43 @@ export async function pruneFinishedJobs(
     result.jobs += await remove(sql.pruneDeleteJobs, { ids });
   }
 }
+
+/** No batch limit: every row the batch query would find over all its batches. */
+const ALL_ROWS = Number.MAX_SAFE_INTEGER;
+
+/**
+ * What pruneFinishedJobs would delete now, counted with the very conditions of its statements;
+ * deletes nothing (`prune --dry-run`). Plain reads: no locks on MySQL, SQLite writers go on beside.
+ */
+export async function countPrunable(db: Database, olderThanSec: number): Promise<PruneResult> {
+  const sql = db.driver.statements;
+  const olderThanMs = Math.floor(olderThanSec) * 1000;
+  // A derived table: MySQL takes no LIMIT in an IN subquery itself.
+  const jobs = `SELECT id FROM (${sql.pruneSelectJobs(olderThanMs, ALL_ROWS)}) prunable`;
+  return {
+    jobs: await count(db, `SELECT COUNT(*) AS n FROM (${jobs}) j`),
+    outputRows: await count(db, `SELECT COUNT(*) AS n FROM JobStatuses WHERE jobId IN (${jobs})`),
+    groups: await count(db, countingInstead(sql.pruneIdleGroups(olderThanMs))),
+    fires: await count(db, countingInstead(sql.pruneScheduleFires(olderThanMs))),
+  };
+}
+
+/** What pruneRunnerRows (models/metrics.ts) would delete: reports of runners gone for longer than that. */
+export function countStaleRunnerRows(db: Database, olderThanSec: number): Promise<number> {
+  return count(
+    db,
+    `SELECT COUNT(*) AS n FROM JobRunners WHERE seenAt < ${db.driver.ago(Math.floor(olderThanSec) * 1000)}`,
+  );
+}
+
+async function count(db: Database, text: string): Promise<number> {
+  const [row] = await db.sequelize.query<{ n: number | string }>(text, { type: QueryTypes.SELECT });
+  return Number(row?.n ?? 0);
+}
+
+/** `DELETE FROM T WHERE …` → `SELECT COUNT(*) AS n FROM T WHERE …`: the rows it would delete. */
+function countingInstead(statement: string): string {
+  const counting = statement.replace(/^\s*DELETE\s+FROM\s+/i, 'SELECT COUNT(*) AS n FROM ');
+  if (counting === statement) throw new Error(`prune --dry-run cannot count the rows of: ${statement}`);
+  return counting;
+}

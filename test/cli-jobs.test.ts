@@ -683,8 +683,8 @@ describe('container-jobs schedules list', () => {
   });
 
   it.each<[string[], RegExp]>([
-    [['schedules'], /usage: container-jobs schedules list/],
-    [['schedules', 'show'], /usage: container-jobs schedules list/],
+    [['schedules'], /usage: npx container-jobs schedules list/],
+    [['schedules', 'show'], /usage: npx container-jobs schedules list/],
     [['schedules', 'list', 'nightly-lines'], /schedules list takes no arguments/],
     [['schedules', 'list', '--all=yes'], /unknown option --all/],
   ])('refuses %j (exit 64)', (args, message) => {
@@ -712,6 +712,6 @@ describe('container-jobs job: usage', () => {
   });
 
   it.each([[['job']], [['job', 'kill', '1']]])('refuses %j with the subcommands (exit 64)', (args) => {
-    refused(args, 64, /usage: container-jobs job list\|show\|cancel\|retry\|rerun/);
+    refused(args, 64, /usage: npx container-jobs job list\|show\|cancel\|retry\|rerun/);
   });
 });

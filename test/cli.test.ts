@@ -227,7 +227,7 @@ describe('container-jobs enqueue', () => {
     expect(typeof (row!.params as Record<string, unknown>).to).toBe('number');
   });
 
-  it('accepts --name=value, leaves out an optional param, and has no creator without --as', async () => {
+  it('accepts --name=value, leaves out an optional param, and is owned by the OS user without --as', async () => {
     const result = run(['enqueue', 'count', '--param=to=7', '--priority', '3']);
     expect(result.status).toBe(0);
     const row = await jobRow(Number(result.stdout.trim()));
@@ -235,7 +235,7 @@ describe('container-jobs enqueue', () => {
       task: 'count',
       params: { to: 7 },
       command: 'node demo/count.js --to=7',
-      createdBy: null,
+      createdBy: os.userInfo().username,
       priority: 3,
       status: 'pending',
     });
@@ -323,7 +323,7 @@ describe('container-jobs usage', () => {
   it('prints usage and exits 0 for --help, non-zero for nothing or an unknown command', () => {
     const help = run(['--help']);
     expect(help.status).toBe(0);
-    expect(help.stdout).toMatch(/usage: container-jobs/);
+    expect(help.stdout).toMatch(/usage: npx container-jobs/);
     expect(run([]).status).not.toBe(0);
     const unknown = run(['frobnicate']);
     expect(unknown.status).not.toBe(0);
