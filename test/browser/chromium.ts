@@ -8,7 +8,7 @@ import type { DatabaseConfig } from '../../config';
 import type { Database } from '../../models/database';
 import type { Runner } from '../../runner/runner';
 import { TaskCatalog } from '../../tasks/catalog';
-import { addUser, password, startApi, type Api } from '../helpers/api';
+import { addUser, login, password, startApi, type Agent, type Api } from '../helpers/api';
 import { freshDatabase, ROOT } from '../helpers/database';
 import { makeRunner } from '../helpers/runner';
 
@@ -79,6 +79,27 @@ export interface Browsing {
   shot(page: Page, name: string): Promise<unknown>;
   /** Dialogs (alert, confirm) seen so far in this test: none is expected, ever. */
   readonly dialogs: string[];
+}
+
+/** API clients of the fixture users, logged in before all tests (beside the browser, to set a scene). */
+export interface ApiClients {
+  agents: Record<string, Agent>;
+  /** POST /jobs as `user`, the way any client would; returns the new job's id. */
+  postJob(user: string, body: object): Promise<number>;
+}
+
+export function useApiClients(app: UiApp, users: string[] = ['alice', 'bob', 'root']): ApiClients {
+  const agents: Record<string, Agent> = {};
+  beforeAll(async () => {
+    for (const user of users) agents[user] = (await login(app.api, user)).agent;
+  });
+  return {
+    agents,
+    async postJob(user, body) {
+      const res = await agents[user].post('/jobs').set('Origin', app.api.origin).send(body).expect(201);
+      return res.body.id as number;
+    },
+  };
 }
 
 /** Inside a describe: a runner (4 slots) and Chromium for its tests, and the no-errors check after each. */

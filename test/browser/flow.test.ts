@@ -2,25 +2,14 @@
 // waits, the admins' Groups view and its Release button, and the form's Run at, Delay and Priority.
 // Real app, real runner, Debian's Chromium (see ./chromium.ts).
 import type { Page } from 'playwright-core';
-import { login, type Agent } from '../helpers/api';
 import { jobRow, waitFor } from '../helpers/runner';
-import { describeInChromium, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
+import { describeInChromium, jobIdOf, overflow, titleStatus, useApiClients, useChromium, useUiApp } from './chromium';
 
 const app = useUiApp('cj_test_flow');
 
 describeInChromium('serial groups, delay and priority in Chromium', () => {
   const { openPage, logIn, shot } = useChromium(app);
-  const agents: Record<string, Agent> = {};
-
-  beforeAll(async () => {
-    for (const user of ['alice', 'bob', 'root']) agents[user] = (await login(app.api, user)).agent;
-  });
-
-  /** POST /jobs as `user`, the way any client would; returns the new job's id. */
-  async function postJob(user: string, body: object): Promise<number> {
-    const res = await agents[user].post('/jobs').set('Origin', app.api.origin).send(body).expect(201);
-    return res.body.id as number;
-  }
+  const { agents, postJob } = useApiClients(app);
 
   async function untilStatus(id: number, status: string): Promise<void> {
     await waitFor(async () => (await jobRow(app.db, id)).status === status);

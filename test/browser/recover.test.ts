@@ -6,9 +6,17 @@ import type { Page } from 'playwright-core';
 import { fireSchedule, registerSchedules } from '../../models/schedules';
 import { TaskCatalog } from '../../tasks/catalog';
 import { checkJobRequest } from '../../tasks/job-request';
-import { login, type Agent } from '../helpers/api';
 import { waitFor } from '../helpers/runner';
-import { describeInChromium, jobIdOf, overflow, titleStatus, UI_TASKS_FILE, useChromium, useUiApp } from './chromium';
+import {
+  describeInChromium,
+  jobIdOf,
+  overflow,
+  titleStatus,
+  UI_TASKS_FILE,
+  useApiClients,
+  useChromium,
+  useUiApp,
+} from './chromium';
 
 const app = useUiApp('cj_test_recover');
 
@@ -30,17 +38,7 @@ interface JobJson {
 
 describeInChromium('retry, run again and schedules in Chromium', () => {
   const { openPage, logIn, shot } = useChromium(app);
-  const agents: Record<string, Agent> = {};
-
-  beforeAll(async () => {
-    for (const user of ['alice', 'bob', 'root']) agents[user] = (await login(app.api, user)).agent;
-  });
-
-  /** POST /jobs as `user`, the way any client would; returns the new job's id. */
-  async function postJob(user: string, body: object): Promise<number> {
-    const res = await agents[user].post('/jobs').set('Origin', app.api.origin).send(body).expect(201);
-    return res.body.id as number;
-  }
+  const { agents, postJob } = useApiClients(app);
 
   /** POST /jobs/:id/<action> (cancel, retry) as `user`, with the JSON content type the API asks of cookies. */
   const postAction = (user: string, id: number, action: string) =>
