@@ -2,13 +2,13 @@
 // to run the CLI (`npx container-jobs`) in the README and in every hint the program prints, `npm start`
 // that compiles only what changed, `job-runner --once` saying what it ran, `prune --dry-run`, and the
 // owner of a job enqueued from the command line.
-import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import { FALLBACK_OWNER, defaultOwner } from '../cli-common';
-import { runScript, serviceEnv, show } from './helpers/cli';
+import { runJobRunnerOnce, runScript, serviceEnv, show } from './helpers/cli';
 import { ROOT, databaseEnv, useDatabase } from './helpers/database';
 
 /** Tasks `ok`, `fail`, `wait` (runs until stopped) and `wipe` (admins only). */
@@ -161,23 +161,14 @@ describe('job-runner --once says what it ran', () => {
   }
 
   function runOnce(): Promise<OnceRun> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'job-runner.js'), '--once'], {
-        cwd: ROOT,
-        env: env({
-          JOB_RUNNER_ID: RUNNER_ID,
-          JOB_RUNNER_CONCURRENCY: '4',
-          JOB_RUNNER_HEARTBEAT_MS: '200',
-          JOB_RUNNER_LEASE_MS: '2000',
-        }),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let log = '';
-      child.stdout.on('data', (d) => (log += d));
-      child.stderr.on('data', (d) => (log += d));
-      child.on('error', reject);
-      child.on('close', (code) => resolve({ code, log }));
-    });
+    return runJobRunnerOnce(
+      env({
+        JOB_RUNNER_ID: RUNNER_ID,
+        JOB_RUNNER_CONCURRENCY: '4',
+        JOB_RUNNER_HEARTBEAT_MS: '200',
+        JOB_RUNNER_LEASE_MS: '2000',
+      }),
+    );
   }
 
   it('ends with "once: ran N job(s): S succeeded, F failed, C cancelled", counting only its own', async () => {

@@ -1,10 +1,10 @@
 // Several runner processes draining one database: every job runs exactly once, output intact.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { Database } from '../models/database';
+import { runJobRunnerOnce } from './helpers/cli';
 import { ROOT, databaseEnv, dialect, freshDatabase } from './helpers/database';
 import type { DatabaseConfig } from '../config';
 
@@ -28,23 +28,12 @@ afterAll(async () => {
 });
 
 function runRunner(index: number): Promise<{ code: number | null; log: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'job-runner.js'), '--once'], {
-      cwd: ROOT,
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        ...databaseEnv(config),
-        JOB_TASKS_FILE: path.join(ROOT, 'test', 'fixtures', 'multi', 'tasks.json'),
-        JOB_RUNNER_CONCURRENCY: '4',
-        JOB_RUNNER_ID: `multi-${index}`,
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let log = '';
-    child.stdout.on('data', (d) => (log += d));
-    child.stderr.on('data', (d) => (log += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, log }));
+  return runJobRunnerOnce({
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    ...databaseEnv(config),
+    JOB_TASKS_FILE: path.join(ROOT, 'test', 'fixtures', 'multi', 'tasks.json'),
+    JOB_RUNNER_CONCURRENCY: '4',
+    JOB_RUNNER_ID: `multi-${index}`,
   });
 }
 

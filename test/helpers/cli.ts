@@ -1,5 +1,5 @@
 // Running the built entries as an operator would: `node dist/cli.js …` with a chosen environment.
-import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import path from 'node:path';
 import { ROOT } from './database';
 
@@ -34,4 +34,20 @@ export function serviceEnv(extra: Record<string, string> = {}): Record<string, s
     if (value !== undefined) env[name] = value;
   }
   return { ...env, ...extra };
+}
+
+/** `node dist/job-runner.js --once` with exactly `env`, to its end: its exit code and everything it printed. */
+export function runJobRunnerOnce(env: Record<string, string>): Promise<{ code: number | null; log: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'job-runner.js'), '--once'], {
+      cwd: ROOT,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    child.stdout.on('data', (d) => (log += d));
+    child.stderr.on('data', (d) => (log += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, log }));
+  });
 }
