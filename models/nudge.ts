@@ -136,9 +136,4 @@ export class Nudger {
     socket.unref();
     return socket;
   }
-
-  close(): void {
-    for (const socket of [this.socket4, this.socket6]) socket?.close();
-    this.socket4 = this.socket6 = null;
-  }
 }
