@@ -5,10 +5,10 @@
 // Prints, one figure a line with its unit:
 //   bare    2,000 spawns of /bin/true, 8 in flight, in this process: jobs/s without pipes, with both
 //           pipes read to their end, and with pipes through `setpriv --pdeathsig KILL` (how the
-//           daemon started every job outside systemd before its orphan guard, and still does without it);
+//           daemon started every job outside systemd before its job launcher, and still does without it);
 //   drain   `job-runner --once` draining as many `true` jobs inserted beforehand, without INVOCATION_ID
-//           (as `npm start` runs it: one orphan guard process, no setpriv per job) and with it (as
-//           under systemd): jobs/s
+//           (as `npm start` runs it) and with it (as under systemd): jobs/s (the jobs fork in the
+//           runner's launcher process either way)
 //           from the first start to the last end on the database clock, the wall time from spawn to
 //           exit, and the ratios to the bare rates (the aim: >= 0.8 of the bare rate with pipes);
 //   pickup  an idle daemon at its default poll: enqueue -> running (startedAt - createdAt, database
@@ -190,7 +190,7 @@ async function drainOnce(
   );
   const viaSetpriv =
     extra.INVOCATION_ID === undefined
-      ? `; / bare via setpriv = ${ratio(rate, rates.setpriv)} (what it paid per job before the orphan guard)`
+      ? `; / bare via setpriv = ${ratio(rate, rates.setpriv)} (what it paid per job before the job launcher)`
       : '';
   console.log(
     `ratio    ${label}: / bare with pipes = ${ratio(rate, rates.pipes)} (target >= 0.8); / bare without pipes = ${ratio(rate, rates.noPipes)}${viaSetpriv}`,
@@ -352,7 +352,7 @@ async function main(): Promise<void> {
     if (want('drain')) {
       if (PROFILE_DIR) fs.mkdirSync(PROFILE_DIR, { recursive: true });
       const jobs = `${JOBS} jobs of /bin/true, concurrency ${CONCURRENCY}`;
-      await drainOnce(db, config, `${jobs}, no INVOCATION_ID (orphan guard)`, {}, rates);
+      await drainOnce(db, config, `${jobs}, no INVOCATION_ID`, {}, rates);
       await drainOnce(db, config, `${jobs}, INVOCATION_ID (systemd)`, { INVOCATION_ID: 'bench' }, rates);
     }
     if (want('pickup')) await pickupSection(db, config);

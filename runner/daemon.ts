@@ -5,7 +5,7 @@ import type { Queue } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { hostTools } from './job-process';
 import { checkJobUsers } from './job-user';
-import { OrphanGuard } from './orphan-guard';
+import { Launcher } from './launcher';
 import { Runner } from './runner';
 
 /** Throws ConfigError (exit 78) when jobs could not run as the users configured for them. */
@@ -22,8 +22,8 @@ export function createRunner(config: Config, queue: Queue, catalog: TaskCatalog,
     config: config.runner,
     runnerEnv: config.runnerEnv,
     ...tools,
-    // Outside systemd: one guard process instead of a setpriv exec per job (the Runner closes it).
-    orphanGuard: tools.pdeathsig ? OrphanGuard.start(log) : null,
+    // Jobs fork in a small process of the runner's, which also ends them if the runner dies (the Runner closes it).
+    launcher: Launcher.start(log),
     log,
     once,
   });

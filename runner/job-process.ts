@@ -1,9 +1,8 @@
 // One job's process group: spawned without a shell, limited, timed, and stopped as a whole.
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { TaskLimits } from '../tasks/catalog';
-import type { OrphanGuard } from './orphan-guard';
+import { inProcess, type ChildHandle, type Launcher } from './launcher';
 
 export const KILL_GRACE_MS = 10_000;
 const PIPE_CLOSE_WAIT_MS = 5_000;
@@ -20,10 +19,10 @@ export interface JobProcessOptions {
   prlimitPath?: string;
   /** util-linux setpriv: sets the parent-death signal, and drops inherited capabilities under `user`. */
   setprivPath?: string;
-  /** The job's main process dies with the runner (setpriv --pdeathsig KILL), when `guard` cannot see to it. */
+  /** The job's main process dies with the runner (setpriv --pdeathsig KILL), when `launcher` cannot see to it. */
   pdeathsig?: boolean;
-  /** Kills the job's process group if the runner dies (orphan-guard.ts); replaces setpriv's pdeathsig. */
-  guard?: OrphanGuard | null;
+  /** Forks the job, and kills its process group if the runner dies (launcher.ts); else it forks here. */
+  launcher?: Launcher | null;
   /** Another user to run as (uid and primary group, no supplementary groups, no capabilities). */
   user?: { uid: number; gid: number };
   killGraceMs?: number;
@@ -101,9 +100,9 @@ export function findSetpriv(): string | undefined {
 
 /**
  * The util-linux helpers a runner uses on this host. Under systemd (INVOCATION_ID is set) the
- * unit's cgroup stops every job process with the runner; elsewhere the orphan guard does, and
+ * unit's cgroup stops every job process with the runner; elsewhere the job launcher does, and
  * `setpriv --pdeathsig KILL` (the kernel kills a job's main process if the runner dies) when the
- * guard is gone.
+ * launcher is gone.
  */
 export function hostTools(runnerEnv: Readonly<Record<string, string | undefined>>): {
   prlimitPath?: string;
@@ -124,7 +123,7 @@ function setprivArgs(options: JobProcessOptions): string[] {
   const args: string[] = [];
   if (options.user) args.push('--inh-caps=-all', '--ambient-caps=-all');
   // After the switch: a change of user clears the parent-death signal.
-  if (options.pdeathsig && !options.guard?.alive) args.push('--pdeathsig', 'KILL');
+  if (options.pdeathsig && !options.launcher?.alive) args.push('--pdeathsig', 'KILL');
   return args;
 }
 
@@ -134,7 +133,11 @@ type ProcessPhase = 'new' | 'running' | 'exited' | 'settled';
 /** Every field is written by start(), the child's events, stop()/kill() and settle(), on one event loop. */
 export class JobProcess {
   private phase: ProcessPhase = 'new';
-  private child: ChildProcess | null = null;
+  private handle: ChildHandle | null = null;
+  /** The job's process group (its main process's pid), once forked. */
+  private pgid: number | null = null;
+  /** A signal sent before the launcher said the job was forked: delivered when it does. */
+  private pendingSignal: NodeJS.Signals | null = null;
   private stopReason: StopReason | null = null;
   private timeoutTimer: NodeJS.Timeout | null = null;
   private killTimer: NodeJS.Timeout | null = null;
@@ -170,56 +173,47 @@ export class JobProcess {
     if (privFlags.length > 0) command = [this.options.setprivPath!, ...privFlags, '--', ...command];
     const [file, ...args] = command;
     const user = this.options.user;
-    let child: ChildProcess;
-    try {
-      child = spawn(file, args, {
+    const spawner = this.options.launcher?.alive ? this.options.launcher : inProcess;
+    this.phase = 'running';
+    this.handle = spawner.spawn(
+      {
+        file,
+        args,
         cwd: this.options.cwd,
         env: this.options.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true, // its own process group, so the whole tree can be signalled
-        shell: false,
         argv0: file === program.path ? this.options.argv[0] : undefined,
         ...(user && { uid: user.uid, gid: user.gid }),
-      });
-    } catch (err) {
-      return this.settle({ exitCode: null, signal: null, spawnError: (err as Error).message });
-    }
-    this.child = child;
-    this.phase = 'running';
-    const guard = this.options.guard?.alive && child.pid !== undefined ? this.options.guard : null;
-    guard?.watch(child.pid!);
-    child.stdout!.on('data', this.options.onStdout);
-    child.stderr!.on('data', this.options.onStderr);
-    child.once('error', (err) => {
-      // Only a failed spawn lands here without an exit; a later error is followed by 'close'.
-      if (child.pid === undefined) this.settle({ exitCode: null, signal: null, spawnError: err.message });
-    });
-    child.once('exit', (code, signal) => {
-      if (this.phase === 'running') this.phase = 'exited';
-      // The job is its main process: whatever it left behind in its group goes with it.
-      this.killGroup('SIGKILL');
-      guard?.unwatch(child.pid!);
-      // A descendant that left the group may hold the pipes open: stop waiting for them after a while.
-      this.closeTimer = setTimeout(() => {
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-        this.settle({ exitCode: code, signal: signal ?? null, spawnError: null });
-      }, PIPE_CLOSE_WAIT_MS);
-    });
-    // 'close' waits for the pipes, so every byte of output has been read before the outcome.
-    child.once('close', (code, signal) => this.settle({ exitCode: code, signal: signal ?? null, spawnError: null }));
-    if (this.options.timeoutMs > 0) {
+      },
+      {
+        onSpawn: (pid) => {
+          this.pgid = pid;
+          if (this.pendingSignal) this.killGroup(this.pendingSignal);
+        },
+        onError: (message) => this.settle({ exitCode: null, signal: null, spawnError: message }),
+        onStdout: this.options.onStdout,
+        onStderr: this.options.onStderr,
+        onExit: (code, signal) => {
+          if (this.phase === 'running') this.phase = 'exited';
+          // The job is its main process: whatever it left behind in its group goes with it.
+          this.killGroup('SIGKILL');
+          // A descendant that left the group may hold the pipes open: stop waiting for them after a while.
+          this.closeTimer = setTimeout(() => {
+            this.handle?.release();
+            this.settle({ exitCode: code, signal: signal ?? null, spawnError: null });
+          }, PIPE_CLOSE_WAIT_MS);
+        },
+        // 'close' waits for the pipes, so every byte of output has been read before the outcome.
+        onClose: (code, signal) => this.settle({ exitCode: code, signal: signal ?? null, spawnError: null }),
+      },
+    );
+    if (this.phase === 'running' && this.options.timeoutMs > 0) {
       this.timeoutTimer = setTimeout(() => this.stop('timeout'), this.options.timeoutMs);
     }
   }
 
   /** Pauses or resumes reading the job's output (backpressure: the job blocks on a full pipe). */
   setPaused(paused: boolean): void {
-    for (const stream of [this.child?.stdout, this.child?.stderr]) {
-      if (!stream) continue;
-      if (paused) stream.pause();
-      else stream.resume();
-    }
+    this.handle?.setPaused(paused);
   }
 
   /** SIGTERM to the process group, SIGKILL after the grace period. The first reason sticks. */
@@ -241,8 +235,13 @@ export class JobProcess {
   }
 
   private killGroup(signal: NodeJS.Signals): void {
-    const pid = this.child?.pid;
-    if (pid === undefined || pid <= 1) return;
+    const pid = this.pgid;
+    if (pid === null) {
+      // Not forked yet (the launcher has the request): SIGKILL outranks SIGTERM.
+      if (this.pendingSignal !== 'SIGKILL') this.pendingSignal = signal;
+      return;
+    }
+    if (pid <= 1) return;
     try {
       process.kill(-pid, signal);
     } catch {

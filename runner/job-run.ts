@@ -10,7 +10,7 @@ import { planRetry } from '../tasks/retry';
 import type { DbHealth } from './db-health';
 import { JobProcess, type StopReason } from './job-process';
 import { resolveJobUser, type JobUser } from './job-user';
-import type { OrphanGuard } from './orphan-guard';
+import type { Launcher } from './launcher';
 import { LineSplitter } from './line-splitter';
 import type { RunnerMetrics } from './metrics';
 import { describeOutcome, mentionsOutOfMemory } from './outcome';
@@ -33,8 +33,8 @@ export interface JobTools {
   setprivPath?: string;
   /** Jobs die with the runner (outside systemd, whose cgroup does that). */
   pdeathsig?: boolean;
-  /** How they do, without an exec of setpriv per job (outside systemd). */
-  orphanGuard?: OrphanGuard | null;
+  /** Forks the jobs outside the runner, and ends them if the runner dies (without a setpriv exec per job). */
+  launcher?: Launcher | null;
   /** SIGTERM-to-SIGKILL grace for a job being stopped (10 s in production). */
   killGraceMs?: number;
 }
@@ -152,7 +152,7 @@ export class JobRun {
       prlimitPath: ctx.prlimitPath,
       setprivPath: ctx.setprivPath,
       pdeathsig: ctx.pdeathsig,
-      guard: ctx.orphanGuard,
+      launcher: ctx.launcher,
       user,
       killGraceMs: ctx.killGraceMs,
       onStdout: (chunk) => out.write(chunk),

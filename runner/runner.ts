@@ -47,6 +47,8 @@ export class Runner {
   private readonly leases: LeaseKeeper;
   private readonly reaper: Reaper;
   private readonly reporter: Periodic;
+  /** Set by an idle runner's report tick: the claim loop writes it at its next poll (reportTick). */
+  private reportDue = false;
   private readonly scheduler: Scheduler;
   private readonly jobContext: JobRunContext;
   private readonly unobserve: () => void;
@@ -85,7 +87,7 @@ export class Runner {
       health,
       onJobMade: () => this.nap.wake(),
     });
-    this.reporter = new Periodic(options.reportMs ?? Math.max(15_000, config.heartbeatMs), () => this.report());
+    this.reporter = new Periodic(options.reportMs ?? Math.max(15_000, config.heartbeatMs), () => this.reportTick());
     this.jobContext = {
       ...options,
       log: this.log,
@@ -107,6 +109,20 @@ export class Runner {
     const draining = this.state === 'draining';
     const lastClaimAgoSec = this.metrics.lastClaimAgoSec();
     return describeRunner({ slots, busy: this.active.size, draining, lastClaimAgoSec }, this.health.trouble());
+  }
+
+  /**
+   * An idle runner's report is written by its claim loop in place of a poll's probe, so that it makes
+   * one statement per poll interval, not one more every report period; a report still waiting at the
+   * next tick (the loop is not probing: busy, or the database is away) is written then.
+   */
+  private reportTick(): Promise<void> {
+    if (this.reportDue || this.once || this.state !== 'running' || this.active.size > 0) {
+      this.reportDue = false;
+      return this.report();
+    }
+    this.reportDue = true;
+    return Promise.resolve();
   }
 
   /** Upserts this runner's counters into JobRunners (GET /metrics); a failure waits for the next turn. */
@@ -142,6 +158,7 @@ export class Runner {
       if (!this.once) return;
       await this.report();
       this.stopTimers();
+      this.close();
     });
     return this.loop;
   }
@@ -167,6 +184,13 @@ export class Runner {
       }
       let claimed: ClaimedJob[];
       try {
+        if (probe && this.reportDue) {
+          // This poll's one statement is the report; the next one probes.
+          this.reportDue = false;
+          await this.report();
+          probe = !(await this.nap.sleep(pollMs));
+          continue;
+        }
         if (probe && !(await this.probe())) {
           probe = !(await this.nap.sleep(pollMs));
           continue;
@@ -287,7 +311,7 @@ export class Runner {
 
   private close(): void {
     this.nudges?.close();
-    this.jobContext.orphanGuard?.close();
+    this.jobContext.launcher?.close();
     this.unobserve();
     this.state = 'closed';
   }

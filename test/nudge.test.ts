@@ -2,6 +2,7 @@
 // the runners registered in JobRunners, over UDP, with each runner's key; polling stays the fallback.
 import dgram from 'node:dgram';
 import { QueryTypes } from 'sequelize';
+import { createDatabase } from '../models/database';
 import { NudgeListener, type NudgeTarget } from '../models/nudge';
 import { Queue } from '../models/queue';
 import { useDatabase } from './helpers/database';
@@ -147,6 +148,48 @@ describe('the runner side', () => {
     } finally {
       await runner.stop();
       await running;
+    }
+  });
+
+  test('an idle runner makes one statement per poll interval, its reports included', async () => {
+    const pollMs = 200;
+    let counting = false;
+    const statements: string[] = [];
+    let reports = 0;
+    let since = 0;
+    // Its own handle, so that every statement it sends is seen (and only its own).
+    const db = createDatabase(suite.database, {
+      logging: (sql) => {
+        if (!counting && /SELECT 'due' AS what/.test(sql)) {
+          // From its first idle probe on: the start (a claim, a report, a reap) is not idling.
+          counting = true;
+          since = Date.now();
+        }
+        if (!counting) return;
+        statements.push(sql.replace(/\s+/g, ' ').slice(0, 60));
+        if (/JobRunners/.test(sql)) reports++;
+      },
+    });
+    // The default lease and heartbeat (the reaper's own period, 15 s, is skipped while polls look for it).
+    const { runner } = makeRunner(db, {
+      once: false,
+      reportMs: 10 * pollMs,
+      config: { pollMs, leaseMs: 60_000, heartbeatMs: 5000, nudgeAddress: null },
+    });
+    const running = runner.run();
+    try {
+      await waitFor(() => reports >= 3, 120_000, 20);
+      const intervals = Math.floor((Date.now() - since) / pollMs);
+      // Each poll sleeps a whole interval after its statement: a slow machine only makes fewer.
+      expect({ statements: statements.length, seen: statements }).toEqual({
+        statements: Math.min(statements.length, intervals + 1),
+        seen: statements,
+      });
+      expect(reports).toBeGreaterThanOrEqual(3);
+    } finally {
+      await runner.stop();
+      await running;
+      await db.close();
     }
   });
 });

@@ -37,7 +37,7 @@ test('kill -9 of a runner mid-job: another runner reaps the job as runner_lost, 
   expect(await waitForExit(doomed)).toEqual({ code: null, signal: 'SIGKILL' });
   const rowsAtDeath = await statusRows(chaos.db, id);
 
-  // The orphan guard: the job's main process does not outlive its runner.
+  // The job launcher: the job's main process does not outlive its runner.
   expect(await survivors([jobPid])).toEqual([]);
 
   // After the lease (2 s) and a reaper period, the surviving runner marks it runner_lost.
@@ -65,7 +65,7 @@ test('kill -9 of a runner mid-job: another runner reaps the job as runner_lost, 
   expect(survivor.log()).not.toMatch(/runner error|unhandled|no longer owned/);
 });
 
-test('kill -9 of a runner outside systemd: its orphan guard takes each job’s whole tree, and is one process, not one per job', async () => {
+test('kill -9 of a runner outside systemd: its job launcher takes each job’s whole tree, and is one process, not one per job', async () => {
   const ids = [
     await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'tree' }),
     await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'tree' }),
@@ -73,15 +73,20 @@ test('kill -9 of a runner outside systemd: its orphan guard takes each job’s w
   const runner = startRunner(chaos.config, { id: `chaos-guarded-w${worker}`, env: { MARKER_DIR: chaos.markers } });
   const trees = [await pidsOf(ids[0]), await pidsOf(ids[1])];
   for (const tree of trees) expect(tree.length).toBeGreaterThan(1); // the main process and its background children
-  // No job was started through setpriv: its main process is the program itself, a child of the runner.
+  // No job was started through setpriv: its main process is the program itself, a child of the
+  // runner's one launcher process.
+  const parentOf = (pid: number) => Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+  const launcher = parentOf(trees[0][0]);
+  expect(fs.readFileSync(`/proc/${launcher}/cmdline`, 'utf8')).toMatch(/launcher-main\.js/);
+  expect(parentOf(launcher)).toBe(runner.pid);
   for (const [main] of trees) {
     expect(fs.readFileSync(`/proc/${main}/cmdline`, 'utf8').split('\0')).toContain('test/fixtures/chaos/sleeper.js');
-    expect(fs.readFileSync(`/proc/${main}/stat`, 'utf8').split(') ')[1].split(' ')[1]).toBe(String(runner.pid));
+    expect(parentOf(main)).toBe(launcher);
   }
 
   process.kill(runner.pid, 'SIGKILL');
   expect(await waitForExit(runner)).toEqual({ code: null, signal: 'SIGKILL' });
-  expect(await survivors(trees.flat())).toEqual([]);
+  expect(await survivors([...trees.flat(), launcher])).toEqual([]);
 });
 
 test('kill -9 of a job: failure with signal SIGKILL, and the runner carries on with the next job', async () => {

@@ -4,9 +4,10 @@ import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { RunnerConfig } from '../../config';
 import type { Database } from '../../models/database';
-import { createLogger } from '../../log';
+import { createLogger, type Logger } from '../../log';
 import { Queue } from '../../models/queue';
 import { findPrlimit, findSetpriv } from '../../runner/job-process';
+import { Launcher } from '../../runner/launcher';
 import { Runner } from '../../runner/runner';
 import { TaskCatalog } from '../../tasks/catalog';
 import { ROOT } from './database';
@@ -42,10 +43,24 @@ export interface TestRunnerOptions {
   killGraceMs?: number;
   /** Another task file than the runner fixtures' (the same one the API under test reads). */
   tasksFile?: string;
+  /** Fork jobs in the test's own process instead of a job launcher, as a runner whose launcher died does. */
+  inProcess?: boolean;
+  /** How often the runner reports to JobRunners (15 s by default). */
+  reportMs?: number;
+}
+
+export const LAUNCHER_MAIN = path.join(ROOT, 'dist', 'runner', 'launcher-main.js');
+
+/** The compiled job launcher, as the daemon starts it (the runner closes it when it stops). */
+export function startLauncher(log: Logger): Launcher {
+  const launcher = Launcher.start(log, LAUNCHER_MAIN);
+  if (!launcher) throw new Error(`${LAUNCHER_MAIN} is missing: run npm run build first`);
+  return launcher;
 }
 
 export function makeRunner(db: Database, options: TestRunnerOptions = {}): { runner: Runner; logs: string[] } {
   const logs: string[] = [];
+  const log = createLogger({ write: (_level, line) => logs.push(line), journald: false, level: 'debug' });
   const runner = new Runner({
     queue: new Queue(db),
     catalog: new TaskCatalog(options.tasksFile ?? RUNNER_TASKS_FILE),
@@ -55,7 +70,9 @@ export function makeRunner(db: Database, options: TestRunnerOptions = {}): { run
     setprivPath: findSetpriv(),
     killGraceMs: options.killGraceMs ?? 1000,
     once: options.once ?? true,
-    log: createLogger({ write: (_level, line) => logs.push(line), journald: false, level: 'debug' }),
+    reportMs: options.reportMs,
+    launcher: options.inProcess ? null : startLauncher(log),
+    log,
   });
   return { runner, logs };
 }
