@@ -4,6 +4,7 @@ import type { Sequelize, Transaction } from 'sequelize';
 import type { Dialect } from './models/database';
 import { driverFor } from './models/drivers';
 import { IdempotencyConflictError, insertJobs, type Enqueued, type EnqueueTarget } from './models/enqueue';
+import { Nudger, nudgeForJobs } from './models/nudge';
 import { storageOf } from './models/queue';
 import { writeGateFor } from './models/write-gate';
 import { TaskCatalog } from './tasks/catalog';
@@ -51,6 +52,8 @@ export function createJobClient(options: JobClientOptions): JobClient {
     driver: driverFor(options.sequelize.getDialect() as Dialect),
   };
   const gate = target.driver.capabilities.serialWrites ? writeGateFor(storageOf(target)) : null;
+  // Idle runners hear of a job due now at once (README, "Waking up"), once it is committed.
+  const nudger = new Nudger(target);
   const enqueueMany = async (requests: ClientJobRequest[], { transaction }: { transaction?: Transaction } = {}) => {
     const jobs = requests.map((request) => {
       try {
@@ -62,10 +65,13 @@ export function createJobClient(options: JobClientOptions): JobClient {
       }
     });
     try {
-      if (transaction) return await insertJobs(target, jobs, transaction);
       const write = () => options.sequelize.transaction((t) => insertJobs(target, jobs, t));
-      // SQLite takes one writer at a time: queue this process's own writes (models/write-gate.ts).
-      return await (gate ? gate.run(write) : write());
+      const enqueued = transaction
+        ? await insertJobs(target, jobs, transaction)
+        : // SQLite takes one writer at a time: queue this process's own writes (models/write-gate.ts).
+          await (gate ? gate.run(write) : write());
+      nudgeForJobs(nudger, jobs, enqueued, transaction);
+      return enqueued;
     } catch (err) {
       if (err instanceof IdempotencyConflictError) throw new EnqueueError(409, 'idempotency_conflict', err.message);
       throw err;

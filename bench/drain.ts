@@ -12,9 +12,10 @@
 //           from the first start to the last end on the database clock, the wall time from spawn to
 //           exit, and the ratios to the bare rates (the aim: >= 0.8 of the bare rate with pipes);
 //   pickup  an idle daemon at its default poll: enqueue -> running (startedAt - createdAt, database
-//           clock) p50/p95/max of 20 jobs each, enqueued through the API, through Queue.enqueue in
-//           this process, and by plain SQL.
-//   enqueue the library's one-by-one enqueue rate (Queue.enqueue, awaited, one job a call).
+//           clock) p50/p95/max of 20 jobs each, enqueued through the API, through the library
+//           (createJobClient) in this process, and by plain SQL.
+//   enqueue the one-by-one enqueue rate (awaited, one job a call) of the library, and of
+//           Queue.enqueue with the pending quota counted (what POST /jobs runs).
 // BENCH_JOBS (2000), BENCH_CONCURRENCY (8), BENCH_ONLY=bare,drain,pickup,enqueue (default all);
 // BENCH_PROFILE=DIR runs the draining daemons with --cpu-prof into DIR and prints their top functions.
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -24,6 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../config';
+import { createJobClient } from '../client';
 import type { Database } from '../models/database';
 import { Queue } from '../models/queue';
 import { createApiToken, createUser } from '../models/users';
@@ -293,9 +295,9 @@ async function pickupSection(db: Database, config: DatabaseConfig): Promise<void
       if (res.status !== 201) throw new Error(`POST /jobs answered ${res.status}: ${await res.text()}`);
       return ((await res.json()) as { id: number }).id;
     });
-    const queue = new Queue(db);
-    await pickup(db, 'Queue.enqueue', async () => {
-      const { id } = await queue.enqueue({ task: 'true', params: {}, command: 'true', createdBy: USER });
+    const client = createJobClient({ sequelize: db.sequelize, tasksFile: TASKS_FILE });
+    await pickup(db, 'library enqueue', async () => {
+      const { id } = await client.enqueue({ task: 'true', params: {}, createdBy: USER });
       return id;
     });
     await pickup(db, 'plain SQL INSERT', async () => {
@@ -319,20 +321,32 @@ async function pickupSection(db: Database, config: DatabaseConfig): Promise<void
 }
 
 /**
- * The library's enqueue, as a host program calls it: JOBS sequential awaited `Queue.enqueue` calls
- * (each its own transaction, the pending quota checked), jobs/s; the peers' "enqueue one-by-one".
+ * The library's enqueue as a host program calls it (createJobClient: its own transaction, one
+ * INSERT), JOBS sequential awaited calls, jobs/s — the peers' "enqueue one-by-one"; then the same
+ * through Queue.enqueue with the pending quota counted (the owner's lock and a count: the API's path).
  */
 async function enqueueSection(db: Database): Promise<void> {
-  await clearJobs(db);
+  const client = createJobClient({ sequelize: db.sequelize, tasksFile: TASKS_FILE });
   const queue = new Queue(db, { userMaxRunning: 0, userMaxPending: JOBS + 1 });
-  const started = process.hrtime.bigint();
-  for (let i = 0; i < JOBS; i++) {
-    await queue.enqueue({ task: 'true', params: {}, command: null, createdBy: USER, delayMs: 3_600_000 });
+  const ways: [string, () => Promise<unknown>][] = [
+    [
+      'the library (createJobClient().enqueue)',
+      () => client.enqueue({ task: 'true', params: {}, createdBy: USER, delaySec: 3600 }),
+    ],
+    [
+      "Queue.enqueue with the pending quota on (the API's path)",
+      () => queue.enqueue({ task: 'true', params: {}, command: null, createdBy: USER, delayMs: 3_600_000 }),
+    ],
+  ];
+  for (const [label, enqueue] of ways) {
+    await clearJobs(db);
+    const started = process.hrtime.bigint();
+    for (let i = 0; i < JOBS; i++) await enqueue();
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    console.log(
+      `enqueue  ${JOBS} one by one, ${label}: ${(JOBS / seconds).toFixed(0)} jobs/s (${seconds.toFixed(2)} s)`,
+    );
   }
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  console.log(
-    `enqueue  ${JOBS} x Queue.enqueue one by one (library, pending quota on): ${(JOBS / seconds).toFixed(0)} jobs/s (${seconds.toFixed(2)} s)`,
-  );
   await clearJobs(db);
 }
 

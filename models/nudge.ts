@@ -6,8 +6,9 @@
 import crypto from 'node:crypto';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { QueryTypes } from 'sequelize';
+import { QueryTypes, type Transaction } from 'sequelize';
 import type { Database } from './database';
+import type { Enqueued, NewJob } from './enqueue';
 
 /** Where a runner hears nudges, as it reports it (JobRunners.report's `nudge`). */
 export interface NudgeTarget {
@@ -136,4 +137,20 @@ export class Nudger {
     socket.unref();
     return socket;
   }
+}
+
+/** Whether a new job is due at once (no delay, no future runAt): runners are told of those. */
+export function isDueNow(job: Pick<NewJob, 'delayMs' | 'runAt'>): boolean {
+  if (job.delayMs !== undefined && job.delayMs !== null && job.delayMs > 0) return false;
+  return job.runAt === undefined || job.runAt === null || job.runAt.getTime() <= Date.now();
+}
+
+/**
+ * Tells the runners of `jobs` once they exist — when `transaction` commits (never after a
+ * rollback), else now — if one of them is new and due now.
+ */
+export function nudgeForJobs(nudger: Nudger, jobs: NewJob[], enqueued: Enqueued[], transaction?: Transaction): void {
+  if (!jobs.some(isDueNow) || enqueued.every((e) => e.replayed)) return;
+  if (transaction) transaction.afterCommit(() => nudger.nudge());
+  else nudger.nudge();
 }

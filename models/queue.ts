@@ -3,7 +3,7 @@
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
 import { insertJobs, lockOwner, type Enqueued, type NewJob } from './enqueue';
-import { Nudger } from './nudge';
+import { Nudger, nudgeForJobs } from './nudge';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
 import { sqlIn } from './sql';
 import type { Database } from './database';
@@ -585,15 +585,10 @@ export class Queue {
    */
   async enqueueMany(jobs: NewJob[], transaction?: Transaction): Promise<Enqueued[]> {
     const limits = { maxPending: this.quotas.userMaxPending };
-    const dueNow = jobs.some(isDueNow);
-    if (transaction) {
-      const enqueued = await insertJobs(this.db, jobs, transaction, limits);
-      // Runners hear of the jobs once they exist: when the caller's transaction commits.
-      if (dueNow && enqueued.some((e) => !e.replayed)) transaction.afterCommit(() => this.nudger.nudge());
-      return enqueued;
-    }
-    const enqueued = await this.transaction((t) => insertJobs(this.db, jobs, t, limits));
-    if (dueNow && enqueued.some((e) => !e.replayed)) this.nudger.nudge();
+    const enqueued = transaction
+      ? await insertJobs(this.db, jobs, transaction, limits)
+      : await this.transaction((t) => insertJobs(this.db, jobs, t, limits));
+    nudgeForJobs(this.nudger, jobs, enqueued, transaction);
     return enqueued;
   }
 
@@ -675,11 +670,6 @@ export class Queue {
 }
 
 /** A new job that is due at once (no due time ahead of now, asked for by the caller). */
-function isDueNow(job: NewJob): boolean {
-  if (job.delayMs !== undefined && job.delayMs !== null && job.delayMs > 0) return false;
-  return job.runAt === undefined || job.runAt === null || job.runAt.getTime() <= Date.now();
-}
-
 /** The file a SQLite handle writes (its write gate's key). */
 export function storageOf(db: Pick<Database, 'sequelize'>): string {
   return String((db.sequelize as unknown as { options: { storage?: string } }).options.storage ?? '');

@@ -6,7 +6,8 @@ import { createDatabase } from '../models/database';
 import { NudgeListener, type NudgeTarget } from '../models/nudge';
 import { Queue } from '../models/queue';
 import { useDatabase } from './helpers/database';
-import { insertJob, jobRow, makeRunner, waitFor } from './helpers/runner';
+import { createJobClient } from '../index';
+import { insertJob, jobRow, makeRunner, RUNNER_TASKS_FILE, waitFor } from './helpers/runner';
 
 const suite = useDatabase();
 
@@ -75,6 +76,35 @@ describe('the enqueue side', () => {
       });
       expect(heardBeforeCommit).toBe(0);
       await until(runner.heard, 1);
+    } finally {
+      runner.close();
+    }
+  });
+
+  test('the library client (createJobClient) nudges after its own transaction, and after the host’s commits only', async () => {
+    const runner = await fakeRunner();
+    try {
+      const client = createJobClient({ sequelize: suite.db.sequelize, tasksFile: RUNNER_TASKS_FILE });
+      const request = { task: 'hello', params: { times: 1 }, createdBy: 'alice' };
+      await client.enqueue(request);
+      await until(runner.heard, 1);
+      await suite.db.sequelize
+        .transaction(async (transaction) => {
+          await client.enqueue(request, { transaction });
+          throw new Error('the host changes its mind');
+        })
+        .catch(() => {});
+      await client.enqueue({ ...request, delaySec: 60 });
+      let heardBeforeCommit = -1;
+      await suite.db.sequelize.transaction(async (transaction) => {
+        await client.enqueue(request, { transaction });
+        // Give a datagram sent too early the time to arrive.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        heardBeforeCommit = runner.heard();
+      });
+      expect(heardBeforeCommit).toBe(1);
+      // The committed one, and neither the rolled-back nor the delayed one.
+      await until(runner.heard, 2);
     } finally {
       runner.close();
     }
