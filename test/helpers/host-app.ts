@@ -5,7 +5,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import session from 'express-session';
 import type { Database } from '../../models/database';
 import type { Queue } from '../../models/queue';
-import { createJobsRouter, silentLogger, type HostPrincipal } from '../../routers';
+import { createJobsRouter, createLogger, silentLogger, type HostPrincipal } from '../../routers';
 import type { TaskCatalog } from '../../tasks/catalog';
 
 export interface HostApp {
@@ -57,7 +57,7 @@ export function containerCreatorApp(deps: HostAppDeps): HostApp {
       db: deps.db,
       queue: deps.queue,
       catalog: deps.catalog,
-      log: silentLogger,
+      log: process.env.HOST_APP_LOG ? createLogger() : silentLogger,
       streamPollMs: deps.streamPollMs ?? 50,
       envelope: true,
       streamEvents: 'log',
