@@ -260,6 +260,15 @@ test("a job enqueued in the host's transaction runs with a real runner; its page
   const lines = events.filter((e) => e.event === 'log').map((e) => JSON.parse(e.data).output as string);
   expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^creating container \d+$/)]));
 
+  // Their CI's wait-for-job polls GET /api/v1/jobs/:id with an API key and reads `.data.status`.
+  host.addApiKey('ci-key-of-alice', 'alice');
+  const polled = await request(host.app)
+    .get(`/api/v1/jobs/${jobId}`)
+    .set('Authorization', 'Bearer ci-key-of-alice')
+    .set('Accept', 'application/json')
+    .expect(200);
+  expect(polled.body.data.status).toBe('success');
+
   const adopted = await request(host.app).get(`/api/v1/jobs/${ids[2]}`).set('Cookie', alice).expect(200);
   expect(adopted.body.data).toMatchObject({ status: 'success', task: 'create-container' });
   const output = await request(host.app).get(`/api/v1/jobs/${ids[2]}/status`).set('Cookie', alice).expect(200);
