@@ -17,7 +17,12 @@ let server: http.Server;
 let base: string;
 
 beforeAll(async () => {
-  host = containerCreatorApp({ db: suite.db, queue: new Queue(suite.db), catalog: new TaskCatalog(TASKS_FILE) });
+  host = containerCreatorApp({
+    db: suite.db,
+    queue: new Queue(suite.db),
+    catalog: new TaskCatalog(TASKS_FILE),
+    streamRecheckMs: 100,
+  });
   host.addApiKey('key-of-alice', 'alice');
   host.addApiKey('key-of-bob', 'bob');
   server = http.createServer(host.app);
@@ -180,4 +185,17 @@ describe('owner scoping and the host authentication', () => {
     expect(bad.body.error.fields).toEqual({ [bad.body.error.field]: bad.body.error.message });
     expect(bad.body.data).toBeUndefined();
   });
+});
+
+test('an open stream asks the host again: a revoked API key ends it (no final status)', async () => {
+  const id = await aliceJob();
+  await setStatus(suite.db, id, 'running');
+  await insertOutput(suite.db, id, ['one'], 1);
+  host.addApiKey('short-lived', 'alice');
+  const stream = new LiveStream(`${base}/api/v1/jobs/${id}/stream`, { Authorization: 'Bearer short-lived' });
+  await stream.waitFor((e) => e.event === 'log');
+  host.revokeApiKey('short-lived');
+  const events = await stream.finished;
+  expect(events.map((e) => e.event)).toEqual(['log']);
+  await request(host.app).get(`/api/v1/jobs/${id}`).set('Authorization', 'Bearer short-lived').expect(401);
 });

@@ -12,6 +12,8 @@ export interface HostApp {
   app: express.Express;
   /** An API key of the host's own (its table, not ours) for `user`. */
   addApiKey(key: string, user: string, isAdmin?: boolean): void;
+  /** Deletes one: requests with it are 401, and a stream opened with it ends at its next re-check. */
+  revokeApiKey(key: string): void;
 }
 
 export interface HostAppDeps {
@@ -19,26 +21,21 @@ export interface HostAppDeps {
   queue: Queue;
   catalog: TaskCatalog;
   streamPollMs?: number;
+  streamRecheckMs?: number;
 }
-
-/** The user a host API key stands for, kept beside the request as the host's auth resolved it. */
-const keyUsers = new WeakMap<Request, HostPrincipal>();
 
 export function containerCreatorApp(deps: HostAppDeps): HostApp {
   const apiKeys = new Map<string, HostPrincipal>();
   const app = express();
+  const keyOf = (req: Request) => /^Bearer (.+)$/.exec(req.get('Authorization') ?? '')?.[1];
   // The host's sessions (its own store in production; memory here). The keys its login sets.
   app.use(session({ secret: 'host-app-secret', resave: false, saveUninitialized: false }));
 
   /** Like the host's own check: its session, else one of its API keys; 401 in its error shape. */
   function hostAuth(req: Request, res: Response, next: NextFunction): void {
     if (req.session.user) return next();
-    const match = /^Bearer (.+)$/.exec(req.get('Authorization') ?? '');
-    const keyUser = match ? apiKeys.get(match[1]) : undefined;
-    if (keyUser) {
-      keyUsers.set(req, keyUser);
-      return next();
-    }
+    const key = keyOf(req);
+    if (key !== undefined && apiKeys.has(key)) return next();
     res.status(401).json({ error: { code: 'unauthorized', message: 'Authentication required' } });
   }
 
@@ -59,17 +56,21 @@ export function containerCreatorApp(deps: HostAppDeps): HostApp {
       catalog: deps.catalog,
       log: process.env.HOST_APP_LOG ? createLogger() : silentLogger,
       streamPollMs: deps.streamPollMs ?? 50,
+      streamRecheckMs: deps.streamRecheckMs,
       envelope: true,
       streamEvents: 'log',
-      // The one line a host adds: who its auth says is asking.
-      authenticate: (req) =>
-        keyUsers.get(req) ??
-        (req.session?.user ? { username: req.session.user, isAdmin: req.session.isAdmin === true } : null),
+      // Who the host's auth says is asking: its API key (looked up again at each call), else its session.
+      authenticate: (req) => {
+        const key = keyOf(req);
+        if (key !== undefined) return apiKeys.get(key) ?? null;
+        return req.session?.user ? { username: req.session.user, isAdmin: req.session.isAdmin === true } : null;
+      },
     }),
   );
   app.use('/api/v1', api);
   return {
     app,
     addApiKey: (key, user, isAdmin = false) => apiKeys.set(key, { username: user, isAdmin, via: 'token' }),
+    revokeApiKey: (key) => apiKeys.delete(key),
   };
 }
