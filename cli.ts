@@ -5,6 +5,7 @@ import {
   EX_USAGE,
   InputError,
   OWNER_NAME,
+  lastOption,
   RefusedError,
   UsageError,
   defaultOwner,
@@ -14,6 +15,7 @@ import {
   withDatabase,
   type Parsed,
 } from './cli-common';
+import { cmdAdopt, refusedAsCli } from './cli-adopt';
 import { cmdJob, cmdSchedules } from './cli-jobs';
 import { ConfigError, describeDatabase, loadConfig, type Config } from './config';
 import type { Logger, LogLevel } from './log';
@@ -51,7 +53,10 @@ import { ParamsError, paramsFromStrings } from './tasks/render';
 const USAGE = `usage: npx container-jobs <command>
        (in the checkout; elsewhere: node <checkout>/dist/cli.js <command>)
 
-  migrate                                   apply database migrations
+  migrate [--queue-only]                    apply database migrations; --queue-only: a new install gets the
+                                            queue's tables alone (no Users, ApiTokens, Sessions, LoginFailures)
+  migrate --adopt --map FILE                convert the container-creator's own Jobs and JobStatuses in place;
+                                            FILE maps their old commands to task templates
   tasks check [FILE]                        check a task file (default: JOB_TASKS_FILE)
   enqueue TASK [--param k=v]... [--as USER] [--priority N] [--run-at T | --delay S] [--idempotency-key K]
                                             validate and enqueue a job owned by USER (default: your OS user); prints its id
@@ -76,11 +81,21 @@ const USAGE = `usage: npx container-jobs <command>
   start                                     API and runner in one process (the quick start)
 `;
 
-async function cmdMigrate(config: Config, log: Logger): Promise<number> {
+async function cmdMigrate(config: Config, log: Logger, args: string[]): Promise<number> {
+  const parsed = parseArgs(args, ['queue-only', 'adopt']);
+  only(parsed, ['queue-only', 'adopt', 'map']);
+  if (parsed.positional.length > 0) throw new UsageError('migrate takes no arguments');
+  const adopting = parsed.options.has('adopt');
+  if (adopting !== parsed.options.has('map'))
+    throw new UsageError('--adopt needs --map FILE (and --map goes with --adopt)');
+  if (adopting && parsed.options.has('queue-only')) throw new UsageError('--adopt installs the queue alone already');
   log.notice(describeDatabase(config.database));
+  if (adopting) return cmdAdopt(config, lastOption(parsed, 'map')!);
   const db = createDatabase(config.database);
   try {
-    const applied = await migrate(db, (line) => console.log(line));
+    const applied = await refusedAsCli(() =>
+      migrate(db, (line) => console.log(line), { queueOnly: parsed.options.has('queue-only') }),
+    );
     console.log(
       applied.length === 0 ? 'schema is current; nothing to migrate' : `applied ${applied.length} migration(s)`,
     );
@@ -423,7 +438,7 @@ async function main(service: Service, args: string[]): Promise<number> {
   const log = commandLogger(service, config.logLevel);
   switch (command) {
     case 'migrate':
-      return cmdMigrate(config, log);
+      return cmdMigrate(config, log, rest);
     case 'tasks':
       if (rest[0] !== 'check') throw new UsageError('usage: npx container-jobs tasks check [FILE]');
       return cmdTasksCheck(config, rest.slice(1));

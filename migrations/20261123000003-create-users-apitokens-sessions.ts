@@ -2,6 +2,9 @@ import type { QueryInterface } from 'sequelize';
 import { DataTypes } from 'sequelize';
 import { nowDefault, tableOptions } from '../models/migration-helpers';
 
+/** The standalone login's tables: left out of `migrate --queue-only` (a host has its own). */
+export const scope = 'login';
+
 export async function up(queryInterface: QueryInterface): Promise<void> {
   const { INTEGER, STRING, BOOLEAN, DATE, TEXT } = DataTypes;
   const now = nowDefault(queryInterface);

@@ -2,6 +2,9 @@ import type { QueryInterface } from 'sequelize';
 import { DataTypes } from 'sequelize';
 import { tableOptions } from '../models/migration-helpers';
 
+/** The standalone login's tables: left out of `migrate --queue-only` (a host has its own). */
+export const scope = 'login';
+
 // Accounts and sessions (README, "Accounts and sessions").
 // - Sessions.userId: whose session it is (written by the store from the session's data), so that
 //   `user passwd`, `user delete` and `user sessions --revoke` can end a user's sessions; the user's

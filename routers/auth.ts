@@ -3,6 +3,7 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 import type { Database } from '../models/database';
 import { authenticateApiToken, userById, type AuthenticatedUser } from '../models/users';
 import { HttpError } from './errors';
+import { hostPrincipal, type HostAuthenticate } from './host';
 import { SESSION_USER, type SessionUserRow } from './sessions';
 
 declare module 'express-session' {
@@ -23,6 +24,11 @@ export interface AuthOptions {
    * sessions count, and the user is re-read from Users on every request.
    */
   hostSessions?: boolean;
+  /**
+   * Authentication left to the host app entirely: the principal it resolved (from its session or
+   * its own API keys). Our tokens and sessions are then not consulted at all.
+   */
+  hostAuthenticate?: HostAuthenticate;
 }
 
 export interface Principal extends AuthenticatedUser {
@@ -80,6 +86,12 @@ async function sessionPrincipal(db: Database, req: Request, options: AuthOptions
 /** Resolves the principal from a bearer token or the session; 401 when there is none. */
 export function authenticate(db: Database, options: AuthOptions = {}): RequestHandler {
   return async (req, _res, next) => {
+    if (options.hostAuthenticate) {
+      const principal = await hostPrincipal(options.hostAuthenticate, req);
+      if (!principal) throw new HttpError(401, 'unauthenticated', 'authentication required');
+      principals.set(req, principal);
+      return next();
+    }
     const token = bearerToken(req);
     if (token !== null) {
       const user = await authenticateApiToken(db, token);

@@ -2,5 +2,7 @@
 export { createApp, type AppDeps } from './app';
 export { createJobsRouter, createTasksRouter, type JobsRouterDeps } from './jobs';
 export { HttpError } from './errors';
+export type { HostAuthenticate, HostPrincipal } from './host';
+export type { StreamEvents } from './stream';
 export { createLogger, silentLogger, type Logger, type LogLevel } from '../log';
 export { resolveSessionSecret } from './sessions';

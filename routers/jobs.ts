@@ -21,7 +21,8 @@ import {
 import { sendOutputJson } from './output-response';
 import { sendOutputText } from './output-text';
 import { pathId, queryInt, queryString, resumeAfter } from './params';
-import { streamJob } from './stream';
+import { envelopeBodies, hostAccessCheck, type HostAuthenticate } from './host';
+import { streamJob, type StreamEvents } from './stream';
 import { accessCheck } from './stream-access';
 import { DEFAULT_STREAMS_PER_USER, StreamSlots } from './stream-slots';
 
@@ -47,6 +48,15 @@ export interface JobsRouterDeps {
    * login's sessions count and the user is re-read from Users on every request.
    */
   hostSessions?: boolean;
+  /**
+   * Authentication left to the host app (SPEC §14): the principal it resolved for a request, from its
+   * session or its own API keys; null is 401. Our tokens and sessions are then not consulted at all.
+   */
+  authenticate?: HostAuthenticate;
+  /** Success bodies as `{data: …}` (the container-creator's /api/v1 convention); errors keep `{error}`. */
+  envelope?: boolean;
+  /** The SSE events of /:id/stream: 'output' (default) or the container-creator page's 'log' (see StreamEvents). */
+  streamEvents?: StreamEvents;
 }
 
 const LIST_LIMIT = { fallback: 50, cap: 500 };
@@ -114,7 +124,8 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
   // Every open stream listens for shutdown: as many listeners as streams is expected, not a leak.
   if (deps.shutdown) setMaxListeners(0, deps.shutdown);
   const router = Router();
-  router.use(authenticate(db, { hostSessions: deps.hostSessions ?? true }));
+  if (deps.envelope) router.use(envelopeBodies);
+  router.use(authenticate(db, { hostSessions: deps.hostSessions ?? true, hostAuthenticate: deps.authenticate }));
 
   router.post('/', writeGuard({ bodyRequired: true }), jsonBody, async (req, res) => {
     const principal = principalOf(req);
@@ -168,7 +179,7 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
     const offset = queryInt(req, 'offset', 0);
     const afterId = queryInt(req, 'afterId', undefined);
     if (!(await findVisibleJob(db, principalOf(req), id))) throw notFoundJob(id);
-    await sendOutputJson(db, id, { afterId, limit, offset }, res, log);
+    await sendOutputJson(db, id, { afterId, limit, offset }, res, log, deps.envelope);
   });
 
   router.get('/:id/log.txt', async (req, res) => {
@@ -198,7 +209,10 @@ export function createJobsRouter(deps: JobsRouterDeps): Router {
         pollMs: deps.streamPollMs ?? 300,
         keepAliveMs: deps.streamKeepAliveMs ?? 15_000,
         recheckMs: deps.streamRecheckMs ?? 15_000,
-        check: await accessCheck(db, req, principal),
+        check: deps.authenticate
+          ? hostAccessCheck(deps.authenticate, req, principal)
+          : await accessCheck(db, req, principal),
+        events: deps.streamEvents,
         stats: slot,
         shutdown: deps.shutdown,
         log,

@@ -21,6 +21,8 @@ export async function sendOutputJson(
   q: OutputQuery,
   res: Response,
   log: Logger,
+  /** The host's `{data: …}` envelope around the array (the small path's res.json is wrapped by envelopeBodies). */
+  envelope = false,
 ): Promise<void> {
   let page = await readOutputPage(db, jobId, { ...q, maxBytes: STATUS_PAGE_BYTES });
   let remaining = q.limit - page.rows.length;
@@ -30,7 +32,7 @@ export async function sendOutputJson(
   }
   res.status(200).type('json');
   try {
-    let chunk = '[';
+    let chunk = envelope ? '{"data":[' : '[';
     for (;;) {
       chunk += page.rows.map((row) => JSON.stringify(row)).join(',');
       if (!(await writeWhenReady(res, chunk))) return; // the client left
@@ -40,7 +42,7 @@ export async function sendOutputJson(
       remaining -= page.rows.length;
       chunk = page.rows.length > 0 ? ',' : '';
     }
-    res.end(']');
+    res.end(envelope ? ']}' : ']');
   } catch (err) {
     log.warn(`output of job ${jobId}: response cut by an error: ${(err as Error)?.message ?? String(err)}`);
     res.destroy();

@@ -48,5 +48,6 @@ export function queryString(req: Request, name: string): string | undefined {
 export function resumeAfter(req: Request): number | undefined {
   const header = req.headers['last-event-id'];
   if (typeof header === 'string' && header.trim() !== '') return parseInt(header.trim(), 'Last-Event-ID', {});
-  return queryInt(req, 'afterId', undefined);
+  // `lastId` is the container-creator's name for it (its job page sends `?lastId=`).
+  return queryInt(req, 'afterId', undefined) ?? queryInt(req, 'lastId', undefined);
 }

@@ -4,7 +4,7 @@ import type { Logger } from '../log';
 import type { Database } from '../models/database';
 import { FINISHED_STATUSES, type JobStatusName } from '../models/models';
 import { drained } from './backpressure';
-import { readJobState, readOutputPage, type Viewer } from './job-reads';
+import { readJobState, readOutputPage, type OutputRowJson, type Viewer } from './job-reads';
 import type { AccessCheck } from './stream-access';
 import type { OpenStream } from './stream-slots';
 
@@ -20,6 +20,21 @@ export interface StreamOptions {
   /** Aborted at shutdown: open streams end, and clients resume with Last-Event-ID. */
   shutdown?: AbortSignal;
   log: Logger;
+  /**
+   * The events sent. 'output' (ours): `output` rows, `status` at each change, then `end`. 'log' (the
+   * container-creator's job page, which closes at the first `status`): `log` rows `{id, output,
+   * timestamp}`, then one `status` once the job has finished, and the response ends.
+   */
+  events?: StreamEvents;
+}
+
+export type StreamEvents = 'output' | 'log';
+
+/** One output row as an event of `events`' kind (SSE id = the row id either way). */
+function outputEvent(row: OutputRowJson, events: StreamEvents): string {
+  if (events === 'output') return `id: ${row.id}\nevent: output\ndata: ${JSON.stringify(row)}\n\n`;
+  const data = { id: row.id, jobId: row.jobId, stream: row.stream, output: row.output, timestamp: row.createdAt };
+  return `id: ${row.id}\nevent: log\ndata: ${JSON.stringify(data)}\n\n`;
 }
 
 /** Rows per read, and the most `output` bytes one read may hold: a slow reader costs about this much. */
@@ -43,6 +58,7 @@ export async function streamJob(
   options: StreamOptions,
 ): Promise<void> {
   const { stats, log } = options;
+  const events = options.events ?? 'output';
   /** Fired by the client leaving, the server shutting down or the viewer losing access. */
   const stop = new AbortController();
   let wake: (() => void) | null = null;
@@ -128,18 +144,19 @@ export async function streamJob(
         stats.rowsRead += page.rows.length;
         for (const row of page.rows) stats.bytesRead += row.output.length;
         for (const row of page.rows) {
-          if (!(await send(`id: ${row.id}\nevent: output\ndata: ${JSON.stringify(row)}\n\n`))) break;
+          if (!(await send(outputEvent(row, events)))) break;
           lastId = row.id;
         }
         more = page.more;
       }
       if (stop.signal.aborted) break;
-      if (state.status !== lastStatus) {
+      const finished = FINISHED_STATUSES.includes(state.status);
+      if (state.status !== lastStatus && (events === 'output' || finished)) {
         lastStatus = state.status;
         await send(`event: status\ndata: ${JSON.stringify(state)}\n\n`);
       }
-      if (FINISHED_STATUSES.includes(state.status)) {
-        await send(`event: end\ndata: ${JSON.stringify({ status: state.status })}\n\n`);
+      if (finished) {
+        if (events === 'output') await send(`event: end\ndata: ${JSON.stringify({ status: state.status })}\n\n`);
         break;
       }
       await sleep(options.pollMs);

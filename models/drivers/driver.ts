@@ -143,6 +143,27 @@ export interface QueueStatements {
   pruneIdleGroups(olderThanMs: number): string;
 }
 
+/**
+ * What `migrate --adopt` (models/adopt.ts) needs to convert a host's own Jobs and JobStatuses in place:
+ * the only dialect SQL of the conversion; everything else there goes through Sequelize's queryInterface.
+ */
+export interface AdoptionSql {
+  /**
+   * 'alter': ALTER TABLE changes the old tables' columns in place (the host's foreign keys to Jobs stay
+   * as they are). 'rebuild': the database cannot change a column (SQLite): the old tables are renamed
+   * away, made again by the queue's migrations, copied, and dropped, on one connection (`session`).
+   */
+  method: 'alter' | 'rebuild';
+  /** DDL joins a transaction here: an 'alter' conversion commits whole or not at all (else each step commits, and a re-run resumes). */
+  transactionalDdl: boolean;
+  /** 'alter': numbers each job's output rows 1, 2, … in id order into `seq`, where it is NULL. */
+  numberOutput: string | null;
+  /** 'alter': JobStatuses.id becomes a 64-bit integer, still auto-incremented; null where it is one already. */
+  widenOutputId: string | null;
+  /** 'rebuild': statements on its connection before (outside any transaction) and after; its transaction; the final check (any row = refused). */
+  session: { before: string[]; begin: string; check: string; commit: string; rollback: string; after: string[] } | null;
+}
+
 export interface Driver {
   dialect: Dialect;
   capabilities: DriverCapabilities;
@@ -164,6 +185,8 @@ export interface Driver {
   tableOptions: Record<string, string>;
   /** Statements run before migrating (settings kept in the database file itself). */
   beforeMigrate: string[];
+  /** `migrate --adopt`: converting a host's own Jobs and JobStatuses (see AdoptionSql). */
+  adoption: AdoptionSql;
   /** Deadlocks, lock waits, a busy file: normal under concurrency, so the transaction is run again. */
   isRetryableLockError(err: unknown): boolean;
   /**

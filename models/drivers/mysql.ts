@@ -56,6 +56,16 @@ export const mysqlDriver: Driver = {
   },
   tableOptions: { charset: 'utf8mb4', engine: 'InnoDB' },
   beforeMigrate: [],
+  // Each ALTER commits by itself: the conversion's steps are each idempotent, and a re-run resumes.
+  adoption: {
+    method: 'alter',
+    transactionalDdl: false,
+    numberOutput:
+      'UPDATE JobStatuses s JOIN (SELECT id, ROW_NUMBER() OVER (PARTITION BY jobId ORDER BY id) AS n FROM JobStatuses) x ' +
+      'ON x.id = s.id SET s.seq = x.n WHERE s.seq IS NULL',
+    widenOutputId: 'ALTER TABLE JobStatuses MODIFY id BIGINT NOT NULL AUTO_INCREMENT',
+    session: null,
+  },
   isRetryableLockError: (err) => LOCK_ERRNOS.has(driverError(err).errno ?? -1),
   isPermanentError: (err) => PERMANENT_ERRNOS.has(driverError(err).errno ?? -1),
   isUniqueViolation: (err) => driverError(err).errno === 1062,

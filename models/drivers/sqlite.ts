@@ -69,6 +69,23 @@ export const sqliteDriver: Driver = {
   tableOptions: {},
   // Readers never wait for the writer; the setting stays with the file.
   beforeMigrate: ['PRAGMA journal_mode = WAL'],
+  // No ALTER COLUMN: the tables are made again. Foreign keys off (a DROP would cascade into the host's
+  // rows) and legacy renames (a rename would repoint the host's references to the old table); both are
+  // settings of the connection, so they are made outside the transaction and undone after it.
+  adoption: {
+    method: 'rebuild',
+    transactionalDdl: true,
+    numberOutput: null,
+    widenOutputId: null,
+    session: {
+      before: ['PRAGMA foreign_keys = OFF', 'PRAGMA legacy_alter_table = ON'],
+      begin: 'BEGIN IMMEDIATE',
+      check: 'PRAGMA foreign_key_check',
+      commit: 'COMMIT',
+      rollback: 'ROLLBACK',
+      after: ['PRAGMA legacy_alter_table = OFF', 'PRAGMA foreign_keys = ON'],
+    },
+  },
   isRetryableLockError: (err) => driverError(err).code === 'SQLITE_BUSY',
   isUniqueViolation: (err) => {
     const e = driverError(err);

@@ -47,6 +47,13 @@ async function recreateTestDatabase(config: Extract<DatabaseConfig, { dialect: '
 
 /** A fresh, migrated database for one test file. */
 export async function freshDatabase(name?: string): Promise<{ db: Database; config: DatabaseConfig }> {
+  const fresh = await emptyDatabase(name);
+  await migrate(fresh.db);
+  return fresh;
+}
+
+/** A fresh database with no tables at all (for tests that lay out a schema of their own). */
+export async function emptyDatabase(name?: string): Promise<{ db: Database; config: DatabaseConfig }> {
   const config = testDatabaseConfig(name);
   // .ci/run compares the two lists: every file that used a database on SQLite must have on MySQL too.
   fs.mkdirSync(path.join(ROOT, 'test', 'artifacts'), { recursive: true });
@@ -57,9 +64,7 @@ export async function freshDatabase(name?: string): Promise<{ db: Database; conf
     fs.mkdirSync(path.dirname(config.storage), { recursive: true });
     for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
   }
-  const db = createDatabase(config);
-  await migrate(db);
-  return { db, config };
+  return { db: createDatabase(config), config };
 }
 
 /** Empties every table between tests (children first). */
