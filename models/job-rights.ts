@@ -2,6 +2,7 @@
 // not as they were at enqueue (an admin demoted or deleted meanwhile loses the jobs waiting for them).
 import { QueryTypes } from 'sequelize';
 import type { Database } from './database';
+import { hasOwnUsers } from './migrate';
 
 export interface CreatorRights {
   allowed: boolean;
@@ -21,7 +22,10 @@ export async function adminTaskAllowed(
   job: { id: number; createdBy: string | null },
 ): Promise<CreatorRights> {
   if (job.createdBy === null) return { allowed: true, why: 'no creator (inserted by SQL or a host program)' };
-  const user = await db.models.User.findOne({ where: { username: job.createdBy }, attributes: ['isAdmin'] });
+  // In a host's queue-only install Users is the host's table: nobody is known to be our admin.
+  const user = (await hasOwnUsers(db))
+    ? await db.models.User.findOne({ where: { username: job.createdBy }, attributes: ['isAdmin'] })
+    : null;
   if (user?.isAdmin) return { allowed: true, why: `${job.createdBy} is an admin` };
   const [fire] = await db.sequelize.query<{ scheduleName: string }>(
     'SELECT scheduleName FROM JobScheduleFires WHERE jobId = :jobId',
@@ -32,6 +36,8 @@ export async function adminTaskAllowed(
     allowed: false,
     why: user
       ? `its creator ${job.createdBy} is no longer an admin`
-      : `its creator ${job.createdBy} is no longer a user`,
+      : (await hasOwnUsers(db))
+        ? `its creator ${job.createdBy} is no longer a user`
+        : `a queue-only install has no users of its own to find ${job.createdBy} an admin in (adminOnly tasks run only for jobs without a creator or made by a schedule)`,
   };
 }

@@ -89,6 +89,23 @@ export async function tableNames(db: Database): Promise<Set<string>> {
   return new Set(tables.map((t) => (typeof t === 'string' ? t : String((t as { tableName: unknown }).tableName))));
 }
 
+const ownUsers = new WeakMap<object, boolean>();
+
+/**
+ * Whether `Users` is ours (the full layout), read once per handle: in a host's queue-only install it
+ * is the host's own table, with its own columns, and nothing of ours may query it.
+ */
+export async function hasOwnUsers(db: Database): Promise<boolean> {
+  const known = ownUsers.get(db.sequelize);
+  if (known !== undefined) return known;
+  const tables = await tableNames(db);
+  const layout = await installedLayout(db, tables);
+  // Not installed yet (a test's handle before migrating): ask again next time.
+  if (layout === null) return tables.has('Users');
+  ownUsers.set(db.sequelize, layout === 'full');
+  return layout === 'full';
+}
+
 /** The names a history table holds (none when it does not exist; it is not created by looking). */
 export async function recordedMigrations(db: Database, table: string, tables?: Set<string>): Promise<string[]> {
   if (!(tables ?? (await tableNames(db))).has(table)) return [];

@@ -2,6 +2,7 @@
 import type { Request } from 'express';
 import type { SessionData } from 'express-session';
 import type { Database } from '../models/database';
+import { hasOwnUsers } from '../models/migrate';
 import { authenticateApiToken } from '../models/users';
 import { bearerToken, type Principal } from './auth';
 import type { Viewer } from './job-reads';
@@ -45,7 +46,8 @@ export async function accessCheck(db: Database, req: Request, principal: Princip
   const userId = (req.session as { userId?: unknown } | undefined)?.userId;
   const sameUser = (data: SessionData): boolean =>
     typeof userId === 'number' ? (data as { userId?: unknown }).userId === userId : data.user === username;
-  const hadRow = (await userRow(db, username)) !== null;
+  // A host's queue-only install has no Users of ours: its sessions are checked by the store alone.
+  const hadRow = (await hasOwnUsers(db)) && (await userRow(db, username)) !== null;
   return async () => {
     const pending = storedSession(req);
     if (pending !== null) {

@@ -275,6 +275,34 @@ test("a job enqueued in the host's transaction runs with a real runner; its page
   expect(output.body.data.map((r: { output: string }) => r.output)).toContain('creating container 2');
 });
 
+test("mounted without `authenticate`, trusting the host's sessions: their Users table is never read", async () => {
+  const sessionsHost = containerCreatorApp({
+    db,
+    queue: new Queue(db),
+    catalog: new TaskCatalog(tasksFile),
+    sessionsOnly: true,
+  });
+  const login = await request(sessionsHost.app).post('/api/v1/auth/login').send({ username: 'alice' }).expect(200);
+  const alice = (login.headers['set-cookie'] as unknown as string[])[0].split(';')[0];
+  await request(sessionsHost.app).get(`/api/v1/jobs/${ids[0]}`).set('Cookie', alice).expect(200);
+  const listening = http.createServer(sessionsHost.app);
+  await new Promise<void>((resolve) => listening.listen(0, '127.0.0.1', resolve));
+  try {
+    const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}/api/v1/jobs/${ids[0]}/stream?lastId=0`;
+    const stream = new LiveStream(url, { Cookie: alice });
+    const events = await stream.finished;
+    expect(stream.status).toBe(200);
+    expect(events.filter((e) => e.event === 'log').map((e) => JSON.parse(e.data).output)).toEqual([
+      'creating container 1\n',
+      'container 1 created\nProcess exited with code 0\n',
+    ]);
+    expect(events.at(-1)).toMatchObject({ event: 'status' });
+  } finally {
+    listening.closeAllConnections();
+    await new Promise((resolve) => listening.close(resolve));
+  }
+});
+
 // Last: a second database in this process re-binds the model classes to it (models/models.ts).
 test('the converted tables have the columns of a new install: types, NULLs, defaults and indexes', async () => {
   const fresh = await freshDatabase(`cj_test_fresh_w${process.env.JEST_WORKER_ID ?? '0'}`);

@@ -22,6 +22,11 @@ export interface HostAppDeps {
   catalog: TaskCatalog;
   streamPollMs?: number;
   streamRecheckMs?: number;
+  /**
+   * Mounted without `authenticate`: the router trusts `req.session.user`/`isAdmin` as the host's
+   * login set them (hostSessions), and the host's API keys do not reach it.
+   */
+  sessionsOnly?: boolean;
 }
 
 export function containerCreatorApp(deps: HostAppDeps): HostApp {
@@ -60,11 +65,13 @@ export function containerCreatorApp(deps: HostAppDeps): HostApp {
       envelope: true,
       streamEvents: 'log',
       // Who the host's auth says is asking: its API key (looked up again at each call), else its session.
-      authenticate: (req) => {
-        const key = keyOf(req);
-        if (key !== undefined) return apiKeys.get(key) ?? null;
-        return req.session?.user ? { username: req.session.user, isAdmin: req.session.isAdmin === true } : null;
-      },
+      authenticate: deps.sessionsOnly
+        ? undefined
+        : (req) => {
+            const key = keyOf(req);
+            if (key !== undefined) return apiKeys.get(key) ?? null;
+            return req.session?.user ? { username: req.session.user, isAdmin: req.session.isAdmin === true } : null;
+          },
     }),
   );
   app.use('/api/v1', api);
