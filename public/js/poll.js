@@ -39,3 +39,52 @@ export function createPoller(load, everyMs) {
     },
   };
 }
+
+/**
+ * An admin view that loads one thing every `everyMs` and draws it: `fetch()` gives the data,
+ * `draw({data, error})` draws it (data null until loaded; error the words of a failed load of
+ * `what`). An answer that changes nothing (with `extra()`, more of the view's own state) is not
+ * redrawn, so buttons, focus and selection stay. A 403 (not an admin) is shown and ends the polling.
+ */
+export function pollView({ fetch, draw, what, everyMs, extra = () => null }) {
+  const state = { data: null, error: null };
+  let disposed = false;
+  let drawn = '';
+
+  function redraw() {
+    const key = JSON.stringify([state, extra()]);
+    if (key === drawn) return;
+    drawn = key;
+    draw(state);
+  }
+
+  async function load() {
+    try {
+      const data = await fetch();
+      if (disposed) return;
+      state.data = data;
+      state.error = null;
+    } catch (err) {
+      if (disposed || err.status === 401) return;
+      state.error = `Could not load the ${what}: ${err.message}`;
+      if (err.status === 403) poller.stop();
+    }
+    redraw();
+  }
+
+  const poller = createPoller(load, everyMs);
+  redraw();
+  poller.start();
+
+  return {
+    load,
+    redraw,
+    get disposed() {
+      return disposed;
+    },
+    dispose() {
+      disposed = true;
+      poller.stop();
+    },
+  };
+}

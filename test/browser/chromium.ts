@@ -75,6 +75,8 @@ export interface Browsing {
   openPage(options?: BrowserContextOptions): Promise<Page>;
   /** Opens `/#hash` (the login form first) and logs in as `username`. */
   logIn(page: Page, username: string, hash?: string): Promise<void>;
+  /** A `sleep 300` job of `owner` (enqueueSleep), its page open as `owner` once the job is running. */
+  openRunningJob(owner: string): Promise<{ id: number; page: Page }>;
   /** Saves a screenshot in test/artifacts/. */
   shot(page: Page, name: string): Promise<unknown>;
   /** Dialogs (alert, confirm) seen so far in this test: none is expected, ever. */
@@ -139,7 +141,7 @@ export function useChromium(app: UiApp): Browsing {
     dialogs = [];
   });
 
-  return {
+  const browsing: Browsing = {
     async openPage(options = {}) {
       const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
       contexts.push(context);
@@ -162,11 +164,25 @@ export function useChromium(app: UiApp): Browsing {
       await page.getByRole('button', { name: 'Log in' }).click();
       await page.locator('#who-name', { hasText: username }).waitFor();
     },
+    async openRunningJob(owner) {
+      const id = await enqueueSleep(app, owner);
+      const page = await browsing.openPage();
+      await browsing.logIn(page, owner, `#/jobs/${id}`);
+      await titleStatus(page, 'running').waitFor();
+      return { id, page };
+    },
     shot: (page, name) => page.screenshot({ path: path.join(ARTIFACTS, name) }),
     get dialogs() {
       return dialogs;
     },
   };
+  return browsing;
+}
+
+/** A `sleep 300` job of `owner`, enqueued as the host's code would: the runner starts it at once. */
+export async function enqueueSleep(app: UiApp, owner: string): Promise<number> {
+  const job = { task: 'sleep', params: { seconds: 300 }, command: 'sleep 300', createdBy: owner };
+  return (await app.api.queue.enqueue(job)).id;
 }
 
 /** The job id in a job page's URL (#/jobs/12). */
