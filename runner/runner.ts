@@ -47,6 +47,9 @@ export class Runner {
   private readonly leases: LeaseKeeper;
   private readonly reaper: Reaper;
   private readonly reporter: Periodic;
+  private readonly reportMs: number;
+  /** Written by report(): the report being written, and those queued behind it. */
+  private reporting: Promise<void> = Promise.resolve();
   private readonly scheduler: Scheduler;
   private readonly jobContext: JobRunContext;
   private readonly unobserve: () => void;
@@ -85,7 +88,8 @@ export class Runner {
       health,
       onJobMade: () => this.nap.wake(),
     });
-    this.reporter = new Periodic(options.reportMs ?? Math.max(15_000, config.heartbeatMs), () => this.report());
+    this.reportMs = options.reportMs ?? Math.max(15_000, config.heartbeatMs);
+    this.reporter = new Periodic(this.reportMs, () => this.report());
     this.jobContext = {
       ...options,
       log: this.log,
@@ -109,10 +113,21 @@ export class Runner {
     return describeRunner({ slots, busy: this.active.size, draining, lastClaimAgoSec }, this.health.trouble());
   }
 
-  /** Upserts this runner's counters into JobRunners (GET /metrics); a failure waits for the next turn. */
-  private async report(): Promise<void> {
+  /**
+   * Upserts this runner's counters into JobRunners (GET /metrics, GET /runners); a failure waits for
+   * the next turn. `last`: the runner stops after it (the report says so).
+   */
+  private report(last = false): Promise<void> {
+    // One at a time, so a timer's report in flight never lands after the last one.
+    this.reporting = this.reporting.then(() => this.writeReport(last));
+    return this.reporting;
+  }
+
+  private async writeReport(last: boolean): Promise<void> {
     try {
       const report = await this.metrics.report(this.config.concurrency, this.active.size, this.state === 'draining');
+      report.reportMs = this.reportMs;
+      if (last) report.stopped = true;
       if (this.nudges && this.state === 'running') report.nudge = this.nudges.target;
       await this.queue.reportRunner(this.runnerId, report);
     } catch (err) {
@@ -140,7 +155,7 @@ export class Runner {
       if (this.state === 'running') this.reporter.start(true);
       await this.claimLoop();
       if (!this.once) return;
-      await this.report();
+      await this.report(true);
       this.stopTimers();
     });
     return this.loop;
@@ -269,7 +284,7 @@ export class Runner {
       await this.finishWrites();
       this.stopTimers();
       // The last report, unless the database keeps us waiting: exiting in time matters more.
-      await timedOut(this.report(), 3000);
+      await timedOut(this.report(true), 3000);
       this.close();
     })();
     return this.stopped;

@@ -76,6 +76,11 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     releaseGroup: (key) => request('POST', `/groups/${encodeURIComponent(key)}/release`),
     /** Admins: `[{name, task, cron, timezone, nextRunAt, lastRunAt, lastJobId, lastStatus, …}]`, by name. */
     schedules: () => request('GET', '/schedules'),
+    /**
+     * Admins: `{runners: [{id, host, pid, slots, runningJobs, lastReportAt, reportAgeSec, stale, draining, …}],
+     * notListed}`: the runners heard from in the last day, live ones first.
+     */
+    runners: () => request('GET', '/runners'),
     /** The live event stream; the browser itself resumes with Last-Event-ID after a dropped connection. */
     stream: (id, afterId) => new EventSource(base + `/jobs/${id}/stream` + query({ afterId })),
   };
