@@ -2,31 +2,17 @@
 // address, the jobs it runs now from the Jobs table, and a stale mark for one that stopped reporting.
 import os from 'node:os';
 import { RUNNER_REPORT_VERSION } from '../models/metrics';
-import { RUNNER_LIST_WINDOW_SEC } from '../models/runners';
+import { RUNNER_LIST_WINDOW_SEC, type RunnerView } from '../models/runners';
 import type { Runner } from '../runner/runner';
 import { useApi } from './helpers/api';
 import { insertJob, jobRow, makeRunner, waitFor } from './helpers/runner';
 
 const ctx = useApi({ users: { alice: false, root: true } });
 
-interface RunnerBody {
-  id: string;
-  host: string | null;
-  pid: number | null;
-  nodeVersion: string | null;
-  nudgeAddress: string | null;
-  startedAt: string | null;
-  lastReportAt: string | null;
-  reportAgeSec: number;
-  reportEverySec: number;
-  stopped: boolean;
-  stale: boolean;
-  slots: number | null;
-  busySlots: number | null;
-  draining: boolean;
-  jobsStarted: number | null;
-  runningJobs: { id: number; task: string; createdBy: string | null; startedAt: string | null; attempt: number }[];
-}
+/** A runner as the JSON carries it: its times as text. */
+type RunnerBody = {
+  [K in keyof RunnerView]: RunnerView[K] extends Date | null ? string | null : RunnerView[K];
+};
 
 interface ListBody {
   runners: RunnerBody[];

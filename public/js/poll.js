@@ -1,5 +1,6 @@
 // Reloading a view every few seconds while someone looks at it: one timer however loads overlap,
 // nothing loaded in a hidden tab, and a load at once when the tab is shown again.
+import { h, replace } from './dom.js';
 
 /** `load()` must not throw (it shows its own errors). `start({now})`: load at once, or after one wait. */
 export function createPoller(load, everyMs) {
@@ -41,12 +42,15 @@ export function createPoller(load, everyMs) {
 }
 
 /**
- * An admin view that loads one thing every `everyMs` and draws it: `fetch()` gives the data,
- * `draw({data, error})` draws it (data null until loaded; error the words of a failed load of
- * `what`). An answer that changes nothing (with `extra()`, more of the view's own state) is not
- * redrawn, so buttons, focus and selection stay. A 403 (not an admin) is shown and ends the polling.
+ * An admin view in `container` that loads one thing every `everyMs` and draws it: `layout()` gives
+ * its parts (`nodes` put in the container), `fetch()` the data, and `draw(parts, {data, error})`
+ * draws it (data null until loaded; error the words of a failed load of `what`). An answer that
+ * changes nothing (with `extra()`, more of the view's own state) is not redrawn, so buttons, focus
+ * and selection stay. A 403 (not an admin) is shown and ends the polling.
  */
-export function pollView({ fetch, draw, what, everyMs, extra = () => null }) {
+export function pollView(container, { layout, fetch, draw, what, everyMs, extra = () => null }) {
+  const parts = layout();
+  replace(container, parts.nodes);
   const state = { data: null, error: null };
   let disposed = false;
   let drawn = '';
@@ -55,7 +59,7 @@ export function pollView({ fetch, draw, what, everyMs, extra = () => null }) {
     const key = JSON.stringify([state, extra()]);
     if (key === drawn) return;
     drawn = key;
-    draw(state);
+    draw(parts, state);
   }
 
   async function load() {
@@ -77,6 +81,7 @@ export function pollView({ fetch, draw, what, everyMs, extra = () => null }) {
   poller.start();
 
   return {
+    parts,
     load,
     redraw,
     get disposed() {
@@ -87,4 +92,14 @@ export function pollView({ fetch, draw, what, everyMs, extra = () => null }) {
       poller.stop();
     },
   };
+}
+
+/**
+ * Draws a pollView state that has nothing to show yet into `el`: its error as an alert, or
+ * "Loading…". Returns false when there is data, for the view to draw.
+ */
+export function drawUnloaded(el, { data, error }) {
+  if (error !== null) replace(el, h('p', { class: 'form-error', role: 'alert' }, error));
+  else if (data === null) replace(el, h('p', { class: 'muted' }, 'Loading…'));
+  return error !== null || data === null;
 }

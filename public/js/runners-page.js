@@ -1,7 +1,6 @@
 // #/runners (admins) — the runners that reported in the last day: slots in use, running jobs, last
 // report, and a stale mark for one that went silent. This module holds the view's requests;
 // runners-view.js draws. Everyone can open the URL: the API answers 403 to non-admins, as text.
-import { replace } from './dom.js';
 import { pollView } from './poll.js';
 import { drawRunners, runnersLayout } from './runners-view.js';
 
@@ -9,13 +8,7 @@ import { drawRunners, runnersLayout } from './runners-view.js';
 const REFRESH_MS = 5000;
 
 export function renderRunnersPage(container, { api }) {
-  const parts = runnersLayout();
-  replace(container, parts.nodes);
-  const view = pollView({
-    fetch: () => api.runners(),
-    draw: ({ data, error }) => drawRunners(parts, { list: data, error }),
-    what: 'runners',
-    everyMs: REFRESH_MS,
-  });
-  return view.dispose;
+  const fetch = () => api.runners();
+  return pollView(container, { layout: runnersLayout, fetch, draw: drawRunners, what: 'runners', everyMs: REFRESH_MS })
+    .dispose;
 }

@@ -3,6 +3,7 @@
 // runners-page.js loads, and calls these with what it has.
 import { h, replace } from './dom.js';
 import { formatAgo, formatDuration, timeElement } from './format.js';
+import { drawUnloaded } from './poll.js';
 
 const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
 /** A state's badge wears the colours of the job status it is like. */
@@ -91,19 +92,12 @@ export function runnersLayout() {
   return parts;
 }
 
-/** `state`: `{list, error}` — list (GET /runners) null until loaded, error the text of a failed load. */
-export function drawRunners(parts, { list, error }) {
+/** `state`: pollView's, with GET /runners as its data. */
+export function drawRunners(parts, state) {
   parts.summary.hidden = true;
   parts.note.hidden = true;
-  if (error !== null) {
-    replace(parts.list, h('p', { class: 'form-error', role: 'alert' }, error));
-    return;
-  }
-  if (list === null) {
-    replace(parts.list, h('p', { class: 'muted' }, 'Loading…'));
-    return;
-  }
-  const { runners, notListed } = list;
+  if (drawUnloaded(parts.list, state)) return;
+  const { runners, notListed } = state.data;
   if (notListed > 0) {
     parts.note.hidden = false;
     parts.note.textContent =

@@ -1,7 +1,6 @@
 // #/schedules (admins) — the task file's schedules: when each fires next, and its last job. This
 // module holds the view's requests; schedules-view.js draws.
 // Everyone can open the URL: the API answers 403 to non-admins, and that answer is what is shown.
-import { replace } from './dom.js';
 import { pollView } from './poll.js';
 import { drawSchedules, schedulesLayout } from './schedules-view.js';
 
@@ -9,13 +8,12 @@ import { drawSchedules, schedulesLayout } from './schedules-view.js';
 const REFRESH_MS = 5000;
 
 export function renderSchedulesPage(container, { api }) {
-  const parts = schedulesLayout();
-  replace(container, parts.nodes);
-  const view = pollView({
-    fetch: () => api.schedules(),
-    draw: ({ data, error }) => drawSchedules(parts, { schedules: data, error }),
+  const fetch = () => api.schedules();
+  return pollView(container, {
+    layout: schedulesLayout,
+    fetch,
+    draw: drawSchedules,
     what: 'schedules',
     everyMs: REFRESH_MS,
-  });
-  return view.dispose;
+  }).dispose;
 }

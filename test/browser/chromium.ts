@@ -77,6 +77,11 @@ export interface Browsing {
   logIn(page: Page, username: string, hash?: string): Promise<void>;
   /** A `sleep 300` job of `owner` (enqueueSleep), its page open as `owner` once the job is running. */
   openRunningJob(owner: string): Promise<{ id: number; page: Page }>;
+  /**
+   * As `user`, not an admin: the menu has no link to the admins' view `#/${view}`, whose API path
+   * answers 403, and the view, opened anyway, shows that answer as text. Returns that page.
+   */
+  openAdminViewAs(user: string, view: 'groups' | 'schedules' | 'runners'): Promise<Page>;
   /** Saves a screenshot in test/artifacts/. */
   shot(page: Page, name: string): Promise<unknown>;
   /** Dialogs (alert, confirm) seen so far in this test: none is expected, ever. */
@@ -170,6 +175,17 @@ export function useChromium(app: UiApp): Browsing {
       await browsing.logIn(page, owner, `#/jobs/${id}`);
       await titleStatus(page, 'running').waitFor();
       return { id, page };
+    },
+    async openAdminViewAs(user, view) {
+      const page = await browsing.openPage();
+      await browsing.logIn(page, user);
+      await page.getByRole('heading', { name: 'My jobs' }).waitFor();
+      expect(await page.locator(`#nav-${view}`).isVisible()).toBe(false);
+      const answer = page.waitForResponse((res) => new URL(res.url()).pathname === `/${view}`);
+      await page.goto(`${app.api.origin}/#/${view}`);
+      expect((await answer).status()).toBe(403);
+      await page.getByText(`Could not load the ${view}: ${view} are for admins`).waitFor();
+      return page;
     },
     shot: (page, name) => page.screenshot({ path: path.join(ARTIFACTS, name) }),
     get dialogs() {
