@@ -48,8 +48,8 @@ export class Runner {
   private readonly reaper: Reaper;
   private readonly reporter: Periodic;
   private readonly reportMs: number;
-  /** Written by report(): the report being written, and those queued behind it. */
-  private reporting: Promise<void> = Promise.resolve();
+  /** Written by report(): the report being written, if any (a timer's turn is skipped meanwhile). */
+  private reporting: Promise<void> | null = null;
   private readonly scheduler: Scheduler;
   private readonly jobContext: JobRunContext;
   private readonly unobserve: () => void;
@@ -118,9 +118,15 @@ export class Runner {
    * the next turn. `last`: the runner stops after it (the report says so).
    */
   private report(last = false): Promise<void> {
-    // One at a time, so a timer's report in flight never lands after the last one.
-    this.reporting = this.reporting.then(() => this.writeReport(last));
-    return this.reporting;
+    if (this.reporting && !last) return this.reporting;
+    // One at a time: a timer's report still in flight never lands after the last one.
+    const writing: Promise<void> = (this.reporting ?? Promise.resolve())
+      .then(() => this.writeReport(last))
+      .finally(() => {
+        if (this.reporting === writing) this.reporting = null;
+      });
+    this.reporting = writing;
+    return writing;
   }
 
   private async writeReport(last: boolean): Promise<void> {
