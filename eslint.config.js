@@ -30,7 +30,8 @@ module.exports = tseslint.config(
       globals: Object.fromEntries(
         (
           'window document location history fetch EventSource URLSearchParams Node ResizeObserver getComputedStyle ' +
-          'requestAnimationFrame cancelAnimationFrame setTimeout clearTimeout setInterval clearInterval console'
+          'requestAnimationFrame cancelAnimationFrame setTimeout clearTimeout setInterval clearInterval console navigator ' +
+          'Blob ClipboardItem'
         )
           .split(' ')
           .map((name) => [name, 'readonly']),

@@ -14,6 +14,13 @@ export interface RunnerReport {
   metrics: ReportedMetric[];
   /** Where the runner hears wake-up nudges (models/nudge.ts); absent when they are off. */
   nudge?: NudgeTarget;
+  /** The runner's host and process (GET /runners); absent in reports of older runners. */
+  host?: string;
+  pid?: number;
+  /** How often it reports: GET /runners calls a runner stale after a few of these without one. */
+  reportMs?: number;
+  /** Set on the last report of a runner that stopped (drained, or ran once): it is not expected again. */
+  stopped?: boolean;
 }
 
 /** Reports of version 1 (a JSON object of counters and bucket counts) had no version field. */

@@ -8,6 +8,7 @@ import type { Queue } from '../models/queue';
 import type { TaskCatalog } from '../tasks/catalog';
 import { errorHandler, notFound } from './errors';
 import { createGroupsRouter } from './groups';
+import { createRunnersRouter } from './runners';
 import { createSchedulesRouter } from './schedules';
 import { createJobsRouter, createTasksRouter } from './jobs';
 import { createLoginRouter, type LoginLimits } from './login';
@@ -119,6 +120,7 @@ export function createApp(deps: AppDeps): Express {
   app.use('/jobs', createJobsRouter({ ...deps, log, streamsPerUser: http.streamsPerUser, hostSessions: false }));
   app.use('/groups', createGroupsRouter(deps));
   app.use('/schedules', createSchedulesRouter(deps));
+  app.use('/runners', createRunnersRouter(deps));
   app.use('/metrics', createMetricsRouter({ db: deps.db, metricsToken: http.metricsToken }));
   app.use(createUiRouter());
   app.use(notFound);

@@ -1,6 +1,7 @@
 // A runner's own metrics in its prom-client registry: counters, latency histograms and this process's
 // default metrics. report() is what it upserts into JobRunners, for the API's GET /metrics to re-expose
 // with a `runner` label; the systemd STATUS= line is drawn from the same figures.
+import os from 'node:os';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { registerProcessMetrics, runnerReport, type RunnerReport } from '../models/metrics';
 import type { QueueOp } from '../models/queue';
@@ -114,7 +115,7 @@ export class RunnerMetrics {
     this.slots.set(slots);
     this.busy.set(busy);
     this.draining.set(draining ? 1 : 0);
-    return runnerReport(await this.registry.getMetricsAsJSON());
+    return { ...runnerReport(await this.registry.getMetricsAsJSON()), host: os.hostname(), pid: process.pid };
   }
 
   private gauge(name: string, help: string): Gauge {

@@ -49,6 +49,9 @@ export class Runner {
   private readonly reporter: Periodic;
   /** Set by an idle runner's report tick: the claim loop writes it at its next poll (reportTick). */
   private reportDue = false;
+  private readonly reportMs: number;
+  /** Written by report(): the report being written, if any (a timer's turn is skipped meanwhile). */
+  private reporting: Promise<void> | null = null;
   private readonly scheduler: Scheduler;
   private readonly jobContext: JobRunContext;
   private readonly unobserve: () => void;
@@ -87,7 +90,8 @@ export class Runner {
       health,
       onJobMade: () => this.nap.wake(),
     });
-    this.reporter = new Periodic(options.reportMs ?? Math.max(15_000, config.heartbeatMs), () => this.reportTick());
+    this.reportMs = options.reportMs ?? Math.max(15_000, config.heartbeatMs);
+    this.reporter = new Periodic(this.reportMs, () => this.reportTick());
     this.jobContext = {
       ...options,
       log: this.log,
@@ -125,10 +129,27 @@ export class Runner {
     return Promise.resolve();
   }
 
-  /** Upserts this runner's counters into JobRunners (GET /metrics); a failure waits for the next turn. */
-  private async report(): Promise<void> {
+  /**
+   * Upserts this runner's counters into JobRunners (GET /metrics, GET /runners); a failure waits for
+   * the next turn. `last`: the runner stops after it (the report says so).
+   */
+  private report(last = false): Promise<void> {
+    if (this.reporting && !last) return this.reporting;
+    // One at a time: a timer's report still in flight never lands after the last one.
+    const writing: Promise<void> = (this.reporting ?? Promise.resolve())
+      .then(() => this.writeReport(last))
+      .finally(() => {
+        if (this.reporting === writing) this.reporting = null;
+      });
+    this.reporting = writing;
+    return writing;
+  }
+
+  private async writeReport(last: boolean): Promise<void> {
     try {
       const report = await this.metrics.report(this.config.concurrency, this.active.size, this.state === 'draining');
+      report.reportMs = this.reportMs;
+      if (last) report.stopped = true;
       if (this.nudges && this.state === 'running') report.nudge = this.nudges.target;
       await this.queue.reportRunner(this.runnerId, report);
     } catch (err) {
@@ -153,10 +174,13 @@ export class Runner {
     // requests) until its jobs are done: stop() ends the timers.
     this.loop = this.listenForNudges().then(async () => {
       // The first report says where nudges go.
-      if (this.state === 'running') this.reporter.start(true);
+      if (this.state === 'running') {
+        void this.report();
+        this.reporter.start();
+      }
       await this.claimLoop();
       if (!this.once) return;
-      await this.report();
+      await this.report(true);
       this.stopTimers();
       this.close();
     });
@@ -293,7 +317,7 @@ export class Runner {
       await this.finishWrites();
       this.stopTimers();
       // The last report, unless the database keeps us waiting: exiting in time matters more.
-      await timedOut(this.report(), 3000);
+      await timedOut(this.report(true), 3000);
       this.close();
     })();
     return this.stopped;

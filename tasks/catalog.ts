@@ -77,6 +77,16 @@ const RESERVED_ENV = ['JOB_ID', 'JOB_TASK', 'JOB_CREATED_BY'];
 const FORBIDDEN_PASS_ENV =
   /^(MYSQL_|JOBS_SQLITE_|SESSION_SECRET$|METRICS_TOKEN$|NOTIFY_SOCKET$|WATCHDOG_|CREDENTIALS_DIRECTORY$)/;
 
+/** A param's words for the form: its label and the help text under its field (each optional). */
+const PARAM_TEXT_MAX = { title: 100, description: 1000 };
+
+/** Not empty, at most `max` characters, no control characters (shown as text, on one line). */
+function isOneLine(value: unknown, max: number): boolean {
+  if (typeof value !== 'string' || value.trim() === '' || value.length > max) return false;
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+  return !/[\x00-\x1f\x7f]/.test(value);
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -99,6 +109,11 @@ function checkParams(fail: (rule: string) => never, raw: unknown): ParamSchema {
     }
     if (prop.type === 'string' && prop.enum === undefined && prop.pattern === undefined) {
       fail(`string param "${name}" must have "enum" or "pattern"`);
+    }
+    for (const [key, max] of Object.entries(PARAM_TEXT_MAX)) {
+      if (prop[key] !== undefined && !isOneLine(prop[key], max)) {
+        fail(`param "${name}": ${key} must be a string of 1-${max} characters on one line`);
+      }
     }
   }
   if (raw.required !== undefined) {

@@ -407,6 +407,13 @@ describe('GET /tasks', () => {
         adminOnly: false,
       },
     ]);
+    // A param's label and help text for forms, as the task file gives them.
+    expect(user[0].params.properties.name).toEqual({
+      type: 'string',
+      pattern: "^[A-Za-z ']{1,40}$",
+      title: 'Who to greet',
+      description: 'A first name, or a few words',
+    });
     const admin = (await (await login(ctx.api, 'root')).agent.get('/tasks').expect(200)).body;
     expect(admin.map((t: { name: string; adminOnly: boolean }) => [t.name, t.adminOnly])).toEqual([
       ['greet', false],

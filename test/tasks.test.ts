@@ -222,6 +222,31 @@ describe('parseTaskFile', () => {
       /params\.required names unknown param "node"/,
     ],
     [
+      'a param title that is not a string',
+      (t) => (t.params.properties.memory.title = 5),
+      /param "memory": title must be a string of 1-100 characters on one line/,
+    ],
+    [
+      'an empty param title',
+      (t) => (t.params.properties.memory.title = ' '),
+      /param "memory": title must be a string of 1-100 characters/,
+    ],
+    [
+      'a param title over 100 characters',
+      (t) => (t.params.properties.memory.title = 'm'.repeat(101)),
+      /param "memory": title must be a string of 1-100 characters/,
+    ],
+    [
+      'a param description on two lines',
+      (t) => (t.params.properties.memory.description = 'MiB of memory.\nRounded up.'),
+      /param "memory": description must be a string of 1-1000 characters on one line/,
+    ],
+    [
+      'a param description that is not a string',
+      (t) => (t.params.properties.memory.description = ['MiB']),
+      /param "memory": description must be a string of 1-1000 characters/,
+    ],
+    [
       'a schema ajv rejects (minimum is not a number)',
       (t) => (t.params.properties.memory = { type: 'integer', minimum: '64' }),
       /params is not a valid JSON Schema/,
@@ -241,6 +266,21 @@ describe('parseTaskFile', () => {
     expect(message).toContain(TASK);
     expect(message).toMatch(rule);
     expect(message).toContain('fixture.json');
+  });
+
+  it('keeps a param’s title and description (the form’s label and help text) in its schema', () => {
+    const t = readmeTask() as Json & { params: Json & { properties: Record<string, Json> } };
+    t.params.properties.memory.title = 'Memory (MiB)';
+    t.params.properties.memory.description = 'RAM for the container, in MiB; “512” is half a GiB.';
+    const loaded = parseTaskFile(fileText({ t })).get('t')!;
+    expect(loaded.params.properties.memory).toEqual({
+      type: 'integer',
+      minimum: 64,
+      maximum: 262144,
+      title: 'Memory (MiB)',
+      description: 'RAM for the container, in MiB; “512” is half a GiB.',
+    });
+    expect(loaded.validate({ containerId: 1, memory: 512 })).toBe(true);
   });
 
   it('refuses invalid JSON, naming the file', () => {

@@ -16,7 +16,8 @@ export class ApiError extends Error {
  * `onUnauthorized` is called on any 401 except a failed login, so the page can show its login form.
  */
 export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
-  async function request(method, path, body) {
+  /** `text`: the answer's body as text (a JSON error is still an ApiError). */
+  async function request(method, path, body, { text = false } = {}) {
     const init = { method, credentials: 'same-origin', headers: { Accept: 'application/json' } };
     if (method !== 'GET') {
       // The API's CSRF check: JSON content type, plus the Origin the browser adds by itself.
@@ -30,6 +31,7 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
       throw new ApiError(0, 'network_error', 'the server cannot be reached; try again shortly');
     }
     if (res.status === 204) return null;
+    if (res.ok && text) return res.text();
     const data = await res.json().catch(() => null);
     if (res.ok) return data;
     const error = data && data.error ? data.error : { code: 'http_' + res.status, message: res.statusText };
@@ -65,6 +67,8 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     /** The address of the job's whole output as a text file (a download: no request made here). */
     logUrl: (id, { timestamps = false } = {}) =>
       base + `/jobs/${id}/log.txt` + query({ timestamps: timestamps ? 'true' : '' }),
+    /** The job's whole output as one text, as Download log saves it (read at once: for copying). */
+    logText: (id) => request('GET', `/jobs/${id}/log.txt`, undefined, { text: true }),
     cancel: (id) => request('POST', `/jobs/${id}/cancel`),
     /** A failed or cancelled job goes back to pending, the same job → `{id, status, attempt}`. */
     retry: (id) => request('POST', `/jobs/${id}/retry`),
@@ -76,6 +80,11 @@ export function createApi({ base = '', onUnauthorized = () => {} } = {}) {
     releaseGroup: (key) => request('POST', `/groups/${encodeURIComponent(key)}/release`),
     /** Admins: `[{name, task, cron, timezone, nextRunAt, lastRunAt, lastJobId, lastStatus, …}]`, by name. */
     schedules: () => request('GET', '/schedules'),
+    /**
+     * Admins: `{runners: [{id, host, pid, slots, runningJobs, lastReportAt, reportAgeSec, stale, draining, …}],
+     * notListed}`: the runners heard from in the last day, live ones first.
+     */
+    runners: () => request('GET', '/runners'),
     /** The live event stream; the browser itself resumes with Last-Event-ID after a dropped connection. */
     stream: (id, afterId) => new EventSource(base + `/jobs/${id}/stream` + query({ afterId })),
   };

@@ -3,12 +3,13 @@
 import { h } from './dom.js';
 
 /**
- * `input` already has its `id`; `required`: marked with a star, else "(optional)". Returns the row
- * and `showError(message)` ('' clears it).
+ * `input` already has its `id`; `required`: marked with a star, else "(optional)"; `help`: a sentence
+ * about the field (a param's `description`) under it, before the `hint` of what it accepts. Screen
+ * readers hear both, and any error, with the field. Returns the row and `showError(message)` ('' clears it).
  */
-export function fieldRow({ input, label, hint = '', required = false, dataset = {} }) {
+export function fieldRow({ input, label, help = '', hint = '', required = false, dataset = {} }) {
   const id = input.id;
-  input.setAttribute('aria-describedby', `${id}-hint ${id}-error`);
+  input.setAttribute('aria-describedby', [help && `${id}-help`, `${id}-hint`, `${id}-error`].filter(Boolean).join(' '));
   if (required) input.setAttribute('aria-required', 'true');
   const error = h('p', { class: 'field-error', id: `${id}-error`, role: 'alert', hidden: true });
   const row = h(
@@ -23,6 +24,7 @@ export function fieldRow({ input, label, hint = '', required = false, dataset = 
         : h('span', { class: 'muted' }, ' (optional)'),
     ),
     input,
+    help && h('p', { class: 'help', id: `${id}-help` }, help),
     h('p', { class: 'hint muted', id: `${id}-hint` }, hint),
     error,
   );

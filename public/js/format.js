@@ -24,8 +24,11 @@ export function formatDuration(ms) {
 /** "just now", "5 min ago", … */
 export function formatAge(value, now = Date.now()) {
   const date = toDate(value);
-  if (!date) return '';
-  const ms = now - date.getTime();
+  return date ? formatAgo(now - date.getTime()) : '';
+}
+
+/** `ms` ago in words: "just now" below 10 s, "25 s ago", "5 min ago", "2 h 5 min ago". */
+export function formatAgo(ms) {
   if (ms < 10_000) return 'just now';
   return `${formatDuration(ms).replace(/ \d+ s$/, '')} ago`;
 }

@@ -1,6 +1,7 @@
 // Drawing the Groups view (#/groups): blocked groups first, each with a Release button, then the
 // active ones. No requests here: groups-page.js loads, and calls these with what it has.
 import { h, replace } from './dom.js';
+import { drawUnloaded } from './poll.js';
 
 const jobLink = (id) => h('a', { href: `#/jobs/${id}` }, `#${id}`);
 const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
@@ -81,20 +82,15 @@ export function groupsLayout() {
 }
 
 /**
- * `state`: `{groups, error}` — groups null until loaded, error the text of a failed load;
- * `releasing`: the keys being released now; `onRelease(key)`.
+ * `state`: pollView's, with GET /groups' list as its data; `releasing`: the keys being released
+ * now; `onRelease(key)`.
  */
-export function drawGroups(parts, { groups, error }, { releasing, onRelease }) {
-  if (error !== null) {
-    replace(parts.blocked, h('p', { class: 'form-error', role: 'alert' }, error));
+export function drawGroups(parts, state, { releasing, onRelease }) {
+  if (drawUnloaded(parts.blocked, state)) {
     replace(parts.active);
     return;
   }
-  if (groups === null) {
-    replace(parts.blocked, h('p', { class: 'muted' }, 'Loading…'));
-    replace(parts.active);
-    return;
-  }
+  const groups = state.data;
   const blocked = groups.filter((g) => g.state === 'blocked');
   const active = groups.filter((g) => g.state !== 'blocked');
   replace(

@@ -77,8 +77,15 @@ function paramField(name, schema, required) {
     });
     read = () => (input.value === '' ? undefined : input.value);
   }
-  const hintText = [schema.description, hint(schema)].filter(Boolean).join(' — ');
-  const row = fieldRow({ input, label: name, hint: hintText, required, dataset: { param: name } });
+  // The template's words when it has them (SPEC §4: `title`, `description`), else the param's name.
+  const row = fieldRow({
+    input,
+    label: schema.title || name,
+    help: schema.description || '',
+    hint: hint(schema),
+    required,
+    dataset: { param: name },
+  });
   return { ...row, read, schema, check: () => checkParam(read(), schema, required) };
 }
 

@@ -1,7 +1,8 @@
 // #/jobs/:id — one job: its facts, why it waits, Cancel and Retry for its owner and admins, Run
-// again, and its output, live (on across a retry's attempts). This module holds the page's state and
+// again, and its output, live (on across a retry's attempts), to copy or download whole. This module holds the page's state and
 // its requests; job-view.js draws.
 import { ApiError } from './api.js';
+import { copyPendingText } from './clipboard.js';
 import { replace, h } from './dom.js';
 import { FINISHED } from './format.js';
 import { drawConfirm, drawDuration, drawJob, drawNotice, jobLayout, jobUnavailable } from './job-view.js';
@@ -145,6 +146,22 @@ export function renderJobPage(container, { api, me, id, navigate }) {
     }, 'Could not run the job again'),
   );
 
+  /** The whole output to the clipboard (not only the lines this page has read); what happened, under the title. */
+  async function copyLog(button) {
+    button.disabled = true;
+    try {
+      const text = api.logText(id);
+      await copyPendingText(text);
+      const lines = (await text).split('\n').length - 1;
+      if (!disposed)
+        drawNotice(parts, `Copied the whole log (${lines.toLocaleString()} line${lines === 1 ? '' : 's'}).`);
+    } catch (err) {
+      if (!disposed && err.status !== 401) drawNotice(parts, `Could not copy the log: ${err.message}`, { error: true });
+    } finally {
+      button.disabled = false;
+    }
+  }
+
   // Only a number goes into the API's path (`#/jobs/..` must not become another request).
   const first = /^\d+$/.test(id) ? loadJob() : Promise.reject(new ApiError(404, 'not_found', `no job ${id}`));
   first.then(
@@ -155,7 +172,9 @@ export function renderJobPage(container, { api, me, id, navigate }) {
         { class: 'button button-quiet', href: api.logUrl(id), download: `job-${id}.log` },
         'Download log',
       );
-      view = new OutputView({ tools: [download] });
+      const copy = h('button', { type: 'button', class: 'button button-quiet' }, 'Copy log');
+      copy.addEventListener('click', () => copyLog(copy));
+      view = new OutputView({ tools: [copy, download] });
       replace(container, parts.nodes(view.element));
       show(loaded);
       feed = followOutput(api, id, view, {

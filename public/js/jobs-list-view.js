@@ -46,6 +46,26 @@ export function jobRow(job) {
 }
 
 /**
+ * A click anywhere on a job's row opens its page, as its "#id" link does (Ctrl, Shift, ⌘ or the
+ * middle button: in a new tab); a click on a link, or one that ends a text selection, keeps its meaning.
+ */
+export function linkRows(body, navigate) {
+  const open = (event, newTab) => {
+    const row = event.target.closest('tr[data-job-id]');
+    if (!row || event.target.closest('a, button') || String(window.getSelection()) !== '') return;
+    const hash = `#/jobs/${row.dataset.jobId}`;
+    if (newTab) window.open(hash, '_blank', 'noopener');
+    else navigate(hash);
+  };
+  body.addEventListener('click', (event) => {
+    if (event.button === 0) open(event, event.ctrlKey || event.metaKey || event.shiftKey);
+  });
+  body.addEventListener('auxclick', (event) => {
+    if (event.button === 1) open(event, true);
+  });
+}
+
+/**
  * The filter form. `tasks`: the names offered (the current filter's task is added when missing).
  * Returns the form, its controls, and `setTasks(names)` for when the task list arrives.
  */

@@ -2,7 +2,7 @@
 // status and paged; it refreshes itself. This module holds the filter and the requests;
 // jobs-list-view.js draws.
 import { h, replace } from './dom.js';
-import { COLUMNS, drawCounts, drawJobs, filterForm, filterOf, listHash } from './jobs-list-view.js';
+import { COLUMNS, drawCounts, drawJobs, filterForm, filterOf, linkRows, listHash } from './jobs-list-view.js';
 import { createPoller } from './poll.js';
 
 export { listHash } from './jobs-list-view.js';
@@ -30,6 +30,7 @@ export function renderJobList(container, { api, me, query, navigate }) {
     message: h('p', { class: 'muted', role: 'status' }),
     range: h('span', { class: 'muted' }),
   };
+  linkRows(parts.body, navigate);
   parts.table = h(
     'table',
     { class: 'list jobs' },

@@ -1,5 +1,5 @@
 // The page's shell: who is logged in, the header, and hash routing (#/jobs, #/jobs/12, #/new, #/groups,
-// #/schedules) so the server serves one file. Each view is `render(container, context) → dispose`; to
+// #/schedules, #/runners) so the server serves one file. Each view is `render(container, context) → dispose`; to
 // embed one in another app, import it with an api from createApi() and call it the same way.
 import { createApi } from './api.js';
 import { h, replace } from './dom.js';
@@ -8,6 +8,7 @@ import { renderJobForm } from './job-form.js';
 import { renderJobList } from './jobs-list.js';
 import { renderJobPage } from './job-page.js';
 import { renderLogin } from './login.js';
+import { renderRunnersPage } from './runners-page.js';
 import { renderSchedulesPage } from './schedules-page.js';
 
 const view = document.getElementById('view');
@@ -40,6 +41,7 @@ function showHeader() {
   // Admins' views: the API answers 403 to anyone else.
   document.getElementById('nav-groups').hidden = !me.isAdmin;
   document.getElementById('nav-schedules').hidden = !me.isAdmin;
+  document.getElementById('nav-runners').hidden = !me.isAdmin;
 }
 
 function showLogin() {
@@ -86,6 +88,8 @@ function route() {
     mount(renderGroupsPage, {});
   } else if (page === 'schedules') {
     mount(renderSchedulesPage, {});
+  } else if (page === 'runners') {
+    mount(renderRunnersPage, {});
   } else if (page === 'jobs') {
     mount(renderJobList, { query });
   } else if (page === 'login') {

@@ -3,6 +3,7 @@
 // these with what it has.
 import { h, replace } from './dom.js';
 import { statusBadge, timeElement } from './format.js';
+import { drawUnloaded } from './poll.js';
 
 const cell = (label, ...content) => h('td', { dataset: { label } }, ...content);
 
@@ -45,16 +46,10 @@ export function schedulesLayout() {
   return parts;
 }
 
-/** `state`: `{schedules, error}` — schedules null until loaded, error the text of a failed load. */
-export function drawSchedules(parts, { schedules, error }) {
-  if (error !== null) {
-    replace(parts.list, h('p', { class: 'form-error', role: 'alert' }, error));
-    return;
-  }
-  if (schedules === null) {
-    replace(parts.list, h('p', { class: 'muted' }, 'Loading…'));
-    return;
-  }
+/** `state`: pollView's, with GET /schedules as its data. */
+export function drawSchedules(parts, state) {
+  if (drawUnloaded(parts.list, state)) return;
+  const schedules = state.data;
   if (schedules.length === 0) {
     replace(parts.list, h('p', { class: 'muted' }, 'No schedules: the task file has no “schedules”.'));
     return;

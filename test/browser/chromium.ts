@@ -75,6 +75,13 @@ export interface Browsing {
   openPage(options?: BrowserContextOptions): Promise<Page>;
   /** Opens `/#hash` (the login form first) and logs in as `username`. */
   logIn(page: Page, username: string, hash?: string): Promise<void>;
+  /** A `sleep 300` job of `owner` (enqueueSleep), its page open as `owner` once the job is running. */
+  openRunningJob(owner: string): Promise<{ id: number; page: Page }>;
+  /**
+   * As `user`, not an admin: the menu has no link to the admins' view `#/${view}`, whose API path
+   * answers 403, and the view, opened anyway, shows that answer as text. Returns that page.
+   */
+  openAdminViewAs(user: string, view: 'groups' | 'schedules' | 'runners'): Promise<Page>;
   /** Saves a screenshot in test/artifacts/. */
   shot(page: Page, name: string): Promise<unknown>;
   /** Dialogs (alert, confirm) seen so far in this test: none is expected, ever. */
@@ -139,7 +146,7 @@ export function useChromium(app: UiApp): Browsing {
     dialogs = [];
   });
 
-  return {
+  const browsing: Browsing = {
     async openPage(options = {}) {
       const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
       contexts.push(context);
@@ -162,11 +169,36 @@ export function useChromium(app: UiApp): Browsing {
       await page.getByRole('button', { name: 'Log in' }).click();
       await page.locator('#who-name', { hasText: username }).waitFor();
     },
+    async openRunningJob(owner) {
+      const id = await enqueueSleep(app, owner);
+      const page = await browsing.openPage();
+      await browsing.logIn(page, owner, `#/jobs/${id}`);
+      await titleStatus(page, 'running').waitFor();
+      return { id, page };
+    },
+    async openAdminViewAs(user, view) {
+      const page = await browsing.openPage();
+      await browsing.logIn(page, user);
+      await page.getByRole('heading', { name: 'My jobs' }).waitFor();
+      expect(await page.locator(`#nav-${view}`).isVisible()).toBe(false);
+      const answer = page.waitForResponse((res) => new URL(res.url()).pathname === `/${view}`);
+      await page.goto(`${app.api.origin}/#/${view}`);
+      expect((await answer).status()).toBe(403);
+      await page.getByText(`Could not load the ${view}: ${view} are for admins`).waitFor();
+      return page;
+    },
     shot: (page, name) => page.screenshot({ path: path.join(ARTIFACTS, name) }),
     get dialogs() {
       return dialogs;
     },
   };
+  return browsing;
+}
+
+/** A `sleep 300` job of `owner`, enqueued as the host's code would: the runner starts it at once. */
+export async function enqueueSleep(app: UiApp, owner: string): Promise<number> {
+  const job = { task: 'sleep', params: { seconds: 300 }, command: 'sleep 300', createdBy: owner };
+  return (await app.api.queue.enqueue(job)).id;
 }
 
 /** The job id in a job page's URL (#/jobs/12). */

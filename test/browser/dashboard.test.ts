@@ -228,15 +228,7 @@ describeInChromium('the dashboard in Chromium', () => {
   });
 
   test('Cancel asks first, in the page; its notice goes once the job is cancelled', async () => {
-    const { id } = await app.api.queue.enqueue({
-      task: 'sleep',
-      params: { seconds: 300 },
-      command: 'sleep 300',
-      createdBy: 'alice',
-    });
-    const page = await openPage();
-    await logIn(page, 'alice', `#/jobs/${id}`);
-    await titleStatus(page, 'running').waitFor();
+    const { id, page } = await browsing.openRunningJob('alice');
     const confirm = page.getByRole('alertdialog', { name: 'Cancel this job?' });
     await page.getByRole('button', { name: 'Cancel job' }).click();
     await confirm.waitFor();

@@ -8,7 +8,8 @@ import { describeInChromium, jobIdOf, overflow, titleStatus, useApiClients, useC
 const app = useUiApp('cj_test_flow');
 
 describeInChromium('serial groups, delay and priority in Chromium', () => {
-  const { openPage, logIn, shot } = useChromium(app);
+  const browsing = useChromium(app);
+  const { openPage, logIn, shot } = browsing;
   const { agents, postJob } = useApiClients(app);
 
   async function untilStatus(id: number, status: string): Promise<void> {
@@ -104,15 +105,7 @@ describeInChromium('serial groups, delay and priority in Chromium', () => {
   });
 
   test('a user sees no Groups link, and #/groups shows the API’s 403 as text', async () => {
-    const page = await openPage();
-    await logIn(page, 'bob');
-    await page.getByRole('heading', { name: 'My jobs' }).waitFor();
-    expect(await page.locator('#nav').getByRole('link', { name: 'Groups' }).count()).toBe(0);
-    expect(await page.locator('#nav-groups').isVisible()).toBe(false);
-    const answer = page.waitForResponse((res) => new URL(res.url()).pathname === '/groups');
-    await page.goto(`${app.api.origin}/#/groups`);
-    expect((await answer).status()).toBe(403);
-    await page.getByText('Could not load the groups: groups are for admins').waitFor();
+    const page = await browsing.openAdminViewAs('bob', 'groups');
     expect(await page.getByRole('button', { name: /^Release/ }).count()).toBe(0);
 
     // Admins have the link.

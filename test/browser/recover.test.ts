@@ -37,7 +37,8 @@ interface JobJson {
 }
 
 describeInChromium('retry, run again and schedules in Chromium', () => {
-  const { openPage, logIn, shot } = useChromium(app);
+  const browsing = useChromium(app);
+  const { openPage, logIn, shot } = browsing;
   const { agents, postJob } = useApiClients(app);
 
   /** POST /jobs/:id/<action> (cancel, retry) as `user`, with the JSON content type the API asks of cookies. */
@@ -317,15 +318,7 @@ describeInChromium('retry, run again and schedules in Chromium', () => {
     const answer = await agents.bob.get('/schedules').expect(403);
     expect(answer.body.error.code).toBe('admin_only');
 
-    const page = await openPage();
-    await logIn(page, 'bob');
-    await page.getByRole('heading', { name: 'My jobs' }).waitFor();
-    expect(await page.locator('#nav').getByRole('link', { name: 'Schedules' }).count()).toBe(0);
-    expect(await page.locator('#nav-schedules').isVisible()).toBe(false);
-    const response = page.waitForResponse((res) => new URL(res.url()).pathname === '/schedules');
-    await page.goto(`${app.api.origin}/#/schedules`);
-    expect((await response).status()).toBe(403);
-    await page.getByText('Could not load the schedules: schedules are for admins').waitFor();
+    const page = await browsing.openAdminViewAs('bob', 'schedules');
     expect(await page.locator('tr[data-schedule]').count()).toBe(0);
 
     const admin = await openPage();

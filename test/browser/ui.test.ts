@@ -8,7 +8,7 @@ import type { Database } from '../../models/database';
 import { count, insertOutput, type Api } from '../helpers/api';
 import { ROOT } from '../helpers/database';
 import { jobRow } from '../helpers/runner';
-import { describeInChromium, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
+import { describeInChromium, enqueueSleep, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
 
 const app = useUiApp('cj_test_ui');
 
@@ -92,15 +92,7 @@ describeInChromium('the jobs page in Chromium', () => {
   });
 
   test('a running job is cancelled from its page by its owner', async () => {
-    const { id } = await api.queue.enqueue({
-      task: 'sleep',
-      params: { seconds: 300 },
-      command: 'sleep 300',
-      createdBy: 'alice',
-    });
-    const page = await openPage();
-    await logIn(page, 'alice', `#/jobs/${id}`);
-    await titleStatus(page, 'running').waitFor();
+    const { id, page } = await browsing.openRunningJob('alice');
     await page.getByRole('button', { name: 'Cancel job' }).click();
     await page.getByRole('button', { name: 'Yes, cancel it' }).click();
     await titleStatus(page, 'cancelled').waitFor();
@@ -325,12 +317,7 @@ describeInChromium('the jobs page in Chromium', () => {
       command: "node demo/fail.js 'disk full' 3",
       createdBy: 'bob',
     });
-    const { id: sleeping } = await api.queue.enqueue({
-      task: 'sleep',
-      params: { seconds: 300 },
-      command: 'sleep 300',
-      createdBy: 'bob',
-    });
+    const sleeping = await enqueueSleep(app, 'bob');
     const page = await openPage();
     await logIn(page, 'root');
     await page.getByRole('heading', { name: 'Jobs', exact: true }).waitFor();
