@@ -5,15 +5,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log';
 
+/** A database server: MySQL/MariaDB or PostgreSQL. */
+export interface ServerDatabaseConfig {
+  dialect: 'mysql' | 'postgres';
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
 export type DatabaseConfig =
-  | {
-      dialect: 'mysql';
-      host: string;
-      port: number;
-      user: string;
-      password: string;
-      database: string;
-    }
+  | (ServerDatabaseConfig & { dialect: 'mysql' })
+  | (ServerDatabaseConfig & { dialect: 'postgres' })
   | { dialect: 'sqlite'; storage: string };
 
 export interface RunnerConfig {
@@ -184,28 +188,44 @@ function envTestCrash(env: Env): TestCrashPoint | undefined {
   return point;
 }
 
-function parseDatabase(env: Env): DatabaseConfig {
-  const host = envString(env, 'MYSQL_HOST');
-  if (host === undefined) {
-    for (const name of ['MYSQL_USER', 'MYSQL_DATABASE']) {
-      if (envString(env, name) !== undefined) {
-        throw new ConfigError(`${name} is set but MYSQL_HOST is not; set MYSQL_HOST to use MySQL`);
-      }
-    }
-    return { dialect: 'sqlite', storage: path.resolve(envString(env, 'JOBS_SQLITE_PATH') ?? './data/jobs.sqlite') };
-  }
-  const user = envString(env, 'MYSQL_USER');
-  const database = envString(env, 'MYSQL_DATABASE');
-  if (user === undefined) throw new ConfigError('MYSQL_USER is required when MYSQL_HOST is set');
-  if (database === undefined) throw new ConfigError('MYSQL_DATABASE is required when MYSQL_HOST is set');
+/** The variables of each database server, as the container-creator names them. */
+const SERVERS = {
+  mysql: { prefix: 'MYSQL', name: 'MySQL', port: 3306, credential: 'mysql-password' },
+  postgres: { prefix: 'POSTGRES', name: 'PostgreSQL', port: 5432, credential: 'postgres-password' },
+} as const;
+
+function parseServer(env: Env, dialect: ServerDatabaseConfig['dialect']): ServerDatabaseConfig {
+  const { prefix, port, credential } = SERVERS[dialect];
+  const user = envString(env, `${prefix}_USER`);
+  const database = envString(env, `${prefix}_DATABASE`);
+  if (user === undefined) throw new ConfigError(`${prefix}_USER is required when ${prefix}_HOST is set`);
+  if (database === undefined) throw new ConfigError(`${prefix}_DATABASE is required when ${prefix}_HOST is set`);
   return {
-    dialect: 'mysql',
-    host,
-    port: envInt(env, 'MYSQL_PORT', 3306, 1, 65535),
+    dialect,
+    host: envString(env, `${prefix}_HOST`)!,
+    port: envInt(env, `${prefix}_PORT`, port, 1, 65535),
     user,
-    password: envSecret(env, 'MYSQL_PASSWORD', 'mysql-password') ?? '',
+    password: envSecret(env, `${prefix}_PASSWORD`, credential) ?? '',
     database,
   };
+}
+
+function parseDatabase(env: Env): DatabaseConfig {
+  const mysql = envString(env, 'MYSQL_HOST') !== undefined;
+  const postgres = envString(env, 'POSTGRES_HOST') !== undefined;
+  if (mysql && postgres) {
+    throw new ConfigError('MYSQL_HOST and POSTGRES_HOST are both set; set the one of the database to use');
+  }
+  if (mysql) return parseServer(env, 'mysql') as DatabaseConfig;
+  if (postgres) return parseServer(env, 'postgres') as DatabaseConfig;
+  for (const { prefix, name } of Object.values(SERVERS)) {
+    for (const variable of [`${prefix}_USER`, `${prefix}_DATABASE`]) {
+      if (envString(env, variable) !== undefined) {
+        throw new ConfigError(`${variable} is set but ${prefix}_HOST is not; set ${prefix}_HOST to use ${name}`);
+      }
+    }
+  }
+  return { dialect: 'sqlite', storage: path.resolve(envString(env, 'JOBS_SQLITE_PATH') ?? './data/jobs.sqlite') };
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -258,22 +278,29 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
-/** The variables that give another process this database (what loadConfig reads back). */
+/**
+ * The variables that give another process this database (what loadConfig reads back), and only it:
+ * the other databases' hosts are blanked, so an inherited MYSQL_HOST or POSTGRES_HOST does not
+ * count (an empty variable is unset).
+ */
 export function databaseEnv(config: DatabaseConfig): Record<string, string> {
-  return config.dialect === 'mysql'
-    ? {
-        MYSQL_HOST: config.host,
-        MYSQL_PORT: String(config.port),
-        MYSQL_USER: config.user,
-        MYSQL_PASSWORD: config.password,
-        MYSQL_DATABASE: config.database,
-      }
-    : { JOBS_SQLITE_PATH: config.storage };
+  const blank = { MYSQL_HOST: '', POSTGRES_HOST: '' };
+  if (config.dialect === 'sqlite') return { ...blank, JOBS_SQLITE_PATH: config.storage };
+  const { prefix } = SERVERS[config.dialect];
+  return {
+    ...blank,
+    [`${prefix}_HOST`]: config.host,
+    [`${prefix}_PORT`]: String(config.port),
+    [`${prefix}_USER`]: config.user,
+    [`${prefix}_PASSWORD`]: config.password,
+    [`${prefix}_DATABASE`]: config.database,
+  };
 }
 
 /** One line for the first log line of each process: which database it uses. */
 export function describeDatabase(db: DatabaseConfig): string {
-  return db.dialect === 'mysql'
-    ? `database: MySQL ${db.user}@${db.host}:${db.port}/${db.database}`
-    : `database: embedded SQLite at ${db.storage} (set MYSQL_HOST to use MySQL)`;
+  if (db.dialect === 'sqlite') {
+    return `database: embedded SQLite at ${db.storage} (set MYSQL_HOST or POSTGRES_HOST to use a database server)`;
+  }
+  return `database: ${SERVERS[db.dialect].name} ${db.user}@${db.host}:${db.port}/${db.database}`;
 }

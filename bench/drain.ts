@@ -339,7 +339,9 @@ async function enqueueSection(db: Database): Promise<void> {
 async function main(): Promise<void> {
   const config = benchDatabase('cj_bench_drain');
   const database =
-    config.dialect === 'mysql' ? `MySQL ${config.host}:${config.port}/${config.database}` : `SQLite ${config.storage}`;
+    config.dialect === 'sqlite'
+      ? `SQLite ${config.storage}`
+      : `${config.dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'} ${config.host}:${config.port}/${config.database}`;
   console.log(
     `bench/drain: node ${process.version}, ${os.cpus().length} CPUs, load average ${os
       .loadavg()

@@ -110,7 +110,7 @@ export class Nudger {
 
   private async readTargets(): Promise<void> {
     const rows = await this.db.sequelize.query<{ report: string }>(
-      `SELECT report FROM JobRunners WHERE seenAt >= ${this.db.driver.ago(TARGET_WINDOW_MS)}`,
+      this.db.driver.statements.runnerNudgeTargets(TARGET_WINDOW_MS),
       { type: QueryTypes.SELECT },
     );
     this.targets = rows.map((row) => targetOf(row.report)).filter((t) => t !== null);

@@ -568,7 +568,7 @@ export class Queue {
           maxAttempts: Math.max(Number(row.maxAttempts), attempt),
           // A cancel is not a failed attempt: lastError keeps the last failure's reason.
           lastError: row.status === 'failure' ? row.error : row.lastError,
-          groupQueued: groupQueued ? 1 : 0,
+          groupQueued,
         },
         transaction,
       );

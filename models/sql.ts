@@ -5,8 +5,11 @@ export interface Sql {
   select<T extends object>(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<T[]>;
   /** Rows changed. */
   update(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<number>;
-  /** The id the driver reports for an INSERT (MySQL: the first row's; SQLite: the last row's). */
-  insert(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<number>;
+  /**
+   * What the driver reports for an INSERT (MySQL: the first row's id; SQLite: the last row's;
+   * PostgreSQL: the rows of a RETURNING clause): Driver.insertedIds reads it.
+   */
+  insert(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<unknown>;
 }
 
 export function sqlIn(sequelize: Sequelize, transaction?: Transaction): Sql {
@@ -16,11 +19,12 @@ export function sqlIn(sequelize: Sequelize, transaction?: Transaction): Sql {
     update: async (sql, replacements) =>
       (await sequelize.query(sql, { type: QueryTypes.BULKUPDATE, replacements, transaction })) as unknown as number,
     insert: async (sql, replacements) => {
-      const [id] = (await sequelize.query(sql, { type: QueryTypes.INSERT, replacements, transaction })) as unknown as [
-        number,
-        number,
-      ];
-      return Number(id);
+      const [returned] = (await sequelize.query(sql, {
+        type: QueryTypes.INSERT,
+        replacements,
+        transaction,
+      })) as unknown as [unknown, unknown];
+      return returned;
     },
   };
 }
@@ -30,7 +34,7 @@ export function sqlTime(date: Date): string {
   return date.toISOString().replace('T', ' ').replace('Z', '');
 }
 
-/** A DATETIME(3) column as read back: MySQL hands over a Date, SQLite its UTC text. */
+/** A DATETIME(3) column as read back: MySQL and PostgreSQL hand over a Date, SQLite its UTC text. */
 export function readTime(value: unknown): Date | null {
   if (value === null || value === undefined) return null;
   if (value instanceof Date) return value;

@@ -3,6 +3,7 @@
 // (GET /jobs/:id/log.txt); and the icon at /favicon.ico.
 import { QueryTypes } from 'sequelize';
 import { insertOutput, setStatus, useApi, type Agent } from './helpers/api';
+import { sqlOf } from './helpers/database';
 
 const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
@@ -14,7 +15,7 @@ interface ListBody {
 
 /** A job inserted as `createdBy` with task `task` (any name: the list does not check the task file). */
 async function insertJob(createdBy: string | null, task = 'greet', status = 'success'): Promise<number> {
-  const [id] = (await ctx.db.sequelize.query(
+  const [id] = (await sqlOf(ctx.db).query(
     `INSERT INTO Jobs (task, params, command, createdBy, status, runAt, createdAt, updatedAt)
      VALUES (?, '{}', 'true', ?, ?, '2100-01-01 00:00:00', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`,
     { type: QueryTypes.INSERT, replacements: [task, createdBy, status] },

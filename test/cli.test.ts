@@ -8,7 +8,7 @@ import type { DatabaseConfig } from '../config';
 import { createDatabase, recreateMysqlDatabase, withMysqlServer, type Database } from '../models/database';
 import { parseJsonColumn } from '../models/models';
 import { runScript, serviceEnv, show } from './helpers/cli';
-import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig } from './helpers/database';
+import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig, sqlOf } from './helpers/database';
 
 const worker = process.env.JEST_WORKER_ID ?? '0';
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'cli-tasks');
@@ -56,7 +56,7 @@ async function emptyDatabase(suffix: string): Promise<DatabaseConfig> {
 async function metaNames(database: DatabaseConfig): Promise<string[]> {
   const handle = createDatabase(database);
   try {
-    const rows = await handle.sequelize.query<{ name: string }>('SELECT name FROM SequelizeMeta ORDER BY name', {
+    const rows = await sqlOf(handle).query<{ name: string }>('SELECT name FROM SequelizeMeta ORDER BY name', {
       type: QueryTypes.SELECT,
     });
     return rows.map((r) => r.name);
@@ -66,7 +66,7 @@ async function metaNames(database: DatabaseConfig): Promise<string[]> {
 }
 
 async function jobCount(): Promise<number> {
-  const [row] = await db.sequelize.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM Jobs', {
+  const [row] = await sqlOf(db).query<{ n: number | string }>('SELECT COUNT(*) AS n FROM Jobs', {
     type: QueryTypes.SELECT,
   });
   return Number(row.n);
@@ -83,7 +83,7 @@ interface JobRow {
 }
 
 async function jobRow(id: number): Promise<JobRow | undefined> {
-  const [row] = await db.sequelize.query<JobRow>(
+  const [row] = await sqlOf(db).query<JobRow>(
     'SELECT id, task, params, command, status, createdBy, priority FROM Jobs WHERE id = :id',
     { type: QueryTypes.SELECT, replacements: { id } },
   );

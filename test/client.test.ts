@@ -8,7 +8,7 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import { createJobClient, EnqueueError, type ClientJobRequest, type JobClient } from '../index';
 import { createDatabase, type Database } from '../models/database';
 import { Queue } from '../models/queue';
-import { useDatabase } from './helpers/database';
+import { useDatabase, sqlOf } from './helpers/database';
 import { jobRow, RUNNER_TASKS_FILE, runOnce } from './helpers/runner';
 import { dbNow, toMs } from './queue/harness';
 
@@ -38,7 +38,7 @@ beforeEach(async () => {
 });
 
 async function rows(table: string): Promise<number> {
-  const [row] = await suite.db.sequelize.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`, {
+  const [row] = await sqlOf(suite.db).query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`, {
     type: QueryTypes.SELECT,
   });
   return Number(row.n);
@@ -84,7 +84,7 @@ describe('in the host’s transaction', () => {
 
     expect(enqueued).toEqual({ id: expect.any(Number), status: 'pending', replayed: false });
     expect(await rows('Containers')).toBe(1);
-    const [job] = await suite.db.sequelize.query<{
+    const [job] = await sqlOf(suite.db).query<{
       task: string;
       createdBy: string;
       groupKey: string;
@@ -165,7 +165,7 @@ describe('enqueueMany', () => {
     const ids = enqueued.map((e) => e.id);
     expect([...ids].sort((x, y) => x - y)).toEqual(ids);
     expect(new Set(ids).size).toBe(ids.length);
-    const stored = await suite.db.sequelize.query<{ id: number; task: string; params: unknown; groupKey: string }>(
+    const stored = await sqlOf(suite.db).query<{ id: number; task: string; params: unknown; groupKey: string }>(
       'SELECT id, task, params, groupKey FROM Jobs ORDER BY id',
       { type: QueryTypes.SELECT },
     );

@@ -4,7 +4,7 @@ import dgram from 'node:dgram';
 import { QueryTypes } from 'sequelize';
 import { NudgeListener, type NudgeTarget } from '../models/nudge';
 import { Queue } from '../models/queue';
-import { useDatabase } from './helpers/database';
+import { useDatabase, sqlOf } from './helpers/database';
 import { insertJob, jobRow, makeRunner, waitFor } from './helpers/runner';
 
 const suite = useDatabase();
@@ -21,7 +21,7 @@ const job = (extra: object = {}) => ({
 async function fakeRunner(id = 'fake-runner'): Promise<{ heard: () => number; target: NudgeTarget; close(): void }> {
   let heard = 0;
   const listener = await NudgeListener.open('127.0.0.1', () => heard++);
-  await suite.db.sequelize.query(
+  await sqlOf(suite.db).query(
     'INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, ?)',
     { replacements: [id, JSON.stringify({ version: 2, metrics: [], nudge: listener.target })] },
   );
@@ -81,7 +81,7 @@ describe('the enqueue side', () => {
 
   test('a retry by hand nudges; runners not seen for a minute and malformed reports are left out', async () => {
     const runner = await fakeRunner('live');
-    await suite.db.sequelize.query(
+    await sqlOf(suite.db).query(
       `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES
         ('old', '2020-01-01 00:00:00', '2020-01-01 00:00:00', ?), ('bad', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, ?)`,
       {
@@ -94,7 +94,7 @@ describe('the enqueue side', () => {
     try {
       const queue = new Queue(suite.db);
       const id = await insertJob(suite.db, 'hello', { times: 1 });
-      await suite.db.sequelize.query("UPDATE Jobs SET status = 'failure', error = 'exit_code' WHERE id = ?", {
+      await sqlOf(suite.db).query("UPDATE Jobs SET status = 'failure', error = 'exit_code' WHERE id = ?", {
         replacements: [id],
       });
       const result = await queue.retryJob(id, 'admin', {}, () => ({ blockOnFailure: false }));
@@ -134,7 +134,7 @@ describe('the runner side', () => {
     try {
       // Its report (with where to nudge it) is written as it starts.
       await waitFor(async () => {
-        const rows = await suite.db.sequelize.query<{ report: string }>('SELECT report FROM JobRunners', {
+        const rows = await sqlOf(suite.db).query<{ report: string }>('SELECT report FROM JobRunners', {
           type: QueryTypes.SELECT,
         });
         return rows.some((r) => JSON.parse(r.report).nudge !== undefined);

@@ -2,7 +2,7 @@
 // write the database refuses for good ends the job (failure/output_failed) instead of being retried
 // forever.
 import type { Database } from '../models/database';
-import { freshDatabase, truncateAll } from './helpers/database';
+import { freshDatabase, truncateAll, sqlOf } from './helpers/database';
 import { expectSeqsInOrder, insertJob, jobRow, lines, runOnce, statusRows } from './helpers/runner';
 
 let db: Database;
@@ -17,7 +17,7 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await truncateAll(db);
-  await db.sequelize.query('DROP TRIGGER IF EXISTS refuse_poison');
+  await sqlOf(db).query('DROP TRIGGER IF EXISTS refuse_poison');
 });
 
 const hex = (...parts: (string | number[])[]) =>
@@ -26,7 +26,7 @@ const hex = (...parts: (string | number[])[]) =>
 /** Makes the database refuse, for good, any output line that contains "poison" (a trigger). */
 // Its message must not say "poison": the runner's explanation quotes it, and is an output row too.
 async function refusePoison(): Promise<void> {
-  await db.sequelize.query(
+  await sqlOf(db).query(
     db.dialect === 'mysql'
       ? `CREATE TRIGGER refuse_poison BEFORE INSERT ON JobStatuses FOR EACH ROW BEGIN
            IF NEW.output LIKE '%poison%' THEN

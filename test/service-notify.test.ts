@@ -17,7 +17,7 @@ import {
   worker,
   type RunnerProcess,
 } from './helpers/chaos';
-import { ROOT, databaseEnv, dialect, freshDatabase } from './helpers/database';
+import { ROOT, databaseEnv, dialect, freshDatabase, sqlOf } from './helpers/database';
 import { NotifyListener } from './helpers/notify-listener';
 import { ServiceNotifier } from '../notify';
 import { RUNNER_TASKS_FILE, insertJob, lines, statusRows, waitFor } from './helpers/runner';
@@ -214,8 +214,8 @@ mysqlOnly(
 mysqlOnly('runner (MySQL): while a migration is pending, STATUS= asks for `migrate`; READY=1 follows it', async () => {
   const notify = await listener();
   // The schema one release behind: the last migration not applied.
-  await db.sequelize.query('DROP TABLE JobRunners');
-  await db.sequelize.query("DELETE FROM SequelizeMeta WHERE name LIKE '%create-jobrunners%'");
+  await sqlOf(db).query('DROP TABLE JobRunners');
+  await sqlOf(db).query("DELETE FROM SequelizeMeta WHERE name LIKE '%create-jobrunners%'");
   const runner = tracked(config, { id: `notify-schema-w${worker}`, env: notifyEnv(notify) });
   await waitFor(() => notify.statuses().some((s) => /schema is not current.*container-jobs migrate/.test(s)));
   expect(notify.indexesOf('READY=1')).toEqual([]);

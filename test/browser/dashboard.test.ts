@@ -8,6 +8,7 @@ import { QueryTypes } from 'sequelize';
 import { addUser, count, insertOutput, login, type Agent } from '../helpers/api';
 import { jobRow, waitFor } from '../helpers/runner';
 import { describeInChromium, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
+import { sqlOf } from '../helpers/database';
 
 const app = useUiApp('cj_test_dashboard');
 
@@ -36,7 +37,7 @@ describeInChromium('the dashboard in Chromium', () => {
 
   /** A job written straight into Jobs; a pending one is not due before 2100, so no runner takes it. */
   async function insertJob(job: JobFields): Promise<number> {
-    const [id] = (await app.db.sequelize.query(
+    const [id] = (await sqlOf(app.db).query(
       `INSERT INTO Jobs (task, params, command, createdBy, status, exitCode, error, cancelledBy, startedAt, finishedAt, runAt)
        VALUES (?, '{"message":"x"}', 'echo x', ?, ?, ?, ?, ?, ?, ?, '2100-01-01 00:00:00')`,
       {

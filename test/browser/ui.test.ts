@@ -6,7 +6,7 @@ import { QueryTypes } from 'sequelize';
 import { findPublicDir } from '../../routers/ui';
 import type { Database } from '../../models/database';
 import { count, insertOutput, type Api } from '../helpers/api';
-import { ROOT } from '../helpers/database';
+import { ROOT, sqlOf } from '../helpers/database';
 import { jobRow } from '../helpers/runner';
 import { describeInChromium, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
 
@@ -52,7 +52,7 @@ describeInChromium('the jobs page in Chromium', () => {
 
   /** A job that is finished from the start, so the runner never claims it (and never writes its rows). */
   async function insertFinishedJob(createdBy: string): Promise<number> {
-    const [insertId] = (await db.sequelize.query(
+    const [insertId] = (await sqlOf(db).query(
       `INSERT INTO Jobs (task, params, command, createdBy, status, exitCode, startedAt, finishedAt)
        VALUES ('echo', '{"message":"big"}', 'echo big', ?, 'success', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`,
       { type: QueryTypes.INSERT, replacements: [createdBy] },
@@ -245,7 +245,7 @@ describeInChromium('the jobs page in Chromium', () => {
   test('a running job with earlier output: its end first, then live lines numbered after it; older lines by offset', async () => {
     const old = 5_000;
     // Pending but not due yet, so the runner leaves it while its earlier output is written.
-    const [insertId] = (await db.sequelize.query(
+    const [insertId] = (await sqlOf(db).query(
       `INSERT INTO Jobs (task, params, command, createdBy, runAt)
        VALUES ('count', '{"to":1000000,"delayMs":100}', 'node demo/count.js --to=1000000 --delay-ms=100', 'alice', '2100-01-01 00:00:00')`,
       { type: QueryTypes.INSERT },
@@ -266,7 +266,7 @@ describeInChromium('the jobs page in Chromium', () => {
     await page.locator('.output-state', { hasText: 'live' }).waitFor();
     expect(requests).toEqual([`?offset=${old - 1000}&limit=1000`]);
     // Due now: the runner claims it and its new lines follow the old ones (seq and line numbers alike).
-    await db.sequelize.query("UPDATE Jobs SET runAt = '2000-01-01 00:00:00' WHERE id = ?", { replacements: [id] });
+    await sqlOf(db).query("UPDATE Jobs SET runAt = '2000-01-01 00:00:00' WHERE id = ?", { replacements: [id] });
     await titleStatus(page, 'running').waitFor();
     await outputLine(page, '3').waitFor();
     expect(await lineNumberOf(page, '3')).toBe(String(old + 3));
@@ -312,7 +312,7 @@ describeInChromium('the jobs page in Chromium', () => {
   });
 
   test('the jobs list: status badges, owners for admins, filters and pages', async () => {
-    await db.sequelize.query(
+    await sqlOf(db).query(
       `INSERT INTO Jobs (task, params, createdBy, status, exitCode, startedAt, finishedAt) VALUES ${Array.from(
         { length: 55 },
         (_, i) =>
@@ -386,7 +386,7 @@ describeInChromium('the jobs page in Chromium', () => {
     await logIn(page, 'alice', '#/new');
     await page.getByRole('heading', { name: 'New job' }).waitFor();
     // The session is gone on the server: the next request answers 401 and the page asks again.
-    await db.sequelize.query('DELETE FROM Sessions');
+    await sqlOf(db).query('DELETE FROM Sessions');
     await page.getByRole('link', { name: 'Jobs', exact: true }).click();
     await page.getByRole('heading', { name: 'Log in' }).waitFor();
     expect(await page.locator('#nav').isVisible()).toBe(false);

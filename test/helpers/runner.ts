@@ -9,7 +9,7 @@ import { Queue } from '../../models/queue';
 import { findPrlimit, findSetpriv } from '../../runner/job-process';
 import { Runner } from '../../runner/runner';
 import { TaskCatalog } from '../../tasks/catalog';
-import { ROOT } from './database';
+import { ROOT, sqlOf } from './database';
 
 export const RUNNER_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'runner', 'tasks.json');
 export const RUNNER_ID = 'test-runner';
@@ -80,7 +80,7 @@ export async function insertJob(
     columns.push('priority');
     values.push(extra.priority);
   }
-  const [insertId] = (await db.sequelize.query(
+  const [insertId] = (await sqlOf(db).query(
     `INSERT INTO Jobs (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
     { type: QueryTypes.INSERT, replacements: values },
   )) as unknown as [number, number];
@@ -103,7 +103,7 @@ export interface JobRow {
 }
 
 export async function jobRow(db: Database, id: number): Promise<JobRow> {
-  const [row] = await db.sequelize.query<JobRow>(
+  const [row] = await sqlOf(db).query<JobRow>(
     'SELECT id, task, command, status, runnerId, exitCode, `signal`, error, cancelRequestedAt, cancelledBy, startedAt, finishedAt FROM Jobs WHERE id = ?',
     { type: QueryTypes.SELECT, replacements: [id] },
   );
@@ -124,7 +124,7 @@ export interface StatusRow {
 
 /** A job's output rows in id order. */
 export async function statusRows(db: Database, jobId: number): Promise<StatusRow[]> {
-  const rows = await db.sequelize.query<StatusRow>(
+  const rows = await sqlOf(db).query<StatusRow>(
     'SELECT id, seq, stream, output FROM JobStatuses WHERE jobId = ? ORDER BY id',
     { type: QueryTypes.SELECT, replacements: [jobId] },
   );
