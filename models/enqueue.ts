@@ -188,10 +188,19 @@ async function insertOnce(
     const returned = await sql.insert(s.insertJobs(runAts), values);
     const ids = db.driver.insertedIds(returned, fresh.length, await autoIncrementStep(db, sql));
     fresh.forEach(({ i }, k) => (results[i] = { id: ids[k], status: 'pending', replayed: false }));
+    // Sent at commit: runners LISTENing wake as the job becomes visible (a rollback sends nothing).
+    const notice = db.driver.dueNotice;
+    if (notice && fresh.some(({ job }) => isDueNow(job))) await sql.select(notice.notify);
   }
   for (const key of free) await admitNext(sql, s, key);
   // A job repeated within the batch under one key is its first copy.
   return results.map((r, i) => r ?? { ...results[firstOfDigest.get(digests[i]!)!]!, replayed: true });
+}
+
+/** Due at once: no delay, no runAt ahead. */
+export function isDueNow(job: NewJob): boolean {
+  if (job.delayMs !== undefined && job.delayMs !== null && job.delayMs > 0) return false;
+  return job.runAt === undefined || job.runAt === null || job.runAt.getTime() <= Date.now();
 }
 
 function sameRequest(job: NewJob, task: string, params: unknown): boolean {

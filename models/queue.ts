@@ -2,7 +2,7 @@
 // Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
-import { insertJobs, lockOwner, type Enqueued, type NewJob } from './enqueue';
+import { insertJobs, isDueNow, lockOwner, type Enqueued, type NewJob } from './enqueue';
 import { Nudger } from './nudge';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
 import { sqlIn } from './sql';
@@ -132,14 +132,14 @@ export class Queue {
   /** Set when the database takes one writer at a time (SQLite): this process queues its writes. */
   private readonly writeGate: WriteGate | null;
   private readonly observers = new Set<QueueObserver>();
-  /** Tells idle runners of jobs due now (models/nudge.ts). */
-  private readonly nudger: Nudger;
+  /** Tells idle runners of jobs due now (models/nudge.ts); null where the database tells them (dueNotice). */
+  private readonly nudger: Nudger | null;
 
   constructor(
     readonly db: Database,
     readonly quotas: Quotas = NO_QUOTAS,
   ) {
-    this.nudger = new Nudger(db);
+    this.nudger = db.driver.dueNotice ? null : new Nudger(db);
     this.driver = db.driver;
     this.sql = db.driver.statements;
     this.writeGate = db.driver.capabilities.serialWrites ? writeGateFor(storageOf(db)) : null;
@@ -573,9 +573,10 @@ export class Queue {
         transaction,
       );
       await this.appendSystemRow(jobId, `retried by ${by}: attempt ${attempt}`, transaction);
+      if (this.driver.dueNotice) await sql.select(this.driver.dueNotice.notify);
       return { result: 'retried', status: 'pending', attempt } as const;
     });
-    if (result.result === 'retried') this.nudger.nudge();
+    if (result.result === 'retried') this.nudger?.nudge();
     return result;
   }
 
@@ -589,17 +590,17 @@ export class Queue {
     if (transaction) {
       const enqueued = await insertJobs(this.db, jobs, transaction, limits);
       // Runners hear of the jobs once they exist: when the caller's transaction commits.
-      if (dueNow && enqueued.some((e) => !e.replayed)) transaction.afterCommit(() => this.nudger.nudge());
+      if (dueNow && enqueued.some((e) => !e.replayed)) transaction.afterCommit(() => this.nudger?.nudge());
       return enqueued;
     }
     const enqueued = await this.transaction((t) => insertJobs(this.db, jobs, t, limits));
-    if (dueNow && enqueued.some((e) => !e.replayed)) this.nudger.nudge();
+    if (dueNow && enqueued.some((e) => !e.replayed)) this.nudger?.nudge();
     return enqueued;
   }
 
   /** Resolves once the wake-up nudges of this queue's enqueues are sent (before a short-lived process exits). */
   nudgesSent(): Promise<void> {
-    return this.nudger.sent();
+    return this.nudger?.sent() ?? Promise.resolve();
   }
 
   async enqueue(job: NewJob, transaction?: Transaction): Promise<Enqueued> {
@@ -675,10 +676,6 @@ export class Queue {
 }
 
 /** A new job that is due at once (no due time ahead of now, asked for by the caller). */
-function isDueNow(job: NewJob): boolean {
-  if (job.delayMs !== undefined && job.delayMs !== null && job.delayMs > 0) return false;
-  return job.runAt === undefined || job.runAt === null || job.runAt.getTime() <= Date.now();
-}
 
 /** The file a SQLite handle writes (its write gate's key). */
 export function storageOf(db: Pick<Database, 'sequelize'>): string {

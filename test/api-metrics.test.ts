@@ -107,7 +107,9 @@ async function setRunAt(id: number, seconds: number): Promise<void> {
   await sqlOf(db).query(
     db.dialect === 'mysql'
       ? `UPDATE Jobs SET runAt = NOW(3) + INTERVAL ${seconds} SECOND WHERE id = ?`
-      : `UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '${seconds} seconds') WHERE id = ?`,
+      : db.dialect === 'postgres'
+        ? `UPDATE Jobs SET runAt = ${db.driver.now} + interval '${seconds} seconds' WHERE id = ?`
+        : `UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '${seconds} seconds') WHERE id = ?`,
     { replacements: [id] },
   );
 }

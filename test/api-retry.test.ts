@@ -1,7 +1,6 @@
 // POST /jobs/:id/retry and /rerun (README, "Retries"): who may, in which states, what the job JSON
 // says about attempts, and the same write rules (CSRF, content type, bearer) as cancel.
 import path from 'node:path';
-import { QueryTypes } from 'sequelize';
 import { createApiToken } from '../models/users';
 import { count, useApi, type Agent } from './helpers/api';
 import { ROOT, sqlOf } from './helpers/database';
@@ -44,14 +43,13 @@ async function jobJson(id: number) {
 
 /** A job inserted by plain SQL (a task or params the API would not take today). */
 async function insertJob(task: string, params: object, createdBy: string | null, status: string): Promise<number> {
-  const [id] = (await sqlOf(ctx.db).query(
-    `INSERT INTO Jobs (task, params, createdBy, status, error) VALUES (?, ?, ?, ?, ?)`,
-    {
-      type: QueryTypes.INSERT,
-      replacements: [task, JSON.stringify(params), createdBy, status, status === 'failure' ? 'exit_code' : null],
-    },
-  )) as unknown as [number, number];
-  return Number(id);
+  return sqlOf(ctx.db).insert(`INSERT INTO Jobs (task, params, createdBy, status, error) VALUES (?, ?, ?, ?, ?)`, [
+    task,
+    JSON.stringify(params),
+    createdBy,
+    status,
+    status === 'failure' ? 'exit_code' : null,
+  ]);
 }
 
 describe('job JSON', () => {

@@ -5,7 +5,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../config';
-import { createDatabase, recreateMysqlDatabase, withMysqlServer, type Database } from '../models/database';
+import {
+  createDatabase,
+  recreateServerDatabase,
+  withMysqlServer,
+  withPostgresServer,
+  type Database,
+} from '../models/database';
 import { parseJsonColumn } from '../models/models';
 import { runScript, serviceEnv, show } from './helpers/cli';
 import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig, sqlOf } from './helpers/database';
@@ -43,12 +49,12 @@ function sequelizeCli(args: string[], database: DatabaseConfig): SpawnSyncReturn
   return runScript(path.join('node_modules', '.bin', 'sequelize-cli'), args, envFor(database));
 }
 
-/** A database with no tables at all: a temp SQLite file, or a dropped and recreated MySQL database. */
+/** A database with no tables at all: a temp SQLite file, or a dropped and recreated server database. */
 async function emptyDatabase(suffix: string): Promise<DatabaseConfig> {
   if (dialect === 'sqlite') return { dialect: 'sqlite', storage: path.join(tmp, `${suffix}.sqlite`) };
   const target = testDatabaseConfig(`cj_test_cli_w${worker}_${suffix}`);
-  if (target.dialect !== 'mysql') throw new Error('expected a MySQL configuration');
-  await recreateMysqlDatabase(target);
+  if (target.dialect === 'sqlite') throw new Error('expected a server configuration');
+  await recreateServerDatabase(target);
   extraMysqlDatabases.push(target.database);
   return target;
 }
@@ -95,7 +101,7 @@ beforeAll(async () => {
     throw new Error('dist/cli.js is missing: run "npm run build" first (npm test does it as pretest)');
   }
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-cli-'));
-  if (dialect === 'mysql') {
+  if (dialect !== 'sqlite') {
     ({ db, config } = await freshDatabase(`cj_test_cli_w${worker}`));
   } else {
     config = { dialect: 'sqlite', storage: path.join(tmp, 'jobs.sqlite') };
@@ -110,6 +116,11 @@ afterAll(async () => {
   if (extraMysqlDatabases.length > 0 && config.dialect === 'mysql') {
     await withMysqlServer(config, async (server) => {
       for (const name of extraMysqlDatabases) await server.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    });
+  }
+  if (extraMysqlDatabases.length > 0 && config.dialect === 'postgres') {
+    await withPostgresServer(config, async (server) => {
+      for (const name of extraMysqlDatabases) await server.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     });
   }
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -128,7 +139,7 @@ describe('container-jobs migrate', () => {
     expect(second.stdout).toMatch(/nothing to migrate/);
     expect(second.stdout).not.toMatch(/applied/);
     // The first log line says which database it uses.
-    expect(second.stderr.split('\n')[0]).toMatch(dialect === 'mysql' ? /MySQL/ : /SQLite/);
+    expect(second.stderr.split('\n')[0]).toMatch({ mysql: /MySQL/, postgres: /PostgreSQL/, sqlite: /SQLite/ }[dialect]);
     expect(await metaNames(database)).toEqual(MIGRATION_NAMES);
   });
 

@@ -22,7 +22,12 @@ beforeAll(async () => {
   // The host's own handle on the database the runners poll, as the container-creator has.
   host = createDatabase(suite.database);
   sequelize = host.sequelize;
-  const id = host.dialect === 'mysql' ? 'INT AUTO_INCREMENT PRIMARY KEY' : 'INTEGER PRIMARY KEY AUTOINCREMENT';
+  const id =
+    host.dialect === 'mysql'
+      ? 'INT AUTO_INCREMENT PRIMARY KEY'
+      : host.dialect === 'postgres'
+        ? 'SERIAL PRIMARY KEY'
+        : 'INTEGER PRIMARY KEY AUTOINCREMENT';
   await sequelize.query(`CREATE TABLE IF NOT EXISTS Containers (id ${id}, name VARCHAR(100) NOT NULL)`);
   client = createJobClient({ sequelize, tasksFile: RUNNER_TASKS_FILE });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-client-'));
@@ -38,7 +43,9 @@ beforeEach(async () => {
 });
 
 async function rows(table: string): Promise<number> {
-  const [row] = await sqlOf(suite.db).query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`, {
+  // The host's own table is named unquoted everywhere (PostgreSQL folds it to containers, consistently).
+  const text = `SELECT COUNT(*) AS n FROM ${table}`;
+  const [row] = await (table === 'Containers' ? suite.db.sequelize : sqlOf(suite.db)).query<{ n: number }>(text, {
     type: QueryTypes.SELECT,
   });
   return Number(row.n);

@@ -5,7 +5,6 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { QueryTypes } from 'sequelize';
 import { ConfigError, loadConfig } from '../config';
 import sqlite3 from 'sqlite3';
 import { findSetpriv } from '../runner/job-process';
@@ -288,7 +287,6 @@ describe('adminOnly, checked again at spawn', () => {
     const plainUser = await insertJob(ctx.db, 'admin-echo', {}, { createdBy: 'plain' });
     const scheduled = await insertJob(ctx.db, 'admin-echo', {}, { createdBy: 'scheduler' });
     await sqlOf(ctx.db).query('INSERT INTO JobScheduleFires (scheduleName, fireAt, jobId) VALUES (?, ?, ?)', {
-      type: QueryTypes.INSERT,
       replacements: ['nightly', new Date(), scheduled],
     });
     await sqlOf(ctx.db).query('UPDATE Users SET isAdmin = ? WHERE username = ?', {

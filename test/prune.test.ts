@@ -99,20 +99,30 @@ async function numbers(count: number): Promise<string> {
  */
 async function seedAtScale(oldJobs = OLD_JOBS): Promise<void> {
   const mysql = db.dialect === 'mysql';
+  const postgres = db.dialect === 'postgres';
   const daysAgo = (days: string) =>
-    mysql ? `NOW(3) - INTERVAL (${days}) DAY` : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (${days}) || ' days')`;
-  const now = mysql ? 'NOW(3)' : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+    mysql
+      ? `NOW(3) - INTERVAL (${days}) DAY`
+      : postgres
+        ? `${db.driver.now} - (${days}) * interval '1 day'`
+        : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (${days}) || ' days')`;
+  const now = mysql || postgres ? db.driver.now : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+  // PostgreSQL types a CASE of strings as text: it goes into an ENUM column cast.
+  const asEnum = (expr: string, type: string) => (postgres ? `CAST(${expr} AS "${type}")` : expr);
   const kept = `n.n % ${KEPT_EVERY} = 0`;
   // Which kind of kept job: integer division (`/` on SQLite's integers is already integral).
   const keptKind = `(n.n ${mysql ? 'DIV' : '/'} ${KEPT_EVERY}) % 6`;
   await sqlOf(db).query(
     `INSERT INTO Jobs (task, params, createdBy, status, startedAt, heartbeatAt, finishedAt, exitCode)
-     SELECT 'echo', '{}',
+     SELECT 'echo', ${postgres ? "CAST('{}' AS json)" : "'{}'"},
        CASE WHEN ${kept} THEN 'kept' ELSE 'old' END,
-       CASE WHEN ${kept} THEN
+       ${asEnum(
+         `CASE WHEN ${kept} THEN
          CASE ${keptKind} WHEN 0 THEN 'pending' WHEN 1 THEN 'running' WHEN 2 THEN 'running'
            WHEN 3 THEN 'success' WHEN 4 THEN 'failure' ELSE 'cancelled' END
-       ELSE CASE n.n % 3 WHEN 0 THEN 'success' WHEN 1 THEN 'failure' ELSE 'cancelled' END END,
+       ELSE CASE n.n % 3 WHEN 0 THEN 'success' WHEN 1 THEN 'failure' ELSE 'cancelled' END END`,
+         'enum_Jobs_status',
+       )},
        CASE WHEN ${kept} AND ${keptKind} = 0 THEN NULL WHEN ${kept} AND ${keptKind} = 1 THEN ${now}
          ELSE ${daysAgo('400')} END,
        CASE WHEN ${kept} AND ${keptKind} = 1 THEN ${now} WHEN ${kept} AND ${keptKind} = 2 THEN ${daysAgo('60')}
@@ -128,7 +138,7 @@ async function seedAtScale(oldJobs = OLD_JOBS): Promise<void> {
   const line = mysql ? "CONCAT('job ', j.id, ' line ', s.n)" : "'job ' || j.id || ' line ' || s.n";
   await sqlOf(db).query(
     `INSERT INTO JobStatuses (jobId, seq, stream, output)
-     SELECT j.id, s.n, CASE s.n % 3 WHEN 0 THEN 'stderr' WHEN 1 THEN 'stdout' ELSE 'system' END, ${line}
+     SELECT j.id, s.n, ${asEnum("CASE s.n % 3 WHEN 0 THEN 'stderr' WHEN 1 THEN 'stdout' ELSE 'system' END", 'enum_JobStatuses_stream')}, ${line}
      FROM Jobs j CROSS JOIN ${(await numbers(LINES)).replace(/ AS n$/, ' AS s')}
      WHERE j.createdBy IN ('old', 'kept')
      ORDER BY j.id, s.n`,
@@ -166,7 +176,7 @@ function recording(target: Database, statements: Statement[], jobBatches: { done
         const result = await query(sql, options);
         const deletes = /^\s*DELETE\b/i.test(sql);
         statements.push({ sql, rows: deletes ? Number(result) : undefined });
-        if (/^\s*DELETE FROM Jobs\b/i.test(sql)) jobBatches.done++;
+        if (/^\s*DELETE FROM [`"]?Jobs\b/i.test(sql)) jobBatches.done++;
         return result;
       },
     },
@@ -183,7 +193,7 @@ async function keepWriting(
   stop: { now: boolean },
   jobBatches: { done: number },
 ): Promise<{ jobs: number; writes: number; batchesSeen: Set<number>; oldestSeen: Set<number> }> {
-  const now = writer.dialect === 'mysql' ? 'NOW(3)' : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+  const now = writer.dialect === 'sqlite' ? "strftime('%Y-%m-%d %H:%M:%f', 'now')" : writer.driver.now;
   const seen = { jobs: 0, writes: 0, batchesSeen: new Set<number>(), oldestSeen: new Set<number>() };
   while (!stop.now) {
     await sqlOf(writer).query("INSERT INTO Jobs (task, params, createdBy) VALUES ('echo', '{}', 'writer')");
@@ -303,8 +313,8 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
       sent.filter((line) => /\b(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|SAVEPOINT|autocommit)\b/i.test(line)),
     ).toEqual([]);
     // ...and none of them changed more than one batch.
-    const outputDeletes = statements.filter((s) => /^\s*DELETE FROM JobStatuses\b/i.test(s.sql));
-    const jobDeletes = statements.filter((s) => /^\s*DELETE FROM Jobs\b/i.test(s.sql));
+    const outputDeletes = statements.filter((s) => /^\s*DELETE FROM [`"]?JobStatuses\b/i.test(s.sql));
+    const jobDeletes = statements.filter((s) => /^\s*DELETE FROM [`"]?Jobs\b/i.test(s.sql));
     expect(Math.max(...outputDeletes.map((s) => s.rows ?? Infinity))).toBe(ROW_BATCH);
     expect(Math.max(...jobDeletes.map((s) => s.rows ?? Infinity))).toBe(JOB_BATCH);
     expect(jobDeletes).toHaveLength(OLD_JOBS / JOB_BATCH);
@@ -337,7 +347,9 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
     expect(
       await count(
         `SELECT COUNT(*) AS c FROM Jobs WHERE status IN ('success', 'failure', 'cancelled') AND finishedAt < ${
-          mysql ? `NOW(3) - INTERVAL ${CUTOFF} SECOND` : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${CUTOFF} seconds')`
+          mysql || db.dialect === 'postgres'
+            ? db.driver.ago(CUTOFF * 1000)
+            : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${CUTOFF} seconds')`
         }`,
       ),
     ).toBe(0);

@@ -205,6 +205,12 @@ export interface Driver {
   insertedIds(returned: unknown, rows: number, step: number): number[];
   /** SQL that reads the step between auto-increment ids (`step`); null where it is always 1. */
   autoIncrementStep: string | null;
+  /**
+   * Where the database itself tells idle runners of a job due now (PostgreSQL LISTEN/NOTIFY): `notify`
+   * runs in the enqueue's transaction, so the notice goes out at its commit and never after a
+   * rollback; runners LISTEN on `channel`. Null: the enqueuer nudges them (models/nudge.ts).
+   */
+  dueNotice: { channel: string; notify: string } | null;
 }
 
 /** The driver error under Sequelize's wrapper. */

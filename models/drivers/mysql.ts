@@ -65,4 +65,5 @@ export const mysqlDriver: Driver = {
   // (1, or the node count on Galera).
   insertedIds: (first, rows, step) => Array.from({ length: rows }, (_, i) => Number(first) + i * step),
   autoIncrementStep: 'SELECT @@auto_increment_increment AS step',
+  dueNotice: null,
 };

@@ -30,6 +30,9 @@ const FINISHED = "status IN ('success', 'failure', 'cancelled')";
 const OWNER_RUNNING = `SELECT COUNT(*) FROM "Jobs" r WHERE r."createdBy" = "Jobs"."createdBy" AND r.status = 'running'`;
 const CLAIMABLE = `status = 'pending' AND "groupQueued" = FALSE AND "runAt" <= ${now}`;
 
+/** The LISTEN/NOTIFY channel of jobs due now (models/due-notices.ts). */
+const DUE_CHANNEL = 'container_jobs_due';
+
 const owner = (scoped: boolean) => (scoped ? 'AND "createdBy" = :owner' : '');
 
 const statements: QueueStatements = {
@@ -231,4 +234,5 @@ export const postgresDriver: Driver = {
   isUniqueViolation: (err) => driverError(err).code === '23505',
   insertedIds: (returned) => (returned as { id: number | string }[]).map((row) => Number(row.id)),
   autoIncrementStep: null,
+  dueNotice: { channel: DUE_CHANNEL, notify: `SELECT pg_notify('${DUE_CHANNEL}', '')` },
 };

@@ -79,6 +79,7 @@ export const sqliteDriver: Driver = {
   // One writer at a time: a multi-row INSERT's ids are the last one's and the ones just below it.
   insertedIds: (last, rows) => Array.from({ length: rows }, (_, i) => Number(last) - rows + 1 + i),
   autoIncrementStep: null,
+  dueNotice: null,
   isPermanentError: (err) => {
     const e = driverError(err);
     return PERMANENT_CODES.has(e.code ?? '') || (e.code === 'SQLITE_ERROR' && PERMANENT_MESSAGES.test(e.message ?? ''));

@@ -2,7 +2,6 @@
 // against the real app on an ephemeral port and a real in-process Runner, so job lines really arrive.
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { QueryTypes } from 'sequelize';
 import { findPublicDir } from '../../routers/ui';
 import type { Database } from '../../models/database';
 import { count, insertOutput, type Api } from '../helpers/api';
@@ -52,12 +51,11 @@ describeInChromium('the jobs page in Chromium', () => {
 
   /** A job that is finished from the start, so the runner never claims it (and never writes its rows). */
   async function insertFinishedJob(createdBy: string): Promise<number> {
-    const [insertId] = (await sqlOf(db).query(
+    return sqlOf(db).insert(
       `INSERT INTO Jobs (task, params, command, createdBy, status, exitCode, startedAt, finishedAt)
        VALUES ('echo', '{"message":"big"}', 'echo big', ?, 'success', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`,
-      { type: QueryTypes.INSERT, replacements: [createdBy] },
-    )) as unknown as [number, number];
-    return Number(insertId);
+      [createdBy],
+    );
   }
 
   const outputLine = (page: Page, text: string) =>
@@ -245,12 +243,10 @@ describeInChromium('the jobs page in Chromium', () => {
   test('a running job with earlier output: its end first, then live lines numbered after it; older lines by offset', async () => {
     const old = 5_000;
     // Pending but not due yet, so the runner leaves it while its earlier output is written.
-    const [insertId] = (await sqlOf(db).query(
+    const id = await sqlOf(db).insert(
       `INSERT INTO Jobs (task, params, command, createdBy, runAt)
        VALUES ('count', '{"to":1000000,"delayMs":100}', 'node demo/count.js --to=1000000 --delay-ms=100', 'alice', '2100-01-01 00:00:00')`,
-      { type: QueryTypes.INSERT },
-    )) as unknown as [number, number];
-    const id = Number(insertId);
+    );
     for (let first = 1; first <= old; first += 1000) {
       await insertOutput(
         db,

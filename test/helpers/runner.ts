@@ -80,11 +80,10 @@ export async function insertJob(
     columns.push('priority');
     values.push(extra.priority);
   }
-  const [insertId] = (await sqlOf(db).query(
+  return sqlOf(db).insert(
     `INSERT INTO Jobs (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
-    { type: QueryTypes.INSERT, replacements: values },
-  )) as unknown as [number, number];
-  return Number(insertId);
+    values,
+  );
 }
 
 export interface JobRow {
