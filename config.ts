@@ -280,11 +280,14 @@ export function loadConfig(env: Env = process.env): Config {
 
 /**
  * The variables that give another process this database (what loadConfig reads back), and only it:
- * the other databases' hosts are blanked, so an inherited MYSQL_HOST or POSTGRES_HOST does not
- * count (an empty variable is unset).
+ * the other databases' variables are blanked, so inherited MYSQL_* or POSTGRES_* do not count (an
+ * empty variable is unset).
  */
 export function databaseEnv(config: DatabaseConfig): Record<string, string> {
-  const blank = { MYSQL_HOST: '', POSTGRES_HOST: '' };
+  const blank: Record<string, string> = {};
+  for (const { prefix } of Object.values(SERVERS)) {
+    for (const part of ['HOST', 'PORT', 'USER', 'PASSWORD', 'DATABASE']) blank[`${prefix}_${part}`] = '';
+  }
   if (config.dialect === 'sqlite') return { ...blank, JOBS_SQLITE_PATH: config.storage };
   const { prefix } = SERVERS[config.dialect];
   return {
