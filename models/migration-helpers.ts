@@ -6,8 +6,9 @@ import { driverFor, type Dialect } from './drivers';
 export function nowDefault(queryInterface: QueryInterface): ReturnType<typeof Sequelize.literal> {
   const dialect = queryInterface.sequelize.getDialect();
   if (dialect === 'sqlite') return Sequelize.literal("(strftime('%Y-%m-%d %H:%M:%f', 'now'))");
-  // Cut, not rounded (CURRENT_TIMESTAMP(3) rounds): never ahead of the queue's clock (models/drivers/postgres.ts).
-  if (dialect === 'postgres') return Sequelize.literal("date_trunc('milliseconds', CURRENT_TIMESTAMP)");
+  // The statement's time (CURRENT_TIMESTAMP is the transaction's), cut, not rounded (CURRENT_TIMESTAMP(3)
+  // rounds): the queue's own clock (models/drivers/postgres.ts), never ahead of it.
+  if (dialect === 'postgres') return Sequelize.literal("date_trunc('milliseconds', statement_timestamp())");
   return Sequelize.literal('CURRENT_TIMESTAMP(3)');
 }
 

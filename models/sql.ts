@@ -42,3 +42,26 @@ export function readTime(value: unknown): Date | null {
   if (Number.isNaN(date.getTime())) throw new Error(`not a time: ${JSON.stringify(value)}`);
   return date;
 }
+
+/**
+ * SQL written as the seed's (unquoted camelCase names, MySQL's backticks), in `dialect`: on
+ * PostgreSQL, which folds unquoted names to lower case, every camelCase or capitalised name outside
+ * string literals (and not a :replacement) is quoted; keywords must be written in capitals. For
+ * tests and benchmarks; the engine's own SQL lives in the drivers.
+ */
+export function seedSqlFor(dialect: string, text: string): string {
+  if (dialect !== 'postgres') return text;
+  return text
+    .split(/('(?:[^']|'')*')/)
+    .map((part, i) =>
+      i % 2 === 1
+        ? part
+        : part
+            .replace(/`(\w+)`/g, '"$1"')
+            .replace(
+              /(^|[^:\w"$])([a-z]+[A-Z]\w*|[A-Z][a-z]\w*)\b/g,
+              (_, before: string, name: string) => `${before}"${name}"`,
+            ),
+    )
+    .join('');
+}

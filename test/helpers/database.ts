@@ -6,6 +6,7 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import type { DatabaseConfig } from '../../config';
 import { createDatabase, recreateServerDatabase, type Database } from '../../models/database';
 import { migrate } from '../../models/migrate';
+import { seedSqlFor } from '../../models/sql';
 
 export const dialect = (process.env.CJ_TEST_DIALECT ?? 'sqlite') as DatabaseConfig['dialect'];
 const worker = process.env.JEST_WORKER_ID ?? '0';
@@ -129,26 +130,9 @@ export function quoteIdentifier(db: Pick<Database, 'dialect'>, name: string): st
   return db.dialect === 'mysql' ? `\`${name}\`` : `"${name}"`;
 }
 
-/**
- * A test's SQL, written as the seed's (unquoted camelCase names, MySQL's backticks), in the dialect of
- * `db`: on PostgreSQL, which folds unquoted names to lower case, every camelCase or capitalised name
- * outside string literals (and not a :replacement) is quoted; keywords are written in capitals.
- */
+/** A test's SQL, written as the seed's, in the dialect of `db` (models/sql.ts). */
 export function sqlFor(db: Pick<Database, 'dialect'>, text: string): string {
-  if (db.dialect !== 'postgres') return text;
-  return text
-    .split(/('(?:[^']|'')*')/)
-    .map((part, i) =>
-      i % 2 === 1
-        ? part
-        : part
-            .replace(/`(\w+)`/g, '"$1"')
-            .replace(
-              /(^|[^:\w"$])([a-z]+[A-Z]\w*|[A-Z][a-z]\w*)\b/g,
-              (_, before: string, name: string) => `${before}"${name}"`,
-            ),
-    )
-    .join('');
+  return seedSqlFor(db.dialect, text);
 }
 
 /** A handle's `query` taking a test's SQL as sqlFor writes it for the dialect. */
