@@ -194,33 +194,56 @@ const SERVERS = {
   postgres: { prefix: 'POSTGRES', name: 'PostgreSQL', port: 5432, credential: 'postgres-password' },
 } as const;
 
+/** The server's variables, each named in full (test/systemd-units.test.ts reads them off this file). */
+function readServer(env: Env, dialect: ServerDatabaseConfig['dialect']) {
+  return dialect === 'mysql'
+    ? {
+        host: envString(env, 'MYSQL_HOST'),
+        user: envString(env, 'MYSQL_USER'),
+        database: envString(env, 'MYSQL_DATABASE'),
+        port: () => envInt(env, 'MYSQL_PORT', SERVERS.mysql.port, 1, 65535),
+        password: () => envSecret(env, 'MYSQL_PASSWORD', SERVERS.mysql.credential),
+      }
+    : {
+        host: envString(env, 'POSTGRES_HOST'),
+        user: envString(env, 'POSTGRES_USER'),
+        database: envString(env, 'POSTGRES_DATABASE'),
+        port: () => envInt(env, 'POSTGRES_PORT', SERVERS.postgres.port, 1, 65535),
+        password: () => envSecret(env, 'POSTGRES_PASSWORD', SERVERS.postgres.credential),
+      };
+}
+
 function parseServer(env: Env, dialect: ServerDatabaseConfig['dialect']): ServerDatabaseConfig {
-  const { prefix, port, credential } = SERVERS[dialect];
-  const user = envString(env, `${prefix}_USER`);
-  const database = envString(env, `${prefix}_DATABASE`);
-  if (user === undefined) throw new ConfigError(`${prefix}_USER is required when ${prefix}_HOST is set`);
-  if (database === undefined) throw new ConfigError(`${prefix}_DATABASE is required when ${prefix}_HOST is set`);
+  const { prefix } = SERVERS[dialect];
+  const read = readServer(env, dialect);
+  if (read.user === undefined) throw new ConfigError(`${prefix}_USER is required when ${prefix}_HOST is set`);
+  if (read.database === undefined) throw new ConfigError(`${prefix}_DATABASE is required when ${prefix}_HOST is set`);
   return {
     dialect,
-    host: envString(env, `${prefix}_HOST`)!,
-    port: envInt(env, `${prefix}_PORT`, port, 1, 65535),
-    user,
-    password: envSecret(env, `${prefix}_PASSWORD`, credential) ?? '',
-    database,
+    host: read.host!,
+    port: read.port(),
+    user: read.user,
+    password: read.password() ?? '',
+    database: read.database,
   };
 }
 
 function parseDatabase(env: Env): DatabaseConfig {
-  const mysql = envString(env, 'MYSQL_HOST') !== undefined;
-  const postgres = envString(env, 'POSTGRES_HOST') !== undefined;
+  const mysql = readServer(env, 'mysql').host !== undefined;
+  const postgres = readServer(env, 'postgres').host !== undefined;
   if (mysql && postgres) {
     throw new ConfigError('MYSQL_HOST and POSTGRES_HOST are both set; set the one of the database to use');
   }
   if (mysql) return parseServer(env, 'mysql') as DatabaseConfig;
   if (postgres) return parseServer(env, 'postgres') as DatabaseConfig;
-  for (const { prefix, name } of Object.values(SERVERS)) {
-    for (const variable of [`${prefix}_USER`, `${prefix}_DATABASE`]) {
-      if (envString(env, variable) !== undefined) {
+  for (const dialect of ['mysql', 'postgres'] as const) {
+    const { prefix, name } = SERVERS[dialect];
+    const read = readServer(env, dialect);
+    for (const [variable, value] of [
+      [`${prefix}_USER`, read.user],
+      [`${prefix}_DATABASE`, read.database],
+    ]) {
+      if (value !== undefined) {
         throw new ConfigError(`${variable} is set but ${prefix}_HOST is not; set ${prefix}_HOST to use ${name}`);
       }
     }
