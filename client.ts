@@ -52,8 +52,9 @@ export function createJobClient(options: JobClientOptions): JobClient {
     driver: driverFor(options.sequelize.getDialect() as Dialect),
   };
   const gate = target.driver.capabilities.serialWrites ? writeGateFor(storageOf(target)) : null;
-  // Idle runners hear of a job due now at once (README, "Waking up"), once it is committed.
-  const nudger = new Nudger(target);
+  // Idle runners hear of a job due now at once (README, "Waking up"), once it is committed
+  // (PostgreSQL: by the enqueue's own NOTIFY).
+  const nudger = target.driver.dueNotice ? null : new Nudger(target);
   const enqueueMany = async (requests: ClientJobRequest[], { transaction }: { transaction?: Transaction } = {}) => {
     const jobs = requests.map((request) => {
       try {
@@ -70,7 +71,7 @@ export function createJobClient(options: JobClientOptions): JobClient {
         ? await insertJobs(target, jobs, transaction)
         : // SQLite takes one writer at a time: queue this process's own writes (models/write-gate.ts).
           await (gate ? gate.run(write) : write());
-      nudgeForJobs(nudger, jobs, enqueued, transaction);
+      if (nudger) nudgeForJobs(nudger, jobs, enqueued, transaction);
       return enqueued;
     } catch (err) {
       if (err instanceof IdempotencyConflictError) throw new EnqueueError(409, 'idempotency_conflict', err.message);

@@ -5,15 +5,19 @@ import os from 'node:os';
 import path from 'node:path';
 import { LOG_LEVELS, type LogLevel } from './log';
 
+/** A database server: MySQL/MariaDB or PostgreSQL. */
+export interface ServerDatabaseConfig {
+  dialect: 'mysql' | 'postgres';
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+  database: string;
+}
+
 export type DatabaseConfig =
-  | {
-      dialect: 'mysql';
-      host: string;
-      port: number;
-      user: string;
-      password: string;
-      database: string;
-    }
+  | (ServerDatabaseConfig & { dialect: 'mysql' })
+  | (ServerDatabaseConfig & { dialect: 'postgres' })
   | { dialect: 'sqlite'; storage: string };
 
 export interface RunnerConfig {
@@ -184,28 +188,67 @@ function envTestCrash(env: Env): TestCrashPoint | undefined {
   return point;
 }
 
+/** The variables of each database server, as the container-creator names them. */
+const SERVERS = {
+  mysql: { prefix: 'MYSQL', name: 'MySQL', port: 3306, credential: 'mysql-password' },
+  postgres: { prefix: 'POSTGRES', name: 'PostgreSQL', port: 5432, credential: 'postgres-password' },
+} as const;
+
+/** The server's variables, each named in full (test/systemd-units.test.ts reads them off this file). */
+function readServer(env: Env, dialect: ServerDatabaseConfig['dialect']) {
+  return dialect === 'mysql'
+    ? {
+        host: envString(env, 'MYSQL_HOST'),
+        user: envString(env, 'MYSQL_USER'),
+        database: envString(env, 'MYSQL_DATABASE'),
+        port: () => envInt(env, 'MYSQL_PORT', SERVERS.mysql.port, 1, 65535),
+        password: () => envSecret(env, 'MYSQL_PASSWORD', SERVERS.mysql.credential),
+      }
+    : {
+        host: envString(env, 'POSTGRES_HOST'),
+        user: envString(env, 'POSTGRES_USER'),
+        database: envString(env, 'POSTGRES_DATABASE'),
+        port: () => envInt(env, 'POSTGRES_PORT', SERVERS.postgres.port, 1, 65535),
+        password: () => envSecret(env, 'POSTGRES_PASSWORD', SERVERS.postgres.credential),
+      };
+}
+
+function parseServer(env: Env, dialect: ServerDatabaseConfig['dialect']): ServerDatabaseConfig {
+  const { prefix } = SERVERS[dialect];
+  const read = readServer(env, dialect);
+  if (read.user === undefined) throw new ConfigError(`${prefix}_USER is required when ${prefix}_HOST is set`);
+  if (read.database === undefined) throw new ConfigError(`${prefix}_DATABASE is required when ${prefix}_HOST is set`);
+  return {
+    dialect,
+    host: read.host!,
+    port: read.port(),
+    user: read.user,
+    password: read.password() ?? '',
+    database: read.database,
+  };
+}
+
 function parseDatabase(env: Env): DatabaseConfig {
-  const host = envString(env, 'MYSQL_HOST');
-  if (host === undefined) {
-    for (const name of ['MYSQL_USER', 'MYSQL_DATABASE']) {
-      if (envString(env, name) !== undefined) {
-        throw new ConfigError(`${name} is set but MYSQL_HOST is not; set MYSQL_HOST to use MySQL`);
+  const mysql = readServer(env, 'mysql').host !== undefined;
+  const postgres = readServer(env, 'postgres').host !== undefined;
+  if (mysql && postgres) {
+    throw new ConfigError('MYSQL_HOST and POSTGRES_HOST are both set; set the one of the database to use');
+  }
+  if (mysql) return parseServer(env, 'mysql') as DatabaseConfig;
+  if (postgres) return parseServer(env, 'postgres') as DatabaseConfig;
+  for (const dialect of ['mysql', 'postgres'] as const) {
+    const { prefix, name } = SERVERS[dialect];
+    const read = readServer(env, dialect);
+    for (const [variable, value] of [
+      [`${prefix}_USER`, read.user],
+      [`${prefix}_DATABASE`, read.database],
+    ]) {
+      if (value !== undefined) {
+        throw new ConfigError(`${variable} is set but ${prefix}_HOST is not; set ${prefix}_HOST to use ${name}`);
       }
     }
-    return { dialect: 'sqlite', storage: path.resolve(envString(env, 'JOBS_SQLITE_PATH') ?? './data/jobs.sqlite') };
   }
-  const user = envString(env, 'MYSQL_USER');
-  const database = envString(env, 'MYSQL_DATABASE');
-  if (user === undefined) throw new ConfigError('MYSQL_USER is required when MYSQL_HOST is set');
-  if (database === undefined) throw new ConfigError('MYSQL_DATABASE is required when MYSQL_HOST is set');
-  return {
-    dialect: 'mysql',
-    host,
-    port: envInt(env, 'MYSQL_PORT', 3306, 1, 65535),
-    user,
-    password: envSecret(env, 'MYSQL_PASSWORD', 'mysql-password') ?? '',
-    database,
-  };
+  return { dialect: 'sqlite', storage: path.resolve(envString(env, 'JOBS_SQLITE_PATH') ?? './data/jobs.sqlite') };
 }
 
 export function loadConfig(env: Env = process.env): Config {
@@ -258,22 +301,32 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
-/** The variables that give another process this database (what loadConfig reads back). */
+/**
+ * The variables that give another process this database (what loadConfig reads back), and only it:
+ * the other databases' variables are blanked, so inherited MYSQL_* or POSTGRES_* do not count (an
+ * empty variable is unset).
+ */
 export function databaseEnv(config: DatabaseConfig): Record<string, string> {
-  return config.dialect === 'mysql'
-    ? {
-        MYSQL_HOST: config.host,
-        MYSQL_PORT: String(config.port),
-        MYSQL_USER: config.user,
-        MYSQL_PASSWORD: config.password,
-        MYSQL_DATABASE: config.database,
-      }
-    : { JOBS_SQLITE_PATH: config.storage };
+  const blank: Record<string, string> = {};
+  for (const { prefix } of Object.values(SERVERS)) {
+    for (const part of ['HOST', 'PORT', 'USER', 'PASSWORD', 'DATABASE']) blank[`${prefix}_${part}`] = '';
+  }
+  if (config.dialect === 'sqlite') return { ...blank, JOBS_SQLITE_PATH: config.storage };
+  const { prefix } = SERVERS[config.dialect];
+  return {
+    ...blank,
+    [`${prefix}_HOST`]: config.host,
+    [`${prefix}_PORT`]: String(config.port),
+    [`${prefix}_USER`]: config.user,
+    [`${prefix}_PASSWORD`]: config.password,
+    [`${prefix}_DATABASE`]: config.database,
+  };
 }
 
 /** One line for the first log line of each process: which database it uses. */
 export function describeDatabase(db: DatabaseConfig): string {
-  return db.dialect === 'mysql'
-    ? `database: MySQL ${db.user}@${db.host}:${db.port}/${db.database}`
-    : `database: embedded SQLite at ${db.storage} (set MYSQL_HOST to use MySQL)`;
+  if (db.dialect === 'sqlite') {
+    return `database: embedded SQLite at ${db.storage} (set MYSQL_HOST or POSTGRES_HOST to use a database server)`;
+  }
+  return `database: ${SERVERS[db.dialect].name} ${db.user}@${db.host}:${db.port}/${db.database}`;
 }

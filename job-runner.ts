@@ -73,12 +73,10 @@ async function databaseNow(db: Database): Promise<unknown> {
  * to pending by its retry policy loses its runner, so only jobs that finished here are counted.
  */
 async function jobsRunSince(db: Database, runnerId: string, since: unknown): Promise<Map<string, number>> {
-  const rows = await db.sequelize.query<{ status: string; n: number | string }>(
-    `SELECT status, COUNT(*) AS n FROM Jobs
-      WHERE runnerId = :runnerId AND startedAt >= :since AND status IN (:finished)
-      GROUP BY status`,
-    { type: QueryTypes.SELECT, replacements: { runnerId, since, finished: FINISHED_STATUSES } },
-  );
+  const rows = await db.sequelize.query<{ status: string; n: number | string }>(db.driver.statements.runnerJobCounts, {
+    type: QueryTypes.SELECT,
+    replacements: { runnerId, since, statuses: FINISHED_STATUSES },
+  });
   return new Map(rows.map((r) => [r.status, Number(r.n)]));
 }
 

@@ -1,4 +1,5 @@
-// What the bench scripts share: their database (MySQL when MYSQL_HOST is set, else a SQLite file),
+// What the bench scripts share: their database (MySQL when MYSQL_HOST is set, PostgreSQL when
+// POSTGRES_HOST is, else a SQLite file),
 // built fresh by the real migrations, and dist/server.js started as users start it.
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -7,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { databaseEnv, loadConfig, type DatabaseConfig } from '../config';
-import { createDatabase, recreateMysqlDatabase, type Database } from '../models/database';
+import { createDatabase, recreateServerDatabase, type Database } from '../models/database';
 import { migrate } from '../models/migrate';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
@@ -15,14 +16,18 @@ export const ROOT = path.resolve(__dirname, '..', '..');
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, ms)));
 
 /**
- * The bench's database: with MYSQL_HOST, the MySQL database BENCH_DATABASE (default `name`), which
- * the bench drops and recreates; otherwise a SQLite file in the temporary directory. `mysqlOnly`
+ * The bench's database: with MYSQL_HOST (POSTGRES_HOST), the MySQL (PostgreSQL) database
+ * BENCH_DATABASE (default `name`), which the bench drops and recreates; otherwise a SQLite file in the temporary directory. `mysqlOnly`
  * benches stop here without MySQL.
  */
 export function benchDatabase(name: string, options: { mysqlOnly?: boolean } = {}): DatabaseConfig {
   const database = process.env.BENCH_DATABASE ?? name;
-  // Without MYSQL_HOST the embedded database (a MYSQL_DATABASE alone is a configuration error).
-  const env = process.env.MYSQL_HOST ? { ...process.env, MYSQL_DATABASE: database } : process.env;
+  // Without MYSQL_HOST or POSTGRES_HOST the embedded database (a MYSQL_DATABASE alone is a configuration error).
+  const env = process.env.MYSQL_HOST
+    ? { ...process.env, MYSQL_DATABASE: database }
+    : process.env.POSTGRES_HOST
+      ? { ...process.env, POSTGRES_DATABASE: database }
+      : process.env;
   const base = loadConfig(env).database;
   if (base.dialect === 'sqlite') {
     if (options.mysqlOnly) throw new Error(`this bench needs MySQL/MariaDB: set MYSQL_HOST and MYSQL_USER`);
@@ -34,8 +39,8 @@ export function benchDatabase(name: string, options: { mysqlOnly?: boolean } = {
 
 /** Empties (drops and recreates, or deletes the file of) the database and migrates it; a handle on it. */
 export async function freshDatabase(config: DatabaseConfig, options: { poolMax?: number } = {}): Promise<Database> {
-  if (config.dialect === 'mysql') {
-    await recreateMysqlDatabase(config);
+  if (config.dialect !== 'sqlite') {
+    await recreateServerDatabase(config);
   } else {
     for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.storage + suffix, { force: true });
   }

@@ -28,6 +28,7 @@ import type { DatabaseConfig } from '../config';
 import { createJobClient } from '../client';
 import type { Database } from '../models/database';
 import { Queue } from '../models/queue';
+import { seedSqlFor } from '../models/sql';
 import { createApiToken, createUser } from '../models/users';
 import {
   ROOT,
@@ -116,8 +117,8 @@ async function bare(): Promise<BareRates> {
 }
 
 async function clearJobs(db: Database): Promise<void> {
-  await db.sequelize.query('DELETE FROM JobStatuses');
-  await db.sequelize.query('DELETE FROM Jobs');
+  await db.sequelize.query(seedSqlFor(db.dialect, 'DELETE FROM JobStatuses'));
+  await db.sequelize.query(seedSqlFor(db.dialect, 'DELETE FROM Jobs'));
 }
 
 /** `count` pending `true` jobs by multi-row INSERTs, so the daemon finds them all at its first claim. */
@@ -125,14 +126,19 @@ async function insertJobs(db: Database, count: number): Promise<void> {
   const tuple = "('true', '{}', 'bench')";
   for (let i = 0; i < count; i += 1000) {
     const n = Math.min(1000, count - i);
-    await db.sequelize.query(`INSERT INTO Jobs (task, params, createdBy) VALUES ${Array(n).fill(tuple).join(', ')}`);
+    await db.sequelize.query(
+      seedSqlFor(db.dialect, `INSERT INTO Jobs (task, params, createdBy) VALUES ${Array(n).fill(tuple).join(', ')}`),
+    );
   }
 }
 
 /** First start to last end on the database clock, and how the jobs ended. */
 async function drained(db: Database): Promise<{ seconds: number; jobs: number; succeeded: number }> {
   const [row] = await db.sequelize.query<{ first: string | Date; last: string | Date; n: number; ok: number }>(
-    "SELECT MIN(startedAt) AS first, MAX(finishedAt) AS last, COUNT(*) AS n, SUM(status = 'success') AS ok FROM Jobs",
+    seedSqlFor(
+      db.dialect,
+      "SELECT MIN(startedAt) AS first, MAX(finishedAt) AS last, COUNT(*) AS n, SUM(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS ok FROM Jobs",
+    ),
     { type: QueryTypes.SELECT },
   );
   return { seconds: (dbTimeMs(row.last) - dbTimeMs(row.first)) / 1000, jobs: Number(row.n), succeeded: Number(row.ok) };
@@ -210,7 +216,7 @@ async function daemonReady(db: Database, runner: RunnerProcess): Promise<void> {
   await runner.waitForLine(/runner \S+ started:/, 30_000);
   const id = `${os.hostname()}:${runner.child.pid}`;
   for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(20)) {
-    const rows = await db.sequelize.query('SELECT id FROM JobRunners WHERE id = ?', {
+    const rows = await db.sequelize.query(seedSqlFor(db.dialect, 'SELECT id FROM JobRunners WHERE id = ?'), {
       replacements: [id],
       type: QueryTypes.SELECT,
     });
@@ -236,7 +242,10 @@ async function pickup(db: Database, label: string, enqueue: () => Promise<number
       await sleep(PICKUP_POLL_MS);
       if (waiting.size === 0) continue;
       const rows = await db.sequelize.query<{ id: number; createdAt: string | Date; startedAt: string | Date | null }>(
-        `SELECT id, createdAt, startedAt FROM Jobs WHERE id IN (${[...waiting.keys()].join(', ')})`,
+        seedSqlFor(
+          db.dialect,
+          `SELECT id, createdAt, startedAt FROM Jobs WHERE id IN (${[...waiting.keys()].join(', ')})`,
+        ),
         { type: QueryTypes.SELECT },
       );
       for (const row of rows) {
@@ -301,11 +310,16 @@ async function pickupSection(db: Database, config: DatabaseConfig): Promise<void
       return id;
     });
     await pickup(db, 'plain SQL INSERT', async () => {
-      await db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('true', '{}', 'bench')");
+      await db.sequelize.query(
+        seedSqlFor(db.dialect, "INSERT INTO Jobs (task, params, createdBy) VALUES ('true', '{}', 'bench')"),
+      );
       // This process is the only one inserting, so the newest row is the one just made.
-      const [{ id }] = await db.sequelize.query<{ id: number }>('SELECT MAX(id) AS id FROM Jobs', {
-        type: QueryTypes.SELECT,
-      });
+      const [{ id }] = await db.sequelize.query<{ id: number }>(
+        seedSqlFor(db.dialect, 'SELECT MAX(id) AS id FROM Jobs'),
+        {
+          type: QueryTypes.SELECT,
+        },
+      );
       return Number(id);
     });
   } finally {
@@ -353,7 +367,9 @@ async function enqueueSection(db: Database): Promise<void> {
 async function main(): Promise<void> {
   const config = benchDatabase('cj_bench_drain');
   const database =
-    config.dialect === 'mysql' ? `MySQL ${config.host}:${config.port}/${config.database}` : `SQLite ${config.storage}`;
+    config.dialect === 'sqlite'
+      ? `SQLite ${config.storage}`
+      : `${config.dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'} ${config.host}:${config.port}/${config.database}`;
   console.log(
     `bench/drain: node ${process.version}, ${os.cpus().length} CPUs, load average ${os
       .loadavg()

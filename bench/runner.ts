@@ -7,7 +7,7 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
-import { loadConfig, type DatabaseConfig } from '../config';
+import { databaseEnv, loadConfig, type DatabaseConfig } from '../config';
 import { createDatabase, type Database } from '../models/database';
 import { silentLogger } from '../log';
 import { Queue } from '../models/queue';
@@ -79,17 +79,7 @@ function runnerPeakRss(config: DatabaseConfig): string {
     JOB_TASKS_FILE: TASKS_FILE,
     JOB_RUNNER_CWD: ROOT,
   };
-  if (config.dialect === 'mysql') {
-    Object.assign(env, {
-      MYSQL_HOST: config.host,
-      MYSQL_PORT: String(config.port),
-      MYSQL_USER: config.user,
-      MYSQL_PASSWORD: config.password,
-      MYSQL_DATABASE: config.database,
-    });
-  } else {
-    env.JOBS_SQLITE_PATH = config.storage;
-  }
+  Object.assign(env, databaseEnv(config));
   const result = spawnSync(process.execPath, [path.join(ROOT, 'dist', 'job-runner.js'), '--once'], {
     env,
     encoding: 'utf8',

@@ -79,3 +79,33 @@ export function recreateMysqlDatabase(db: Extract<DatabaseConfig, { dialect: 'my
     await server.query(`CREATE DATABASE \`${db.database}\` CHARACTER SET utf8mb4`);
   });
 }
+
+/**
+ * Runs `work` on a PostgreSQL connection to its maintenance database `postgres` (creating and
+ * dropping databases: tests, benchmarks).
+ */
+export async function withPostgresServer<T>(
+  db: Extract<DatabaseConfig, { dialect: 'postgres' }>,
+  work: (server: Sequelize) => Promise<T>,
+): Promise<T> {
+  const server = new Sequelize({ ...sequelizeOptions({ ...db, database: 'postgres' }), pool: { max: 1, min: 0 } });
+  try {
+    return await work(server);
+  } finally {
+    await server.close();
+  }
+}
+
+/** Drops (ending its sessions) and creates a PostgreSQL database (UTF-8), empty. */
+export function recreatePostgresDatabase(db: Extract<DatabaseConfig, { dialect: 'postgres' }>): Promise<void> {
+  return withPostgresServer(db, async (server) => {
+    const name = `"${db.database.replaceAll('"', '""')}"`;
+    await server.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await server.query(`CREATE DATABASE ${name} ENCODING 'UTF8' TEMPLATE template0`);
+  });
+}
+
+/** Drops and creates the database of a server configuration, empty. */
+export function recreateServerDatabase(db: Extract<DatabaseConfig, { dialect: 'mysql' | 'postgres' }>): Promise<void> {
+  return db.dialect === 'mysql' ? recreateMysqlDatabase(db) : recreatePostgresDatabase(db);
+}

@@ -104,9 +104,18 @@ export async function insertJobs(
   limits: { maxPending?: number } = {},
 ): Promise<Enqueued[]> {
   const sql = sqlIn(db.sequelize, transaction);
+  // A key's racing insert fails here, and we go on: where that failure spoils the transaction, the
+  // attempt runs under a savepoint (only when a key can collide: the savepoint costs two statements).
+  const underSavepoint =
+    db.driver.capabilities.errorAbortsTransaction && jobs.some((job) => Boolean(job.idempotencyKey));
   for (let attempt = 1; ; attempt++) {
     try {
-      return await insertOnce(db, sql, jobs, attempt > 1, limits.maxPending ?? 0);
+      const latest = attempt > 1;
+      const maxPending = limits.maxPending ?? 0;
+      if (!underSavepoint) return await insertOnce(db, sql, jobs, latest, maxPending);
+      return await db.sequelize.transaction({ transaction }, (savepoint) =>
+        insertOnce(db, sqlIn(db.sequelize, savepoint), jobs, latest, maxPending),
+      );
     } catch (err) {
       // A racing request inserted the same key first (we waited for its commit): read it now.
       if (attempt >= 3 || !db.driver.isUniqueViolation(err)) throw err;
@@ -174,15 +183,24 @@ async function insertOnce(
       runAts.push(due ? '?' : job.delayMs ? db.driver.later(job.delayMs) : db.driver.now);
       values.push(job.task, JSON.stringify(job.params), job.command, job.createdBy, job.priority ?? 0);
       if (due) values.push(sqlTime(due));
-      values.push(job.group?.key ?? null, job.group ? 1 : 0, digest, job.maxAttempts ?? 1, job.rerunOf ?? null);
+      values.push(job.group?.key ?? null, Boolean(job.group), digest, job.maxAttempts ?? 1, job.rerunOf ?? null);
     }
     const returned = await sql.insert(s.insertJobs(runAts), values);
     const ids = db.driver.insertedIds(returned, fresh.length, await autoIncrementStep(db, sql));
     fresh.forEach(({ i }, k) => (results[i] = { id: ids[k], status: 'pending', replayed: false }));
+    // Sent at commit: runners LISTENing wake as the job becomes visible (a rollback sends nothing).
+    const notice = db.driver.dueNotice;
+    if (notice && fresh.some(({ job }) => isDueNow(job))) await sql.select(notice.notify);
   }
   for (const key of free) await admitNext(sql, s, key);
   // A job repeated within the batch under one key is its first copy.
   return results.map((r, i) => r ?? { ...results[firstOfDigest.get(digests[i]!)!]!, replayed: true });
+}
+
+/** Due at once: no delay, no runAt ahead. */
+export function isDueNow(job: NewJob): boolean {
+  if (job.delayMs !== undefined && job.delayMs !== null && job.delayMs > 0) return false;
+  return job.runAt === undefined || job.runAt === null || job.runAt.getTime() <= Date.now();
 }
 
 function sameRequest(job: NewJob, task: string, params: unknown): boolean {

@@ -27,10 +27,10 @@ export async function adminTaskAllowed(
     ? await db.models.User.findOne({ where: { username: job.createdBy }, attributes: ['isAdmin'] })
     : null;
   if (user?.isAdmin) return { allowed: true, why: `${job.createdBy} is an admin` };
-  const [fire] = await db.sequelize.query<{ scheduleName: string }>(
-    'SELECT scheduleName FROM JobScheduleFires WHERE jobId = :jobId',
-    { type: QueryTypes.SELECT, replacements: { jobId: job.id } },
-  );
+  const [fire] = await db.sequelize.query<{ scheduleName: string }>(db.driver.statements.scheduleOfJob, {
+    type: QueryTypes.SELECT,
+    replacements: { jobId: job.id },
+  });
   if (fire) return { allowed: true, why: `made by schedule ${fire.scheduleName}` };
   return {
     allowed: false,

@@ -130,19 +130,20 @@ export class LoginThrottle {
   private async add(scope: Scope, at: number, delta: 1 | -1): Promise<void> {
     const { LoginFailure } = this.db.models;
     const where = { scope: scope.key, windowStart: new Date(windowStart(scope.rule, at)) };
+    const count = this.db.sequelize.getQueryInterface().quoteIdentifier('count');
     await this.write(async () => {
       if (delta < 0) {
-        await LoginFailure.update({ count: literal('`count` - 1') }, { where: { ...where, count: { [Op.gt]: 0 } } });
+        await LoginFailure.update({ count: literal(`${count} - 1`) }, { where: { ...where, count: { [Op.gt]: 0 } } });
         return;
       }
-      const [changed] = await LoginFailure.update({ count: literal('`count` + 1') }, { where });
+      const [changed] = await LoginFailure.update({ count: literal(`${count} + 1`) }, { where });
       if (changed > 0) return;
       try {
         await LoginFailure.create({ ...where, count: 1 });
       } catch (err) {
         // Another process made the row first.
         if (!(err instanceof UniqueConstraintError)) throw err;
-        await LoginFailure.update({ count: literal('`count` + 1') }, { where });
+        await LoginFailure.update({ count: literal(`${count} + 1`) }, { where });
       }
     });
   }

@@ -156,22 +156,17 @@ function isObject(v: unknown): v is Record<string, unknown> {
 export async function readQueueGauges(db: Database): Promise<QueueGauges> {
   const select = <T extends object>(sql: string) => db.sequelize.query<T>(sql, { type: QueryTypes.SELECT });
   const byStatus: Record<string, number> = { pending: 0, running: 0, success: 0, failure: 0, cancelled: 0 };
-  for (const row of await select<{ status: string; n: number }>(
-    'SELECT status, COUNT(*) AS n FROM Jobs GROUP BY status',
-  )) {
+  for (const row of await select<{ status: string; n: number }>(db.driver.statements.jobCountsByStatus)) {
     byStatus[row.status] = Number(row.n);
   }
-  const [due] = await select<{ n: number; age: number | null }>(
-    `SELECT COUNT(*) AS n, ${db.driver.secondsSince('MIN(runAt)')} AS age FROM Jobs WHERE status = 'pending' AND runAt <= ${db.driver.now}`,
-  );
+  const [due] = await select<{ n: number; age: number | null }>(db.driver.statements.dueJobs);
   return { byStatus, due: Number(due.n), oldestDueAgeSec: Math.max(0, Number(due.age ?? 0)) };
 }
 
 /** Runners that reported within the window, by id. */
 export async function readRunnerRows(db: Database): Promise<RunnerRow[]> {
   const rows = await db.sequelize.query<{ id: string; report: string; age: number }>(
-    `SELECT id, report, ${db.driver.secondsSince('seenAt')} AS age FROM JobRunners
-      WHERE seenAt >= ${db.driver.ago(RUNNER_REPORT_WINDOW_SEC * 1000)} ORDER BY id`,
+    db.driver.statements.runnerReports(RUNNER_REPORT_WINDOW_SEC * 1000),
     { type: QueryTypes.SELECT },
   );
   return rows.map((row) => ({
@@ -183,10 +178,7 @@ export async function readRunnerRows(db: Database): Promise<RunnerRow[]> {
 
 /** Reports of runners gone for longer than `olderThanSec` (the prune command). */
 export async function pruneRunnerRows(db: Database, olderThanSec: number): Promise<number> {
-  return (await db.sequelize.query(
-    `DELETE FROM JobRunners WHERE seenAt < ${db.driver.ago(Math.floor(olderThanSec) * 1000)}`,
-    {
-      type: QueryTypes.BULKDELETE,
-    },
-  )) as unknown as number;
+  return (await db.sequelize.query(db.driver.statements.pruneRunnerReports(Math.floor(olderThanSec) * 1000), {
+    type: QueryTypes.BULKDELETE,
+  })) as unknown as number;
 }

@@ -8,7 +8,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { QueryTypes, type Transaction } from 'sequelize';
 import type { Database } from './database';
-import type { Enqueued, NewJob } from './enqueue';
+import { isDueNow, type Enqueued, type NewJob } from './enqueue';
 
 /** Where a runner hears nudges, as it reports it (JobRunners.report's `nudge`). */
 export interface NudgeTarget {
@@ -111,7 +111,7 @@ export class Nudger {
 
   private async readTargets(): Promise<void> {
     const rows = await this.db.sequelize.query<{ report: string }>(
-      `SELECT report FROM JobRunners WHERE seenAt >= ${this.db.driver.ago(TARGET_WINDOW_MS)}`,
+      this.db.driver.statements.runnerNudgeTargets(TARGET_WINDOW_MS),
       { type: QueryTypes.SELECT },
     );
     this.targets = rows.map((row) => targetOf(row.report)).filter((t) => t !== null);
@@ -137,12 +137,6 @@ export class Nudger {
     socket.unref();
     return socket;
   }
-}
-
-/** Whether a new job is due at once (no delay, no future runAt): runners are told of those. */
-export function isDueNow(job: Pick<NewJob, 'delayMs' | 'runAt'>): boolean {
-  if (job.delayMs !== undefined && job.delayMs !== null && job.delayMs > 0) return false;
-  return job.runAt === undefined || job.runAt === null || job.runAt.getTime() <= Date.now();
 }
 
 /**

@@ -37,8 +37,19 @@ export async function openDatabase(
   }
 }
 
-/** MySQL errors no retry can fix: the credentials or the database name are wrong (configuration). */
-const PERMANENT_MYSQL_ERRORS = new Set(['ER_ACCESS_DENIED_ERROR', 'ER_DBACCESS_DENIED_ERROR', 'ER_BAD_DB_ERROR']);
+/**
+ * Errors no retry can fix: the credentials or the database name are wrong (configuration). MySQL's
+ * codes, and PostgreSQL's SQLSTATEs: 28000 (no such role, or pg_hba refuses), 28P01 (password), 3D000
+ * (no such database).
+ */
+const PERMANENT_CONNECT_ERRORS = new Set([
+  'ER_ACCESS_DENIED_ERROR',
+  'ER_DBACCESS_DENIED_ERROR',
+  'ER_BAD_DB_ERROR',
+  '28000',
+  '28P01',
+  '3D000',
+]);
 
 /** Wrong credentials or database name: configuration (EX_CONFIG), not an outage to wait out. */
 export class DatabaseRefusedError extends ConfigError {
@@ -70,7 +81,7 @@ export async function openDatabaseWhenReady(
       return db;
     } catch (err) {
       if (driverFor(config.dialect).capabilities.embedded) throw err;
-      if (PERMANENT_MYSQL_ERRORS.has(errorCode(err) ?? '')) {
+      if (PERMANENT_CONNECT_ERRORS.has(errorCode(err) ?? '')) {
         throw new DatabaseRefusedError(`the database refused us: ${(err as Error).message}`, { cause: err });
       }
       const reason =

@@ -66,7 +66,7 @@ export async function countPrunable(db: Database, olderThanSec: number): Promise
   const jobs = `SELECT id FROM (${sql.pruneSelectJobs(olderThanMs, ALL_ROWS)}) prunable`;
   return {
     jobs: await count(db, `SELECT COUNT(*) AS n FROM (${jobs}) j`),
-    outputRows: await count(db, `SELECT COUNT(*) AS n FROM JobStatuses WHERE jobId IN (${jobs})`),
+    outputRows: await count(db, sql.countOutputOf(jobs)),
     groups: await count(db, countingInstead(sql.pruneIdleGroups(olderThanMs))),
     fires: await count(db, countingInstead(sql.pruneScheduleFires(olderThanMs))),
   };
@@ -74,10 +74,7 @@ export async function countPrunable(db: Database, olderThanSec: number): Promise
 
 /** What pruneRunnerRows (models/metrics.ts) would delete: reports of runners gone for longer than that. */
 export function countStaleRunnerRows(db: Database, olderThanSec: number): Promise<number> {
-  return count(
-    db,
-    `SELECT COUNT(*) AS n FROM JobRunners WHERE seenAt < ${db.driver.ago(Math.floor(olderThanSec) * 1000)}`,
-  );
+  return count(db, countingInstead(db.driver.statements.pruneRunnerReports(Math.floor(olderThanSec) * 1000)));
 }
 
 async function count(db: Database, text: string): Promise<number> {

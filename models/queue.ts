@@ -132,14 +132,14 @@ export class Queue {
   /** Set when the database takes one writer at a time (SQLite): this process queues its writes. */
   private readonly writeGate: WriteGate | null;
   private readonly observers = new Set<QueueObserver>();
-  /** Tells idle runners of jobs due now (models/nudge.ts). */
-  private readonly nudger: Nudger;
+  /** Tells idle runners of jobs due now (models/nudge.ts); null where the database tells them (dueNotice). */
+  private readonly nudger: Nudger | null;
 
   constructor(
     readonly db: Database,
     readonly quotas: Quotas = NO_QUOTAS,
   ) {
-    this.nudger = new Nudger(db);
+    this.nudger = db.driver.dueNotice ? null : new Nudger(db);
     this.driver = db.driver;
     this.sql = db.driver.statements;
     this.writeGate = db.driver.capabilities.serialWrites ? writeGateFor(storageOf(db)) : null;
@@ -568,14 +568,15 @@ export class Queue {
           maxAttempts: Math.max(Number(row.maxAttempts), attempt),
           // A cancel is not a failed attempt: lastError keeps the last failure's reason.
           lastError: row.status === 'failure' ? row.error : row.lastError,
-          groupQueued: groupQueued ? 1 : 0,
+          groupQueued,
         },
         transaction,
       );
       await this.appendSystemRow(jobId, `retried by ${by}: attempt ${attempt}`, transaction);
+      if (this.driver.dueNotice) await sql.select(this.driver.dueNotice.notify);
       return { result: 'retried', status: 'pending', attempt } as const;
     });
-    if (result.result === 'retried') this.nudger.nudge();
+    if (result.result === 'retried') this.nudger?.nudge();
     return result;
   }
 
@@ -588,13 +589,14 @@ export class Queue {
     const enqueued = transaction
       ? await insertJobs(this.db, jobs, transaction, limits)
       : await this.transaction((t) => insertJobs(this.db, jobs, t, limits));
-    nudgeForJobs(this.nudger, jobs, enqueued, transaction);
+    // PostgreSQL: the enqueue's NOTIFY did it (no nudger).
+    if (this.nudger) nudgeForJobs(this.nudger, jobs, enqueued, transaction);
     return enqueued;
   }
 
   /** Resolves once the wake-up nudges of this queue's enqueues are sent (before a short-lived process exits). */
   nudgesSent(): Promise<void> {
-    return this.nudger.sent();
+    return this.nudger?.sent() ?? Promise.resolve();
   }
 
   async enqueue(job: NewJob, transaction?: Transaction): Promise<Enqueued> {
@@ -669,7 +671,6 @@ export class Queue {
   }
 }
 
-/** A new job that is due at once (no due time ahead of now, asked for by the caller). */
 /** The file a SQLite handle writes (its write gate's key). */
 export function storageOf(db: Pick<Database, 'sequelize'>): string {
   return String((db.sequelize as unknown as { options: { storage?: string } }).options.storage ?? '');

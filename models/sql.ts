@@ -5,8 +5,11 @@ export interface Sql {
   select<T extends object>(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<T[]>;
   /** Rows changed. */
   update(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<number>;
-  /** The id the driver reports for an INSERT (MySQL: the first row's; SQLite: the last row's). */
-  insert(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<number>;
+  /**
+   * What the driver reports for an INSERT (MySQL: the first row's id; SQLite: the last row's;
+   * PostgreSQL: the rows of a RETURNING clause): Driver.insertedIds reads it.
+   */
+  insert(sql: string, replacements?: Record<string, unknown> | unknown[]): Promise<unknown>;
 }
 
 export function sqlIn(sequelize: Sequelize, transaction?: Transaction): Sql {
@@ -16,11 +19,12 @@ export function sqlIn(sequelize: Sequelize, transaction?: Transaction): Sql {
     update: async (sql, replacements) =>
       (await sequelize.query(sql, { type: QueryTypes.BULKUPDATE, replacements, transaction })) as unknown as number,
     insert: async (sql, replacements) => {
-      const [id] = (await sequelize.query(sql, { type: QueryTypes.INSERT, replacements, transaction })) as unknown as [
-        number,
-        number,
-      ];
-      return Number(id);
+      const [returned] = (await sequelize.query(sql, {
+        type: QueryTypes.INSERT,
+        replacements,
+        transaction,
+      })) as unknown as [unknown, unknown];
+      return returned;
     },
   };
 }
@@ -30,11 +34,34 @@ export function sqlTime(date: Date): string {
   return date.toISOString().replace('T', ' ').replace('Z', '');
 }
 
-/** A DATETIME(3) column as read back: MySQL hands over a Date, SQLite its UTC text. */
+/** A DATETIME(3) column as read back: MySQL and PostgreSQL hand over a Date, SQLite its UTC text. */
 export function readTime(value: unknown): Date | null {
   if (value === null || value === undefined) return null;
   if (value instanceof Date) return value;
   const date = new Date(`${String(value).replace(' ', 'T')}Z`);
   if (Number.isNaN(date.getTime())) throw new Error(`not a time: ${JSON.stringify(value)}`);
   return date;
+}
+
+/**
+ * SQL written as the seed's (unquoted camelCase names, MySQL's backticks), in `dialect`: on
+ * PostgreSQL, which folds unquoted names to lower case, every camelCase or capitalised name outside
+ * string literals (and not a :replacement) is quoted; keywords must be written in capitals. For
+ * tests and benchmarks; the engine's own SQL lives in the drivers.
+ */
+export function seedSqlFor(dialect: string, text: string): string {
+  if (dialect !== 'postgres') return text;
+  return text
+    .split(/('(?:[^']|'')*')/)
+    .map((part, i) =>
+      i % 2 === 1
+        ? part
+        : part
+            .replace(/`(\w+)`/g, '"$1"')
+            .replace(
+              /(^|[^:\w"$])([a-z]+[A-Z]\w*|[A-Z][a-z]\w*)\b/g,
+              (_, before: string, name: string) => `${before}"${name}"`,
+            ),
+    )
+    .join('');
 }

@@ -85,16 +85,20 @@ export interface JobListQuery {
   offset: number;
 }
 
-/** A substring test that reads the same on MySQL and SQLite: no LIKE, so `%` and `_` are plain characters. */
-function contains(column: string, text: string): WhereOptions<Job> {
-  return sqlWhere(fn('INSTR', fn('LOWER', col(column)), text.toLowerCase()), Op.gt, 0) as WhereOptions<Job>;
+/**
+ * A substring test that reads the same on every database: no LIKE, so `%` and `_` are plain
+ * characters (INSTR on MySQL and SQLite, STRPOS on PostgreSQL, the same arguments).
+ */
+function contains(db: Database, column: string, text: string): WhereOptions<Job> {
+  const position = db.dialect === 'postgres' ? 'STRPOS' : 'INSTR';
+  return sqlWhere(fn(position, fn('LOWER', col(column)), text.toLowerCase()), Op.gt, 0) as WhereOptions<Job>;
 }
 
 /**
  * The list's WHERE, owner scoping first: a user's own name is always one of the ANDed conditions, so
  * their `createdBy`, `task` or `search` can only narrow it. `status: false` leaves the status out (counts).
  */
-function listWhere(viewer: Viewer, q: Omit<JobListQuery, 'limit' | 'offset'>): WhereOptions<Job> {
+function listWhere(db: Database, viewer: Viewer, q: Omit<JobListQuery, 'limit' | 'offset'>): WhereOptions<Job> {
   const all: WhereOptions<Job>[] = [];
   if (!viewer.isAdmin) all.push({ createdBy: viewer.username });
   if (q.createdBy !== undefined) all.push({ createdBy: q.createdBy });
@@ -102,7 +106,7 @@ function listWhere(viewer: Viewer, q: Omit<JobListQuery, 'limit' | 'offset'>): W
   if (q.task !== undefined) all.push({ task: q.task });
   if (q.search !== undefined) {
     const id = /^#?(\d{1,15})$/.exec(q.search)?.[1];
-    const any: WhereOptions<Job>[] = [contains('task', q.search), contains('createdBy', q.search)];
+    const any: WhereOptions<Job>[] = [contains(db, 'task', q.search), contains(db, 'createdBy', q.search)];
     if (id !== undefined) any.unshift({ id: Number(id) });
     all.push({ [Op.or]: any } as WhereOptions<Job>);
   }
@@ -112,7 +116,7 @@ function listWhere(viewer: Viewer, q: Omit<JobListQuery, 'limit' | 'offset'>): W
 /** Newest first, owner-scoped (listWhere). */
 export async function listVisibleJobs(db: Database, viewer: Viewer, q: JobListQuery): Promise<Job[]> {
   return db.models.Job.findAll({
-    where: listWhere(viewer, q),
+    where: listWhere(db, viewer, q),
     order: [['id', 'DESC']],
     limit: q.limit,
     offset: q.offset,
@@ -129,7 +133,7 @@ export async function countVisibleJobs(
 ): Promise<StatusCounts> {
   const rows = (await db.models.Job.findAll({
     attributes: ['status', [fn('COUNT', col('id')), 'n']],
-    where: listWhere(viewer, q),
+    where: listWhere(db, viewer, q),
     group: ['status'],
     raw: true,
   })) as unknown as { status: JobStatusName; n: number | string }[];

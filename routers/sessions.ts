@@ -80,11 +80,10 @@ class ExpiringSequelizeStore extends SequelizeStore {
 
   override get(sid: string, callback: (err: unknown, session?: SessionData | null) => void): void {
     this.db.sequelize
-      .query<SessionJoinRow>(
-        `SELECT s.data, s.expires, s.lastSeenAt, u.id AS uid, u.username, u.isAdmin
-           FROM Sessions s LEFT JOIN Users u ON u.id = s.userId WHERE s.sid = ?`,
-        { replacements: [sid], type: QueryTypes.SELECT },
-      )
+      .query<SessionJoinRow>(this.db.driver.statements.sessionWithUser, {
+        replacements: { sid },
+        type: QueryTypes.SELECT,
+      })
       .then(
         ([row]) => {
           if (!row || row.data === null) return callback(null, null);
@@ -160,8 +159,10 @@ export function resolveSessionSecret(config: Config): string {
     }
     return configured;
   }
-  if (config.database.dialect === 'mysql') {
-    throw new ConfigError('SESSION_SECRET is required with MySQL (at least 32 characters, e.g. openssl rand -hex 32)');
+  if (config.database.dialect !== 'sqlite') {
+    throw new ConfigError(
+      `SESSION_SECRET is required with ${config.database.dialect === 'mysql' ? 'MySQL' : 'PostgreSQL'} (at least 32 characters, e.g. openssl rand -hex 32)`,
+    );
   }
   const file = `${config.database.storage}.session-secret`;
   const existing = readSecret(file);

@@ -2,6 +2,7 @@
 // timers live beside it: lease-keeper.ts (renewal, cancel, lost jobs), reaper.ts (others' dead jobs).
 import type { RunnerConfig, TestCrashPoint } from '../config';
 import { silentLogger, type Logger } from '../log';
+import { DueListener } from '../models/due-notices';
 import { NudgeListener } from '../models/nudge';
 import type { ClaimedJob, Queue } from '../models/queue';
 import { DbHealth } from './db-health';
@@ -57,6 +58,8 @@ export class Runner {
   private readonly unobserve: () => void;
   /** Opened by run() in daemon mode (JOB_RUNNER_NUDGE_ADDRESS): enqueuers wake the claim loop through it. */
   private nudges: NudgeListener | null = null;
+  /** Opened by run() in daemon mode instead, where the database tells of due jobs (PostgreSQL LISTEN). */
+  private notices: DueListener | null = null;
 
   constructor(options: RunnerOptions) {
     const { queue, config } = options;
@@ -249,10 +252,23 @@ export class Runner {
     return due;
   }
 
-  /** Daemon mode: listens for wake-up nudges (JOB_RUNNER_NUDGE_ADDRESS); without them, polling alone. */
+  /**
+   * Daemon mode: LISTENs where the database tells of due jobs (PostgreSQL), else listens for wake-up
+   * nudges (JOB_RUNNER_NUDGE_ADDRESS); without either, polling alone.
+   */
   private async listenForNudges(): Promise<void> {
+    if (this.once) return;
+    if (this.queue.db.driver.dueNotice) {
+      this.notices = await DueListener.open(
+        this.queue.db,
+        () => this.nap.wake(),
+        (message) => this.log.warn(message),
+      );
+      this.log.info(`wake-up notices: LISTEN ${this.queue.db.driver.dueNotice.channel}`);
+      return;
+    }
     const address = this.config.nudgeAddress;
-    if (this.once || address === null) return;
+    if (address === null) return;
     try {
       this.nudges = await NudgeListener.open(address, () => this.nap.wake());
       this.log.info(`wake-up nudges on udp ${address}:${this.nudges.target.port}`);
@@ -335,6 +351,7 @@ export class Runner {
 
   private close(): void {
     this.nudges?.close();
+    void this.notices?.close();
     this.jobContext.launcher?.close();
     this.unobserve();
     this.state = 'closed';

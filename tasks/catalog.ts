@@ -75,7 +75,7 @@ const SCALAR_TYPES: ScalarType[] = ['string', 'integer', 'number', 'boolean'];
 const RESERVED_ENV = ['JOB_ID', 'JOB_TASK', 'JOB_CREATED_BY'];
 /** Runner secrets that `passEnv` may never hand to a job. */
 const FORBIDDEN_PASS_ENV =
-  /^(MYSQL_|JOBS_SQLITE_|SESSION_SECRET$|METRICS_TOKEN$|NOTIFY_SOCKET$|WATCHDOG_|CREDENTIALS_DIRECTORY$)/;
+  /^(MYSQL_|POSTGRES_|PG[A-Z]+$|JOBS_SQLITE_|SESSION_SECRET$|METRICS_TOKEN$|NOTIFY_SOCKET$|WATCHDOG_|CREDENTIALS_DIRECTORY$)/;
 
 /** A param's words for the form: its label and the help text under its field (each optional). */
 const PARAM_TEXT_MAX = { title: 100, description: 1000 };

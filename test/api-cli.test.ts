@@ -163,7 +163,9 @@ describe('container-jobs start', () => {
     try {
       const [, password] = await daemon.waitFor(/admin password \(shown once\): (\S+)/);
       const [, url] = await daemon.waitFor(/API listening on (http:\/\/\S+);/);
-      expect(daemon.lines[0]).toMatch(ctx.database.dialect === 'mysql' ? /MySQL/ : /SQLite/);
+      expect(daemon.lines[0]).toMatch(
+        { mysql: /MySQL/, postgres: /PostgreSQL/, sqlite: /SQLite/ }[ctx.database.dialect],
+      );
       const agent = request.agent(url);
       await agent.get('/health').expect(200);
       await agent.post('/login').set('Origin', url).send({ username: 'admin', password }).expect(200);
@@ -191,15 +193,25 @@ describe('container-jobs start', () => {
     expect(await ctx.db.models.User.count()).toBe(1);
   });
 
-  test('a configuration error exits 78: SESSION_SECRET missing with MySQL, a broken task file', () => {
+  test('a configuration error exits 78: SESSION_SECRET missing with MySQL or PostgreSQL, a broken task file', () => {
     const mysql = cli(['start'], '', {
       MYSQL_HOST: '127.0.0.1',
       MYSQL_USER: 'nobody',
       MYSQL_DATABASE: 'nothing',
+      POSTGRES_HOST: '',
       SESSION_SECRET: '',
     });
     expect(mysql.status).toBe(78);
-    expect(mysql.stderr).toMatch(/SESSION_SECRET/);
+    expect(mysql.stderr).toMatch(/SESSION_SECRET is required with MySQL/);
+    const postgres = cli(['start'], '', {
+      MYSQL_HOST: '',
+      POSTGRES_HOST: '127.0.0.1',
+      POSTGRES_USER: 'nobody',
+      POSTGRES_DATABASE: 'nothing',
+      SESSION_SECRET: '',
+    });
+    expect(postgres.status).toBe(78);
+    expect(postgres.stderr).toMatch(/SESSION_SECRET is required with PostgreSQL/);
     const broken = path.join(tmp, 'broken-tasks.json');
     fs.writeFileSync(broken, '{"tasks": {"x": {"argv": []}}}');
     const tasks = cli(['start'], '', { JOB_TASKS_FILE: broken });
@@ -214,7 +226,11 @@ describe('server.ts', () => {
     try {
       const [, url] = await daemon.waitFor(/listening on (http:\/\/\S+)/);
       expect(daemon.lines[0]).toMatch(
-        ctx.database.dialect === 'mysql' ? /^server: database: MySQL/ : /^server: database: embedded SQLite/,
+        {
+          mysql: /^server: database: MySQL/,
+          postgres: /^server: database: PostgreSQL/,
+          sqlite: /^server: database: embedded SQLite/,
+        }[ctx.database.dialect],
       );
       await request(url).get('/health').expect(200);
       await request(url).get('/jobs').expect(401);

@@ -1,8 +1,8 @@
 // What the web UI's dashboard reads (README, "Web UI"): GET /jobs searched (`q=`), filtered by task and
 // counted by status (`counts=true`), owner-scoped like the list; a job's whole output as a text file
 // (GET /jobs/:id/log.txt); and the icon at /favicon.ico.
-import { QueryTypes } from 'sequelize';
 import { insertOutput, setStatus, useApi, type Agent } from './helpers/api';
+import { sqlOf } from './helpers/database';
 
 const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
@@ -14,12 +14,11 @@ interface ListBody {
 
 /** A job inserted as `createdBy` with task `task` (any name: the list does not check the task file). */
 async function insertJob(createdBy: string | null, task = 'greet', status = 'success'): Promise<number> {
-  const [id] = (await ctx.db.sequelize.query(
+  return sqlOf(ctx.db).insert(
     `INSERT INTO Jobs (task, params, command, createdBy, status, runAt, createdAt, updatedAt)
      VALUES (?, '{}', 'true', ?, ?, '2100-01-01 00:00:00', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`,
-    { type: QueryTypes.INSERT, replacements: [task, createdBy, status] },
-  )) as unknown as [number, number];
-  return Number(id);
+    [task, createdBy, status],
+  );
 }
 
 const list = async (agent: Agent, query: string): Promise<ListBody> =>

@@ -5,6 +5,7 @@ import { createApiToken } from '../models/users';
 import { createJobsRouter, silentLogger } from '../routers';
 import { TaskCatalog } from '../tasks/catalog';
 import { count, insertOutput, setStatus, TASKS_FILE, useApi, type Agent } from './helpers/api';
+import { sqlOf } from './helpers/database';
 
 const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
@@ -387,7 +388,7 @@ describe('POST /jobs/:id/cancel', () => {
 
   test('a running job gets a cancel request: 200 {id, status: running}', async () => {
     const id = await createJob(ctx.as.alice);
-    await ctx.db.sequelize.query("UPDATE Jobs SET status = 'running', runnerId = 'r1' WHERE id = ?", {
+    await sqlOf(ctx.db).query("UPDATE Jobs SET status = 'running', runnerId = 'r1' WHERE id = ?", {
       replacements: [id],
     });
     const res = await cancel(ctx.as.alice, id).send({}).expect(200);

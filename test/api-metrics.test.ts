@@ -7,7 +7,7 @@ import type { Database } from '../models/database';
 import { createApiToken } from '../models/users';
 import { RunnerMetrics } from '../runner/metrics';
 import { addUser, login, startApi, type Agent, type Api } from './helpers/api';
-import { freshDatabase } from './helpers/database';
+import { freshDatabase, sqlOf } from './helpers/database';
 import { insertJob, runOnce } from './helpers/runner';
 
 /** A report as some other writer may have stored it: the scrape must survive any shape. */
@@ -46,9 +46,9 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await db.sequelize.query('DELETE FROM JobStatuses');
-  await db.sequelize.query('DELETE FROM Jobs');
-  await db.sequelize.query('DELETE FROM JobRunners');
+  await sqlOf(db).query('DELETE FROM JobStatuses');
+  await sqlOf(db).query('DELETE FROM Jobs');
+  await sqlOf(db).query('DELETE FROM JobRunners');
 });
 
 /** `name{labels} value` lines of an exposition, as a map from `name{labels}` to the value. */
@@ -104,10 +104,12 @@ describe('who may read /metrics', () => {
 
 /** Moves a job's runAt `seconds` from now on the database clock (negative: into the past). */
 async function setRunAt(id: number, seconds: number): Promise<void> {
-  await db.sequelize.query(
+  await sqlOf(db).query(
     db.dialect === 'mysql'
       ? `UPDATE Jobs SET runAt = NOW(3) + INTERVAL ${seconds} SECOND WHERE id = ?`
-      : `UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '${seconds} seconds') WHERE id = ?`,
+      : db.dialect === 'postgres'
+        ? `UPDATE Jobs SET runAt = ${db.driver.now} + interval '${seconds} seconds' WHERE id = ?`
+        : `UPDATE Jobs SET runAt = strftime('%Y-%m-%d %H:%M:%f', 'now', '${seconds} seconds') WHERE id = ?`,
     { replacements: [id] },
   );
 }
@@ -119,9 +121,9 @@ describe('what /metrics shows', () => {
     await insertJob(db, 'hello', { times: 1 });
     await setRunAt(await insertJob(db, 'hello', { times: 1 }), 3600);
     const running = await insertJob(db, 'hello', { times: 1 });
-    await db.sequelize.query("UPDATE Jobs SET status = 'running' WHERE id = ?", { replacements: [running] });
+    await sqlOf(db).query("UPDATE Jobs SET status = 'running' WHERE id = ?", { replacements: [running] });
     const done = await insertJob(db, 'hello', { times: 1 });
-    await db.sequelize.query("UPDATE Jobs SET status = 'failure' WHERE id = ?", { replacements: [done] });
+    await sqlOf(db).query("UPDATE Jobs SET status = 'failure' WHERE id = ?", { replacements: [done] });
 
     const m = await scrape();
     expect(m.get('container_jobs_pending_jobs')).toBe(3);
@@ -272,7 +274,7 @@ describe('several runners in one scrape', () => {
         ],
       }),
     );
-    await db.sequelize.query("UPDATE JobRunners SET report = 'not json' WHERE id = 'old-runner'");
+    await sqlOf(db).query("UPDATE JobRunners SET report = 'not json' WHERE id = 'old-runner'");
     const m = await scrape();
     expect(m.get('container_jobs_runners')).toBe(4);
     expect(seriesOf(m, 'container_jobs_runners')).toEqual(['container_jobs_runners']);

@@ -1,10 +1,9 @@
 // POST /jobs/:id/retry and /rerun (README, "Retries"): who may, in which states, what the job JSON
 // says about attempts, and the same write rules (CSRF, content type, bearer) as cancel.
 import path from 'node:path';
-import { QueryTypes } from 'sequelize';
 import { createApiToken } from '../models/users';
 import { count, useApi, type Agent } from './helpers/api';
-import { ROOT } from './helpers/database';
+import { ROOT, sqlOf } from './helpers/database';
 
 const TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'retry', 'tasks.json');
 const ctx = useApi({ users: { alice: false, bob: false, root: true }, tasksFile: TASKS_FILE });
@@ -23,7 +22,7 @@ async function createJob(agent: Agent, body: object = FLAKY): Promise<number> {
 
 /** Ends a job by SQL as a runner would have: `status`, with its error (and lastError for a failure). */
 async function endJob(id: number, status: string, error: string | null = null, exitCode: number | null = null) {
-  await ctx.db.sequelize.query(
+  await sqlOf(ctx.db).query(
     `UPDATE Jobs SET status = :status, error = :error, exitCode = :exitCode, runnerId = 'r1',
        lastError = CASE WHEN :status = 'failure' THEN :error ELSE lastError END,
        startedAt = createdAt, finishedAt = createdAt WHERE id = :id`,
@@ -44,14 +43,13 @@ async function jobJson(id: number) {
 
 /** A job inserted by plain SQL (a task or params the API would not take today). */
 async function insertJob(task: string, params: object, createdBy: string | null, status: string): Promise<number> {
-  const [id] = (await ctx.db.sequelize.query(
-    `INSERT INTO Jobs (task, params, createdBy, status, error) VALUES (?, ?, ?, ?, ?)`,
-    {
-      type: QueryTypes.INSERT,
-      replacements: [task, JSON.stringify(params), createdBy, status, status === 'failure' ? 'exit_code' : null],
-    },
-  )) as unknown as [number, number];
-  return Number(id);
+  return sqlOf(ctx.db).insert(`INSERT INTO Jobs (task, params, createdBy, status, error) VALUES (?, ?, ?, ?, ?)`, [
+    task,
+    JSON.stringify(params),
+    createdBy,
+    status,
+    status === 'failure' ? 'exit_code' : null,
+  ]);
 }
 
 describe('job JSON', () => {

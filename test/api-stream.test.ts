@@ -10,6 +10,7 @@ import {
   type Agent,
   type SseEvent,
 } from './helpers/api';
+import { sqlOf } from './helpers/database';
 
 const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
@@ -66,7 +67,7 @@ describe('GET /jobs/:id/stream', () => {
     // The stream is open and has seen the job pending before anything is written.
     const first = await stream.waitFor((e) => e.event === 'status');
     expect(JSON.parse(first.data)).toEqual({ status: 'pending', exitCode: null, error: null });
-    await ctx.db.sequelize.query("UPDATE Jobs SET status = 'running', runnerId = 'test' WHERE id = ?", {
+    await sqlOf(ctx.db).query("UPDATE Jobs SET status = 'running', runnerId = 'test' WHERE id = ?", {
       replacements: [id],
     });
     const expected: string[] = [];
@@ -80,11 +81,11 @@ describe('GET /jobs/:id/stream', () => {
     }
     // The last rows and the outcome land in one transaction, as the runner's finishJob writes them.
     await ctx.db.sequelize.transaction(async (transaction) => {
-      await ctx.db.sequelize.query(
+      await sqlOf(ctx.db).query(
         'INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (?, ?, ?, ?), (?, ?, ?, ?)',
         { replacements: [id, seq, 'stdout', 'last words', id, seq + 1, 'system', 'exited 0'], transaction },
       );
-      await ctx.db.sequelize.query("UPDATE Jobs SET status = 'success', exitCode = 0 WHERE id = ?", {
+      await sqlOf(ctx.db).query("UPDATE Jobs SET status = 'success', exitCode = 0 WHERE id = ?", {
         replacements: [id],
         transaction,
       });

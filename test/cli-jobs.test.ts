@@ -11,7 +11,7 @@ import { fireSchedule, registerSchedules } from '../models/schedules';
 import { TaskCatalog } from '../tasks/catalog';
 import { checkJobRequest, type JobRequest } from '../tasks/job-request';
 import { runScript, serviceEnv, show } from './helpers/cli';
-import { ROOT, databaseEnv, useDatabase } from './helpers/database';
+import { ROOT, databaseEnv, useDatabase, sqlOf } from './helpers/database';
 import { runOnce, statusRows } from './helpers/runner';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'cli-jobs');
@@ -68,7 +68,7 @@ function runJobs(): Promise<string[]> {
 }
 
 function select<T extends object>(sql: string, replacements: unknown[] = []): Promise<T[]> {
-  return suite.db.sequelize.query<T>(sql, { type: QueryTypes.SELECT, replacements });
+  return sqlOf(suite.db).query<T>(sql, { type: QueryTypes.SELECT, replacements });
 }
 
 interface JobRow {
@@ -326,7 +326,7 @@ describe('container-jobs job show', () => {
   it("shows control characters of a job's output escaped, and as they are in --json", async () => {
     const id = await enqueue('lines', { count: 1 }, 'alice');
     const text = '\x1b[31mred\x1b[0m\rover\ttab\x07';
-    await suite.db.sequelize.query(
+    await sqlOf(suite.db).query(
       "INSERT INTO JobStatuses (jobId, seq, stream, output, createdAt, updatedAt) VALUES (?, 1, 'stdout', ?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
       { replacements: [id, text] },
     );

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { authenticateApiToken, createApiToken, verifyCredentials } from '../models/users';
 import { addUser, count, login, password, useApi } from './helpers/api';
 import { runScript, serviceEnv, show } from './helpers/cli';
-import { ROOT, databaseEnv } from './helpers/database';
+import { ROOT, databaseEnv, sqlOf } from './helpers/database';
 
 const ctx = useApi();
 
@@ -36,7 +36,7 @@ function refused(args: string[], status: number, message: RegExp): void {
 }
 
 async function insertJob(owner: string): Promise<void> {
-  await ctx.db.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('greet', '{}', ?)", {
+  await sqlOf(ctx.db).query("INSERT INTO Jobs (task, params, createdBy) VALUES ('greet', '{}', ?)", {
     replacements: [owner],
   });
 }

@@ -5,10 +5,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../config';
-import { createDatabase, recreateMysqlDatabase, withMysqlServer, type Database } from '../models/database';
+import {
+  createDatabase,
+  recreateServerDatabase,
+  withMysqlServer,
+  withPostgresServer,
+  type Database,
+} from '../models/database';
 import { parseJsonColumn } from '../models/models';
 import { runScript, serviceEnv, show } from './helpers/cli';
-import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig } from './helpers/database';
+import { ROOT, databaseEnv, dialect, freshDatabase, testDatabaseConfig, sqlOf } from './helpers/database';
 
 const worker = process.env.JEST_WORKER_ID ?? '0';
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'cli-tasks');
@@ -43,12 +49,12 @@ function sequelizeCli(args: string[], database: DatabaseConfig): SpawnSyncReturn
   return runScript(path.join('node_modules', '.bin', 'sequelize-cli'), args, envFor(database));
 }
 
-/** A database with no tables at all: a temp SQLite file, or a dropped and recreated MySQL database. */
+/** A database with no tables at all: a temp SQLite file, or a dropped and recreated server database. */
 async function emptyDatabase(suffix: string): Promise<DatabaseConfig> {
   if (dialect === 'sqlite') return { dialect: 'sqlite', storage: path.join(tmp, `${suffix}.sqlite`) };
   const target = testDatabaseConfig(`cj_test_cli_w${worker}_${suffix}`);
-  if (target.dialect !== 'mysql') throw new Error('expected a MySQL configuration');
-  await recreateMysqlDatabase(target);
+  if (target.dialect === 'sqlite') throw new Error('expected a server configuration');
+  await recreateServerDatabase(target);
   extraMysqlDatabases.push(target.database);
   return target;
 }
@@ -56,7 +62,7 @@ async function emptyDatabase(suffix: string): Promise<DatabaseConfig> {
 async function metaNames(database: DatabaseConfig): Promise<string[]> {
   const handle = createDatabase(database);
   try {
-    const rows = await handle.sequelize.query<{ name: string }>('SELECT name FROM SequelizeMeta ORDER BY name', {
+    const rows = await sqlOf(handle).query<{ name: string }>('SELECT name FROM SequelizeMeta ORDER BY name', {
       type: QueryTypes.SELECT,
     });
     return rows.map((r) => r.name);
@@ -66,7 +72,7 @@ async function metaNames(database: DatabaseConfig): Promise<string[]> {
 }
 
 async function jobCount(): Promise<number> {
-  const [row] = await db.sequelize.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM Jobs', {
+  const [row] = await sqlOf(db).query<{ n: number | string }>('SELECT COUNT(*) AS n FROM Jobs', {
     type: QueryTypes.SELECT,
   });
   return Number(row.n);
@@ -83,7 +89,7 @@ interface JobRow {
 }
 
 async function jobRow(id: number): Promise<JobRow | undefined> {
-  const [row] = await db.sequelize.query<JobRow>(
+  const [row] = await sqlOf(db).query<JobRow>(
     'SELECT id, task, params, command, status, createdBy, priority FROM Jobs WHERE id = :id',
     { type: QueryTypes.SELECT, replacements: { id } },
   );
@@ -95,7 +101,7 @@ beforeAll(async () => {
     throw new Error('dist/cli.js is missing: run "npm run build" first (npm test does it as pretest)');
   }
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-cli-'));
-  if (dialect === 'mysql') {
+  if (dialect !== 'sqlite') {
     ({ db, config } = await freshDatabase(`cj_test_cli_w${worker}`));
   } else {
     config = { dialect: 'sqlite', storage: path.join(tmp, 'jobs.sqlite') };
@@ -110,6 +116,11 @@ afterAll(async () => {
   if (extraMysqlDatabases.length > 0 && config.dialect === 'mysql') {
     await withMysqlServer(config, async (server) => {
       for (const name of extraMysqlDatabases) await server.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    });
+  }
+  if (extraMysqlDatabases.length > 0 && config.dialect === 'postgres') {
+    await withPostgresServer(config, async (server) => {
+      for (const name of extraMysqlDatabases) await server.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
     });
   }
   if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
@@ -128,7 +139,7 @@ describe('container-jobs migrate', () => {
     expect(second.stdout).toMatch(/nothing to migrate/);
     expect(second.stdout).not.toMatch(/applied/);
     // The first log line says which database it uses.
-    expect(second.stderr.split('\n')[0]).toMatch(dialect === 'mysql' ? /MySQL/ : /SQLite/);
+    expect(second.stderr.split('\n')[0]).toMatch({ mysql: /MySQL/, postgres: /PostgreSQL/, sqlite: /SQLite/ }[dialect]);
     expect(await metaNames(database)).toEqual(MIGRATION_NAMES);
   });
 

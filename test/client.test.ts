@@ -8,7 +8,7 @@ import { QueryTypes, type Sequelize } from 'sequelize';
 import { createJobClient, EnqueueError, type ClientJobRequest, type JobClient } from '../index';
 import { createDatabase, type Database } from '../models/database';
 import { Queue } from '../models/queue';
-import { useDatabase } from './helpers/database';
+import { useDatabase, sqlOf } from './helpers/database';
 import { jobRow, RUNNER_TASKS_FILE, runOnce } from './helpers/runner';
 import { dbNow, toMs } from './queue/harness';
 
@@ -22,7 +22,12 @@ beforeAll(async () => {
   // The host's own handle on the database the runners poll, as the container-creator has.
   host = createDatabase(suite.database);
   sequelize = host.sequelize;
-  const id = host.dialect === 'mysql' ? 'INT AUTO_INCREMENT PRIMARY KEY' : 'INTEGER PRIMARY KEY AUTOINCREMENT';
+  const id =
+    host.dialect === 'mysql'
+      ? 'INT AUTO_INCREMENT PRIMARY KEY'
+      : host.dialect === 'postgres'
+        ? 'SERIAL PRIMARY KEY'
+        : 'INTEGER PRIMARY KEY AUTOINCREMENT';
   await sequelize.query(`CREATE TABLE IF NOT EXISTS Containers (id ${id}, name VARCHAR(100) NOT NULL)`);
   client = createJobClient({ sequelize, tasksFile: RUNNER_TASKS_FILE });
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-client-'));
@@ -38,7 +43,9 @@ beforeEach(async () => {
 });
 
 async function rows(table: string): Promise<number> {
-  const [row] = await suite.db.sequelize.query<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`, {
+  // The host's own table is named unquoted everywhere (PostgreSQL folds it to containers, consistently).
+  const text = `SELECT COUNT(*) AS n FROM ${table}`;
+  const [row] = await (table === 'Containers' ? suite.db.sequelize : sqlOf(suite.db)).query<{ n: number }>(text, {
     type: QueryTypes.SELECT,
   });
   return Number(row.n);
@@ -84,7 +91,7 @@ describe('in the host’s transaction', () => {
 
     expect(enqueued).toEqual({ id: expect.any(Number), status: 'pending', replayed: false });
     expect(await rows('Containers')).toBe(1);
-    const [job] = await suite.db.sequelize.query<{
+    const [job] = await sqlOf(suite.db).query<{
       task: string;
       createdBy: string;
       groupKey: string;
@@ -165,7 +172,7 @@ describe('enqueueMany', () => {
     const ids = enqueued.map((e) => e.id);
     expect([...ids].sort((x, y) => x - y)).toEqual(ids);
     expect(new Set(ids).size).toBe(ids.length);
-    const stored = await suite.db.sequelize.query<{ id: number; task: string; params: unknown; groupKey: string }>(
+    const stored = await sqlOf(suite.db).query<{ id: number; task: string; params: unknown; groupKey: string }>(
       'SELECT id, task, params, groupKey FROM Jobs ORDER BY id',
       { type: QueryTypes.SELECT },
     );

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, EX_CONFIG, loadConfig } from '../config';
+import { ConfigError, EX_CONFIG, databaseEnv, describeDatabase, loadConfig } from '../config';
 
 const ROOT = path.resolve(__dirname, '..');
 
@@ -110,6 +110,63 @@ describe('loadConfig with values set', () => {
   it('reads MYSQL_PORT and an absent MYSQL_PASSWORD is empty', () => {
     const config = loadConfig({ MYSQL_HOST: 'h', MYSQL_PORT: '3307', MYSQL_USER: 'u', MYSQL_DATABASE: 'd' });
     expect(config.database).toMatchObject({ dialect: 'mysql', port: 3307, password: '' });
+  });
+
+  it('switches to PostgreSQL when POSTGRES_HOST is set, with port 5432 by default', () => {
+    const config = loadConfig({
+      POSTGRES_HOST: 'pg.example',
+      POSTGRES_USER: 'jobs',
+      POSTGRES_PASSWORD: 'pw',
+      POSTGRES_DATABASE: 'cj',
+    });
+    expect(config.database).toEqual({
+      dialect: 'postgres',
+      host: 'pg.example',
+      port: 5432,
+      user: 'jobs',
+      password: 'pw',
+      database: 'cj',
+    });
+    expect(describeDatabase(config.database)).toBe('database: PostgreSQL jobs@pg.example:5432/cj');
+    const other = loadConfig({ POSTGRES_HOST: 'h', POSTGRES_PORT: '5433', POSTGRES_USER: 'u', POSTGRES_DATABASE: 'd' });
+    expect(other.database).toMatchObject({ dialect: 'postgres', port: 5433, password: '' });
+  });
+
+  it('MYSQL_HOST and POSTGRES_HOST together are a configuration error; so is a POSTGRES_* part without its host', () => {
+    const both = {
+      MYSQL_HOST: 'db',
+      MYSQL_USER: 'u',
+      MYSQL_DATABASE: 'd',
+      POSTGRES_HOST: 'pg',
+      POSTGRES_USER: 'u',
+      POSTGRES_DATABASE: 'd',
+    };
+    expect(() => loadConfig(both)).toThrow(ConfigError);
+    expect(() => loadConfig(both)).toThrow(/MYSQL_HOST and POSTGRES_HOST are both set/);
+    expect(() => loadConfig({ POSTGRES_HOST: 'pg', POSTGRES_DATABASE: 'd' })).toThrow(/POSTGRES_USER is required/);
+    expect(() => loadConfig({ POSTGRES_HOST: 'pg', POSTGRES_USER: 'u' })).toThrow(/POSTGRES_DATABASE is required/);
+    expect(() => loadConfig({ POSTGRES_USER: 'u' })).toThrow(/POSTGRES_USER is set but POSTGRES_HOST is not/);
+    expect(() =>
+      loadConfig({ POSTGRES_HOST: 'pg', POSTGRES_USER: 'u', POSTGRES_DATABASE: 'd', POSTGRES_PORT: 'x' }),
+    ).toThrow(/POSTGRES_PORT/);
+  });
+
+  it('databaseEnv gives a child only the chosen database: the other host is blanked, and it reads back the same', () => {
+    const postgres = loadConfig({
+      POSTGRES_HOST: 'pg',
+      POSTGRES_USER: 'u',
+      POSTGRES_PASSWORD: 'p',
+      POSTGRES_DATABASE: 'd',
+    });
+    const env = databaseEnv(postgres.database);
+    expect(env).toMatchObject({ MYSQL_HOST: '', POSTGRES_HOST: 'pg', POSTGRES_PORT: '5432', POSTGRES_PASSWORD: 'p' });
+    // What CI's environment has (both databases) under what the child is given: the chosen one wins.
+    const inherited = { MYSQL_HOST: 'db', MYSQL_USER: 'u', MYSQL_DATABASE: 'd' };
+    expect(loadConfig({ ...inherited, ...env }).database).toEqual(postgres.database);
+    const mysql = loadConfig({ ...inherited, POSTGRES_HOST: '' }).database;
+    expect(loadConfig({ POSTGRES_HOST: 'pg', POSTGRES_USER: 'u', ...databaseEnv(mysql) }).database).toEqual(mysql);
+    const sqlite = loadConfig({}).database;
+    expect(loadConfig({ ...inherited, POSTGRES_HOST: 'pg', ...databaseEnv(sqlite) }).database).toEqual(sqlite);
   });
 
   it('reads every other variable', () => {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import { FALLBACK_OWNER, defaultOwner } from '../cli-common';
 import { runJobRunnerOnce, runScript, serviceEnv, show } from './helpers/cli';
-import { ROOT, databaseEnv, useDatabase } from './helpers/database';
+import { ROOT, databaseEnv, useDatabase, sqlOf } from './helpers/database';
 
 /** Tasks `ok`, `fail`, `wait` (runs until stopped) and `wipe` (admins only). */
 const TASKS = path.join(ROOT, 'test', 'fixtures', 'first-minutes', 'tasks.json');
@@ -38,7 +38,7 @@ function ok(args: string[], input = ''): string {
 }
 
 async function select<T extends object>(sql: string, replacements: unknown[] = []): Promise<T[]> {
-  return suite.db.sequelize.query<T>(sql, { type: QueryTypes.SELECT, replacements });
+  return sqlOf(suite.db).query<T>(sql, { type: QueryTypes.SELECT, replacements });
 }
 
 async function count(table: string): Promise<number> {
@@ -173,7 +173,7 @@ describe('job-runner --once says what it ran', () => {
 
   it('ends with "once: ran N job(s): S succeeded, F failed, C cancelled", counting only its own', async () => {
     // Finished long ago under the same runner id: not this process's work.
-    await suite.db.sequelize.query(
+    await sqlOf(suite.db).query(
       `INSERT INTO Jobs (task, params, createdBy, status, runnerId, startedAt, finishedAt)
        VALUES ('ok', '{}', 'old', 'success', ?, ?, ?)`,
       { replacements: [RUNNER_ID, daysAgo(2), daysAgo(2)] },
@@ -203,16 +203,15 @@ describe('job-runner --once says what it ran', () => {
 
 describe('prune --dry-run', () => {
   async function finishedJob(days: number, lines: number, status = 'success'): Promise<void> {
-    await suite.db.sequelize.query(
+    await sqlOf(suite.db).query(
       'INSERT INTO Jobs (task, params, createdBy, status, finishedAt) VALUES (?, ?, ?, ?, ?)',
       { replacements: ['ok', '{}', 'alice', status, status === 'pending' ? null : daysAgo(days)] },
     );
     const [{ id }] = await select<{ id: number }>('SELECT MAX(id) AS id FROM Jobs');
     for (let seq = 1; seq <= lines; seq++) {
-      await suite.db.sequelize.query(
-        "INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (?, ?, 'stdout', 'x')",
-        { replacements: [id, seq] },
-      );
+      await sqlOf(suite.db).query("INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (?, ?, 'stdout', 'x')", {
+        replacements: [id, seq],
+      });
     }
   }
 
@@ -221,7 +220,7 @@ describe('prune --dry-run', () => {
     await finishedJob(31, 2, 'failure');
     await finishedJob(5, 4); // too recent
     await finishedJob(0, 1, 'pending'); // never pruned
-    await suite.db.sequelize.query("INSERT INTO JobRunners (id, seenAt, report) VALUES ('gone:1', ?, '{}')", {
+    await sqlOf(suite.db).query("INSERT INTO JobRunners (id, seenAt, report) VALUES ('gone:1', ?, '{}')", {
       replacements: [daysAgo(40)],
     });
     const before = [await count('Jobs'), await count('JobStatuses'), await count('JobRunners')];

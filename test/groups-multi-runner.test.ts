@@ -11,7 +11,7 @@ import type { Database } from '../models/database';
 import { Queue } from '../models/queue';
 import { TaskCatalog } from '../tasks/catalog';
 import { checkJobRequest } from '../tasks/job-request';
-import { ROOT, databaseEnv, freshDatabase } from './helpers/database';
+import { ROOT, databaseEnv, freshDatabase, sqlOf } from './helpers/database';
 import { RUNNER_TASKS_FILE, killQuietly, waitFor } from './helpers/runner';
 import { toMs } from './queue/harness';
 
@@ -127,7 +127,7 @@ test(`${RUNNERS} runner processes × 4 slots run ${JOBS} jobs of ${GROUPS} group
   for (let i = half; i < JOBS; i++) remember([(await queue.enqueue(requests[i])).id], i);
 
   const unfinished = async () => {
-    const [row] = await db.sequelize.query<{ n: number }>(
+    const [row] = await sqlOf(db).query<{ n: number }>(
       "SELECT COUNT(*) AS n FROM Jobs WHERE status IN ('pending', 'running')",
       { type: QueryTypes.SELECT },
     );
@@ -143,7 +143,7 @@ test(`${RUNNERS} runner processes × 4 slots run ${JOBS} jobs of ${GROUPS} group
 
   // Every job succeeded, and ran exactly once.
   const jobs = (
-    await db.sequelize.query<{
+    await sqlOf(db).query<{
       id: number;
       status: string;
       groupKey: string;

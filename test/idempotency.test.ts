@@ -1,6 +1,7 @@
 // POST /jobs with an Idempotency-Key (README, "Idempotency keys"): the first request makes the job, a
 // repeat replays it (also when many race), other params conflict, keys are per user, bad keys are 400.
 import { count, useApi, type Agent } from './helpers/api';
+import { sqlOf } from './helpers/database';
 
 const ctx = useApi({ users: { alice: false, bob: false, root: true } });
 
@@ -13,7 +14,7 @@ function postJob(agent: Agent, key: string | null, body: object = GREET) {
 
 /** Opens the pool's connections, as on a busy server: racers then start together, not a connect apart. */
 async function warmPool(): Promise<void> {
-  await Promise.all(Array.from({ length: 20 }, () => ctx.db.sequelize.query('SELECT 1')));
+  await Promise.all(Array.from({ length: 20 }, () => sqlOf(ctx.db).query('SELECT 1')));
 }
 
 async function jobIds(): Promise<number[]> {

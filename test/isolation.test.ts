@@ -5,7 +5,6 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { QueryTypes } from 'sequelize';
 import { ConfigError, loadConfig } from '../config';
 import sqlite3 from 'sqlite3';
 import { findSetpriv } from '../runner/job-process';
@@ -14,7 +13,7 @@ import { resolveSessionSecret } from '../routers/sessions';
 import { parseTaskDocument, TaskFileError } from '../tasks/catalog';
 import { ParamsError, prepareJob } from '../tasks/render';
 import { count, useApi, type Agent } from './helpers/api';
-import { ROOT } from './helpers/database';
+import { ROOT, sqlOf } from './helpers/database';
 import { baseRunnerEnv, insertJob, jobRow, lines, runOnce, statusRows } from './helpers/runner';
 
 const TASKS = path.join(ROOT, 'test', 'fixtures', 'isolation', 'tasks.json');
@@ -287,11 +286,10 @@ describe('adminOnly, checked again at spawn', () => {
     const ghost = await insertJob(ctx.db, 'admin-echo', {}, { createdBy: 'ghost' });
     const plainUser = await insertJob(ctx.db, 'admin-echo', {}, { createdBy: 'plain' });
     const scheduled = await insertJob(ctx.db, 'admin-echo', {}, { createdBy: 'scheduler' });
-    await ctx.db.sequelize.query('INSERT INTO JobScheduleFires (scheduleName, fireAt, jobId) VALUES (?, ?, ?)', {
-      type: QueryTypes.INSERT,
+    await sqlOf(ctx.db).query('INSERT INTO JobScheduleFires (scheduleName, fireAt, jobId) VALUES (?, ?, ?)', {
       replacements: ['nightly', new Date(), scheduled],
     });
-    await ctx.db.sequelize.query('UPDATE Users SET isAdmin = ? WHERE username = ?', {
+    await sqlOf(ctx.db).query('UPDATE Users SET isAdmin = ? WHERE username = ?', {
       replacements: [false, 'formeradmin'],
     });
 

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { Database } from '../models/database';
 import { runJobRunnerOnce } from './helpers/cli';
-import { ROOT, databaseEnv, dialect, freshDatabase } from './helpers/database';
+import { ROOT, databaseEnv, dialect, freshDatabase, sqlOf } from './helpers/database';
 import type { DatabaseConfig } from '../config';
 
 const RUNNERS = 3;
@@ -46,9 +46,7 @@ test(`${RUNNERS} runners started together with --once drain ${JOBS} jobs, each e
     );
   }
   for (let i = 0; i < values.length; i += 500) {
-    await db.sequelize.query(
-      `INSERT INTO Jobs (task, params, createdBy) VALUES ${values.slice(i, i + 500).join(', ')}`,
-    );
+    await sqlOf(db).query(`INSERT INTO Jobs (task, params, createdBy) VALUES ${values.slice(i, i + 500).join(', ')}`);
   }
 
   const results = await Promise.all(Array.from({ length: RUNNERS }, (_, i) => runRunner(i)));
@@ -57,7 +55,7 @@ test(`${RUNNERS} runners started together with --once drain ${JOBS} jobs, each e
     expect(r.log).not.toMatch(/no longer owned|runner error|unhandled/);
   }
 
-  const jobs = await db.sequelize.query<{
+  const jobs = await sqlOf(db).query<{
     id: number;
     task: string;
     status: string;
@@ -72,7 +70,7 @@ test(`${RUNNERS} runners started together with --once drain ${JOBS} jobs, each e
   // Each "mark" job made its directory once (a second run would have failed on mkdir).
   expect(fs.readdirSync(markDir)).toHaveLength(Math.ceil(JOBS / 2));
 
-  const rows = await db.sequelize.query<{ jobId: number; seq: number; stream: string; output: string }>(
+  const rows = await sqlOf(db).query<{ jobId: number; seq: number; stream: string; output: string }>(
     'SELECT jobId, seq, stream, output FROM JobStatuses ORDER BY jobId, id',
     { type: QueryTypes.SELECT },
   );

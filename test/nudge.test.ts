@@ -1,11 +1,14 @@
 // Wake-up nudges (README, "How an idle runner learns of a job"): whoever enqueues a job due now tells
 // the runners registered in JobRunners, over UDP, with each runner's key; polling stays the fallback.
+// On PostgreSQL the database tells them instead (NOTIFY in the enqueue's transaction, runners LISTEN):
+// the same tests, with a fake runner that LISTENs.
 import dgram from 'node:dgram';
+import pg from 'pg';
 import { QueryTypes } from 'sequelize';
 import { createDatabase } from '../models/database';
 import { NudgeListener, type NudgeTarget } from '../models/nudge';
 import { Queue } from '../models/queue';
-import { useDatabase } from './helpers/database';
+import { useDatabase, sqlOf } from './helpers/database';
 import { createJobClient } from '../index';
 import { insertJob, jobRow, makeRunner, RUNNER_TASKS_FILE, waitFor } from './helpers/runner';
 
@@ -22,8 +25,26 @@ const job = (extra: object = {}) => ({
 /** A listener that counts the nudges it heard, registered as a runner's report says. */
 async function fakeRunner(id = 'fake-runner'): Promise<{ heard: () => number; target: NudgeTarget; close(): void }> {
   let heard = 0;
+  const notice = suite.db.driver.dueNotice;
+  if (notice) {
+    const { host, port, username, password, database } = suite.db.sequelize.config;
+    const client = new pg.Client({
+      host,
+      port: Number(port),
+      user: username,
+      password: password ?? undefined,
+      database,
+    });
+    client.on('notification', (message) => {
+      if (message.channel === notice.channel) heard++;
+    });
+    await client.connect();
+    await client.query(`LISTEN ${notice.channel}`);
+    const target = { address: '127.0.0.1', port: 9, key: '0'.repeat(64) };
+    return { heard: () => heard, target, close: () => void client.end() };
+  }
   const listener = await NudgeListener.open('127.0.0.1', () => heard++);
-  await suite.db.sequelize.query(
+  await sqlOf(suite.db).query(
     'INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (?, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, ?)',
     { replacements: [id, JSON.stringify({ version: 2, metrics: [], nudge: listener.target })] },
   );
@@ -112,7 +133,7 @@ describe('the enqueue side', () => {
 
   test('a retry by hand nudges; runners not seen for a minute and malformed reports are left out', async () => {
     const runner = await fakeRunner('live');
-    await suite.db.sequelize.query(
+    await sqlOf(suite.db).query(
       `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES
         ('old', '2020-01-01 00:00:00', '2020-01-01 00:00:00', ?), ('bad', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, ?)`,
       {
@@ -125,7 +146,7 @@ describe('the enqueue side', () => {
     try {
       const queue = new Queue(suite.db);
       const id = await insertJob(suite.db, 'hello', { times: 1 });
-      await suite.db.sequelize.query("UPDATE Jobs SET status = 'failure', error = 'exit_code' WHERE id = ?", {
+      await sqlOf(suite.db).query("UPDATE Jobs SET status = 'failure', error = 'exit_code' WHERE id = ?", {
         replacements: [id],
       });
       const result = await queue.retryJob(id, 'admin', {}, () => ({ blockOnFailure: false }));
@@ -165,16 +186,20 @@ describe('the runner side', () => {
     try {
       // Its report (with where to nudge it) is written as it starts.
       await waitFor(async () => {
-        const rows = await suite.db.sequelize.query<{ report: string }>('SELECT report FROM JobRunners', {
+        const rows = await sqlOf(suite.db).query<{ report: string }>('SELECT report FROM JobRunners', {
           type: QueryTypes.SELECT,
         });
-        return rows.some((r) => JSON.parse(r.report).nudge !== undefined);
+        return rows.some((r) => suite.db.driver.dueNotice !== null || JSON.parse(r.report).nudge !== undefined);
       });
       const { id } = await new Queue(suite.db).enqueue(job());
       // Long before its next poll: only the nudge can have started it.
       await waitFor(async () => (await jobRow(suite.db, id)).status === 'success', 90_000);
       expect((await jobRow(suite.db, id)).status).toBe('success');
-      expect(logs.join('\n')).toMatch(/wake-up nudges on udp 127\.0\.0\.1:\d+/);
+      expect(logs.join('\n')).toMatch(
+        suite.db.driver.dueNotice
+          ? /wake-up notices: LISTEN container_jobs_due/
+          : /wake-up nudges on udp 127\.0\.0\.1:\d+/,
+      );
     } finally {
       await runner.stop();
       await running;

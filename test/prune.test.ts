@@ -4,7 +4,7 @@ import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../config';
 import { createDatabase, type Database } from '../models/database';
 import { parseDuration, pruneFinishedJobs } from '../models/prune';
-import { dialect, freshDatabase, truncateAll } from './helpers/database';
+import { dialect, freshDatabase, truncateAll, sqlOf } from './helpers/database';
 
 let db: Database;
 let config: DatabaseConfig;
@@ -20,14 +20,14 @@ async function job(status: string, finishedDaysAgo: number | null, outputRows: n
     finishedDaysAgo === null
       ? null
       : new Date(Date.now() - finishedDaysAgo * 86400_000).toISOString().slice(0, 23).replace('T', ' ');
-  await db.sequelize.query('INSERT INTO Jobs (task, params, createdBy, status, finishedAt) VALUES (?, ?, ?, ?, ?)', {
+  await sqlOf(db).query('INSERT INTO Jobs (task, params, createdBy, status, finishedAt) VALUES (?, ?, ?, ?, ?)', {
     replacements: ['echo', '{}', 'alice', status, finishedAt],
   });
-  const [{ id }] = await db.sequelize.query<{ id: number }>('SELECT MAX(id) AS id FROM Jobs', {
+  const [{ id }] = await sqlOf(db).query<{ id: number }>('SELECT MAX(id) AS id FROM Jobs', {
     type: QueryTypes.SELECT,
   });
   for (let seq = 1; seq <= outputRows; seq++) {
-    await db.sequelize.query("INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (?, ?, 'stdout', 'x')", {
+    await sqlOf(db).query("INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (?, ?, 'stdout', 'x')", {
       replacements: [id, seq],
     });
   }
@@ -36,7 +36,7 @@ async function job(status: string, finishedDaysAgo: number | null, outputRows: n
 
 const ids = async (table: string, column: string) =>
   (
-    await db.sequelize.query<{ v: number }>(`SELECT DISTINCT ${column} AS v FROM ${table} ORDER BY v`, {
+    await sqlOf(db).query<{ v: number }>(`SELECT DISTINCT ${column} AS v FROM ${table} ORDER BY v`, {
       type: QueryTypes.SELECT,
     })
   ).map((r) => Number(r.v));
@@ -80,10 +80,12 @@ const CUTOFF = 30 * 86400;
 async function numbers(count: number): Promise<string> {
   if (db.dialect === 'mysql') {
     // MariaDB's Sequence engine; a recursive CTE elsewhere (MySQL 8 needs its recursion depth raised).
-    const sequence = await db.sequelize.query('SELECT seq FROM seq_1_to_3', { type: QueryTypes.SELECT }).then(
-      (rows) => rows.length === 3,
-      () => false,
-    );
+    const sequence = await sqlOf(db)
+      .query('SELECT seq FROM seq_1_to_3', { type: QueryTypes.SELECT })
+      .then(
+        (rows) => rows.length === 3,
+        () => false,
+      );
     if (sequence) return `(SELECT seq AS n FROM seq_1_to_${count}) AS n`;
   }
   return `(WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < ${count}) SELECT n FROM c) AS n`;
@@ -97,20 +99,30 @@ async function numbers(count: number): Promise<string> {
  */
 async function seedAtScale(oldJobs = OLD_JOBS): Promise<void> {
   const mysql = db.dialect === 'mysql';
+  const postgres = db.dialect === 'postgres';
   const daysAgo = (days: string) =>
-    mysql ? `NOW(3) - INTERVAL (${days}) DAY` : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (${days}) || ' days')`;
-  const now = mysql ? 'NOW(3)' : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+    mysql
+      ? `NOW(3) - INTERVAL (${days}) DAY`
+      : postgres
+        ? `${db.driver.now} - (${days}) * interval '1 day'`
+        : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (${days}) || ' days')`;
+  const now = mysql || postgres ? db.driver.now : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+  // PostgreSQL types a CASE of strings as text: it goes into an ENUM column cast.
+  const asEnum = (expr: string, type: string) => (postgres ? `CAST(${expr} AS "${type}")` : expr);
   const kept = `n.n % ${KEPT_EVERY} = 0`;
   // Which kind of kept job: integer division (`/` on SQLite's integers is already integral).
   const keptKind = `(n.n ${mysql ? 'DIV' : '/'} ${KEPT_EVERY}) % 6`;
-  await db.sequelize.query(
+  await sqlOf(db).query(
     `INSERT INTO Jobs (task, params, createdBy, status, startedAt, heartbeatAt, finishedAt, exitCode)
-     SELECT 'echo', '{}',
+     SELECT 'echo', ${postgres ? "CAST('{}' AS json)" : "'{}'"},
        CASE WHEN ${kept} THEN 'kept' ELSE 'old' END,
-       CASE WHEN ${kept} THEN
+       ${asEnum(
+         `CASE WHEN ${kept} THEN
          CASE ${keptKind} WHEN 0 THEN 'pending' WHEN 1 THEN 'running' WHEN 2 THEN 'running'
            WHEN 3 THEN 'success' WHEN 4 THEN 'failure' ELSE 'cancelled' END
-       ELSE CASE n.n % 3 WHEN 0 THEN 'success' WHEN 1 THEN 'failure' ELSE 'cancelled' END END,
+       ELSE CASE n.n % 3 WHEN 0 THEN 'success' WHEN 1 THEN 'failure' ELSE 'cancelled' END END`,
+         'enum_Jobs_status',
+       )},
        CASE WHEN ${kept} AND ${keptKind} = 0 THEN NULL WHEN ${kept} AND ${keptKind} = 1 THEN ${now}
          ELSE ${daysAgo('400')} END,
        CASE WHEN ${kept} AND ${keptKind} = 1 THEN ${now} WHEN ${kept} AND ${keptKind} = 2 THEN ${daysAgo('60')}
@@ -124,9 +136,9 @@ async function seedAtScale(oldJobs = OLD_JOBS): Promise<void> {
      ORDER BY n.n`,
   );
   const line = mysql ? "CONCAT('job ', j.id, ' line ', s.n)" : "'job ' || j.id || ' line ' || s.n";
-  await db.sequelize.query(
+  await sqlOf(db).query(
     `INSERT INTO JobStatuses (jobId, seq, stream, output)
-     SELECT j.id, s.n, CASE s.n % 3 WHEN 0 THEN 'stderr' WHEN 1 THEN 'stdout' ELSE 'system' END, ${line}
+     SELECT j.id, s.n, ${asEnum("CASE s.n % 3 WHEN 0 THEN 'stderr' WHEN 1 THEN 'stdout' ELSE 'system' END", 'enum_JobStatuses_stream')}, ${line}
      FROM Jobs j CROSS JOIN ${(await numbers(LINES)).replace(/ AS n$/, ' AS s')}
      WHERE j.createdBy IN ('old', 'kept')
      ORDER BY j.id, s.n`,
@@ -134,14 +146,14 @@ async function seedAtScale(oldJobs = OLD_JOBS): Promise<void> {
 }
 
 const count = async (sql: string) =>
-  Number((await db.sequelize.query<{ c: number }>(sql, { type: QueryTypes.SELECT }))[0].c);
+  Number((await sqlOf(db).query<{ c: number }>(sql, { type: QueryTypes.SELECT }))[0].c);
 
 /** Every column of the kept jobs and of their output, to compare before and after. */
 async function keptRows(): Promise<{ jobs: object[]; output: object[] }> {
-  const jobs = await db.sequelize.query("SELECT * FROM Jobs WHERE createdBy = 'kept' ORDER BY id", {
+  const jobs = await sqlOf(db).query("SELECT * FROM Jobs WHERE createdBy = 'kept' ORDER BY id", {
     type: QueryTypes.SELECT,
   });
-  const output = await db.sequelize.query(
+  const output = await sqlOf(db).query(
     "SELECT s.* FROM JobStatuses s JOIN Jobs j ON j.id = s.jobId WHERE j.createdBy = 'kept' ORDER BY s.id",
     { type: QueryTypes.SELECT },
   );
@@ -164,7 +176,7 @@ function recording(target: Database, statements: Statement[], jobBatches: { done
         const result = await query(sql, options);
         const deletes = /^\s*DELETE\b/i.test(sql);
         statements.push({ sql, rows: deletes ? Number(result) : undefined });
-        if (/^\s*DELETE FROM Jobs\b/i.test(sql)) jobBatches.done++;
+        if (/^\s*DELETE FROM [`"]?Jobs\b/i.test(sql)) jobBatches.done++;
         return result;
       },
     },
@@ -181,29 +193,29 @@ async function keepWriting(
   stop: { now: boolean },
   jobBatches: { done: number },
 ): Promise<{ jobs: number; writes: number; batchesSeen: Set<number>; oldestSeen: Set<number> }> {
-  const now = writer.dialect === 'mysql' ? 'NOW(3)' : "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+  const now = writer.dialect === 'sqlite' ? "strftime('%Y-%m-%d %H:%M:%f', 'now')" : writer.driver.now;
   const seen = { jobs: 0, writes: 0, batchesSeen: new Set<number>(), oldestSeen: new Set<number>() };
   while (!stop.now) {
-    await writer.sequelize.query("INSERT INTO Jobs (task, params, createdBy) VALUES ('echo', '{}', 'writer')");
-    const [{ id }] = await writer.sequelize.query<{ id: number }>(
+    await sqlOf(writer).query("INSERT INTO Jobs (task, params, createdBy) VALUES ('echo', '{}', 'writer')");
+    const [{ id }] = await sqlOf(writer).query<{ id: number }>(
       "SELECT MAX(id) AS id FROM Jobs WHERE createdBy = 'writer'",
       { type: QueryTypes.SELECT },
     );
     seen.writes++;
     if (seen.jobs++ % 2 === 1) {
-      await writer.sequelize.query(
+      await sqlOf(writer).query(
         `UPDATE Jobs SET status = 'running', runnerId = 'writer', startedAt = ${now}, heartbeatAt = ${now}
          WHERE id = :id AND status = 'pending'`,
         { replacements: { id } },
       );
-      await writer.sequelize.query(
+      await sqlOf(writer).query(
         "INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (:id, 1, 'stdout', 'claimed')",
         { replacements: { id } },
       );
       seen.writes += 2;
     }
     seen.batchesSeen.add(jobBatches.done);
-    const [{ oldest }] = await writer.sequelize.query<{ oldest: number | null }>(
+    const [{ oldest }] = await sqlOf(writer).query<{ oldest: number | null }>(
       "SELECT MIN(id) AS oldest FROM Jobs WHERE createdBy = 'old'",
       { type: QueryTypes.SELECT },
     );
@@ -227,7 +239,7 @@ interface TrxWatch {
 async function watchTransactions(connectionId: number, stop: { now: boolean }): Promise<TrxWatch> {
   const watch: TrxWatch = { samples: 0, transactions: new Set(), maxRowsModified: 0, maxRowsLocked: 0, idle: 0 };
   for (; !stop.now; await sleep(150)) {
-    const rows = await db.sequelize.query<{ id: string; modified: number; locked: number; query: string | null }>(
+    const rows = await sqlOf(db).query<{ id: string; modified: number; locked: number; query: string | null }>(
       `SELECT trx_id AS id, trx_rows_modified AS modified, trx_rows_locked AS locked, trx_query AS query
        FROM information_schema.INNODB_TRX WHERE trx_mysql_thread_id = :connectionId`,
       { type: QueryTypes.SELECT, replacements: { connectionId } },
@@ -268,15 +280,13 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
     const mysql = db.dialect === 'mysql';
     const connectionId = async () =>
       Number(
-        (await pruneDb.sequelize.query<{ id: number }>('SELECT CONNECTION_ID() AS id', { type: QueryTypes.SELECT }))[0]
-          .id,
+        (await sqlOf(pruneDb).query<{ id: number }>('SELECT CONNECTION_ID() AS id', { type: QueryTypes.SELECT }))[0].id,
       );
     const pruneConnection = mysql ? await connectionId() : 0;
     if (mysql) {
-      const [{ autocommit }] = await pruneDb.sequelize.query<{ autocommit: number }>(
-        'SELECT @@autocommit AS autocommit',
-        { type: QueryTypes.SELECT },
-      );
+      const [{ autocommit }] = await sqlOf(pruneDb).query<{ autocommit: number }>('SELECT @@autocommit AS autocommit', {
+        type: QueryTypes.SELECT,
+      });
       expect(Number(autocommit)).toBe(1);
     }
     sent.length = 0;
@@ -303,8 +313,8 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
       sent.filter((line) => /\b(BEGIN|START TRANSACTION|COMMIT|ROLLBACK|SAVEPOINT|autocommit)\b/i.test(line)),
     ).toEqual([]);
     // ...and none of them changed more than one batch.
-    const outputDeletes = statements.filter((s) => /^\s*DELETE FROM JobStatuses\b/i.test(s.sql));
-    const jobDeletes = statements.filter((s) => /^\s*DELETE FROM Jobs\b/i.test(s.sql));
+    const outputDeletes = statements.filter((s) => /^\s*DELETE FROM [`"]?JobStatuses\b/i.test(s.sql));
+    const jobDeletes = statements.filter((s) => /^\s*DELETE FROM [`"]?Jobs\b/i.test(s.sql));
     expect(Math.max(...outputDeletes.map((s) => s.rows ?? Infinity))).toBe(ROW_BATCH);
     expect(Math.max(...jobDeletes.map((s) => s.rows ?? Infinity))).toBe(JOB_BATCH);
     expect(jobDeletes).toHaveLength(OLD_JOBS / JOB_BATCH);
@@ -337,7 +347,9 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
     expect(
       await count(
         `SELECT COUNT(*) AS c FROM Jobs WHERE status IN ('success', 'failure', 'cancelled') AND finishedAt < ${
-          mysql ? `NOW(3) - INTERVAL ${CUTOFF} SECOND` : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${CUTOFF} seconds')`
+          mysql || db.dialect === 'postgres'
+            ? db.driver.ago(CUTOFF * 1000)
+            : `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${CUTOFF} seconds')`
         }`,
       ),
     ).toBe(0);
@@ -379,34 +391,34 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
     // Statistics frozen while the table held one job's output (as right after a bulk load, before
     // InnoDB recalculates them): the planner then takes `jobId IN (…500 jobs…)` for the whole table.
     // The running job's many lines keep each batch a small part of the table, as in a real one.
-    await db.sequelize.query('ALTER TABLE JobStatuses STATS_AUTO_RECALC = 0');
+    await sqlOf(db).query('ALTER TABLE JobStatuses STATS_AUTO_RECALC = 0');
     const pruneDb = createDatabase(config, { poolMax: 1 });
     const runnerDb = createDatabase(config, { poolMax: 1 });
     try {
-      await db.sequelize.query(
+      await sqlOf(db).query(
         "INSERT INTO Jobs (task, params, createdBy, status, startedAt) VALUES ('echo', '{}', 'runner', 'running', NOW(3))",
       );
-      const [{ running }] = await db.sequelize.query<{ running: number }>('SELECT MAX(id) AS running FROM Jobs', {
+      const [{ running }] = await sqlOf(db).query<{ running: number }>('SELECT MAX(id) AS running FROM Jobs', {
         type: QueryTypes.SELECT,
       });
-      await db.sequelize.query(
+      await sqlOf(db).query(
         `INSERT INTO JobStatuses (jobId, seq, stream, output) SELECT :running, n.n, 'stdout', 'still running'
          FROM ${await numbers(RUNNING_LINES)}`,
         { replacements: { running } },
       );
-      await db.sequelize.query('ANALYZE TABLE JobStatuses');
+      await sqlOf(db).query('ANALYZE TABLE JobStatuses');
       await seedAtScale(2000);
       // A queue, so that a batch of jobs is a small part of Jobs too.
-      await db.sequelize.query(
+      await sqlOf(db).query(
         `INSERT INTO Jobs (task, params, createdBy) SELECT 'echo', '{}', 'queue' FROM ${await numbers(QUEUED)}`,
       );
       const batch = (
-        await db.sequelize.query<{ id: number }>(
+        await sqlOf(db).query<{ id: number }>(
           `SELECT id FROM Jobs WHERE createdBy = 'old' ORDER BY id LIMIT ${JOB_BATCH}`,
           { type: QueryTypes.SELECT },
         )
       ).map((r) => r.id);
-      const [plan] = await db.sequelize.query<{ type: string }>(
+      const [plan] = await sqlOf(db).query<{ type: string }>(
         `EXPLAIN DELETE FROM JobStatuses WHERE jobId IN (${batch.join(', ')}) LIMIT ${ROW_BATCH}`,
         { type: QueryTypes.SELECT },
       );
@@ -415,12 +427,12 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
 
       // A runner is writing a line of the running job, not yet committed, while prune runs.
       const writing = await runnerDb.sequelize.transaction();
-      await runnerDb.sequelize.query(
+      await sqlOf(runnerDb).query(
         "INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES (:running, :seq, 'stdout', 'mid-write')",
         { replacements: { running, seq: RUNNING_LINES + 1 }, transaction: writing },
       );
       // Waiting for the runner's lock would fail prune after a second instead of hanging the test.
-      await pruneDb.sequelize.query('SET SESSION innodb_lock_wait_timeout = 1');
+      await sqlOf(pruneDb).query('SET SESSION innodb_lock_wait_timeout = 1');
       const result = await pruneFinishedJobs(pruneDb, CUTOFF, { jobBatch: JOB_BATCH, rowBatch: ROW_BATCH })
         .catch((err: Error) => {
           throw new Error(`prune waited for a lock the runner holds: ${err.message}`, { cause: err });
@@ -430,7 +442,7 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
       expect(result).toEqual({ jobs: 2000, outputRows: 2000 * LINES, groups: 0, fires: 0 });
       expect(await count("SELECT COUNT(*) AS c FROM Jobs WHERE createdBy = 'old'")).toBe(0);
       expect(await keptRows()).toEqual(before);
-      const [last] = await db.sequelize.query<{ total: number; seq: number; output: string }>(
+      const [last] = await sqlOf(db).query<{ total: number; seq: number; output: string }>(
         `SELECT (SELECT COUNT(*) FROM JobStatuses WHERE jobId = :running) AS total, seq, output
          FROM JobStatuses WHERE jobId = :running ORDER BY seq DESC LIMIT 1`,
         { type: QueryTypes.SELECT, replacements: { running } },
@@ -441,7 +453,7 @@ test(`prune on ${OLD_JOBS} finished jobs × ${LINES} output rows keeps pending a
         output: 'mid-write',
       });
     } finally {
-      await db.sequelize.query('ALTER TABLE JobStatuses STATS_AUTO_RECALC = DEFAULT');
+      await sqlOf(db).query('ALTER TABLE JobStatuses STATS_AUTO_RECALC = DEFAULT');
       await pruneDb.close();
       await runnerDb.close();
     }

@@ -47,7 +47,9 @@ let server: { child: ChildProcessWithoutNullStreams; log: () => string; closed: 
 /** What a new user's shell has, plus the database when it is MySQL (SQLite: the default ./data/jobs.sqlite). */
 function env(): Record<string, string> {
   const mysql: Record<string, string> =
-    config?.dialect === 'mysql' ? { ...databaseEnv(config), SESSION_SECRET: 'readme-test-secret-'.repeat(3) } : {};
+    config && config.dialect !== 'sqlite'
+      ? { ...databaseEnv(config), SESSION_SECRET: 'readme-test-secret-'.repeat(3) }
+      : {};
   // npx must find the checkout's own bin, never ask the registry.
   return serviceEnv({ ...mysql, npm_config_offline: 'true', npm_config_update_notifier: 'false' });
 }
@@ -113,7 +115,7 @@ beforeAll(async () => {
   if (!fs.existsSync(path.join(ROOT, 'dist', 'cli.js'))) {
     throw new Error('dist/cli.js is missing: run "npm run build" first (npm test does it as pretest)');
   }
-  if (dialect === 'mysql')
+  if (dialect !== 'sqlite')
     ({ db, config } = await freshDatabase(`cj_test_readme_w${process.env.JEST_WORKER_ID ?? '0'}`));
   // A fresh clone after `npm ci && npm run build`: the package, the demo tasks, the build, the dependencies.
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-readme-'));

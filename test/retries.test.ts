@@ -8,7 +8,7 @@ import type { Database } from '../models/database';
 import { Queue } from '../models/queue';
 import { TaskCatalog } from '../tasks/catalog';
 import { checkJobRequest } from '../tasks/job-request';
-import { ROOT, freshDatabase, truncateAll } from './helpers/database';
+import { ROOT, freshDatabase, truncateAll, sqlOf } from './helpers/database';
 import {
   RUNNER_ID,
   baseRunnerEnv,
@@ -85,7 +85,7 @@ interface RetryJobRow {
 }
 
 async function job(id: number): Promise<RetryJobRow> {
-  const [row] = await db.sequelize.query<RetryJobRow>(
+  const [row] = await sqlOf(db).query<RetryJobRow>(
     'SELECT status, attempt, maxAttempts, lastError, error, exitCode, `signal`, runnerId FROM Jobs WHERE id = ?',
     { type: QueryTypes.SELECT, replacements: [id] },
   );
@@ -99,7 +99,7 @@ async function job(id: number): Promise<RetryJobRow> {
 
 /** A job's output rows in order, each with its createdAt (database clock) in epoch ms. */
 async function timedRows(id: number): Promise<(StatusRow & { at: number })[]> {
-  const rows = await db.sequelize.query<StatusRow & { createdAt: unknown }>(
+  const rows = await sqlOf(db).query<StatusRow & { createdAt: unknown }>(
     'SELECT id, seq, stream, output, createdAt FROM JobStatuses WHERE jobId = ? ORDER BY id',
     { type: QueryTypes.SELECT, replacements: [id] },
   );

@@ -2,7 +2,7 @@
 // write the database refuses for good ends the job (failure/output_failed) instead of being retried
 // forever.
 import type { Database } from '../models/database';
-import { freshDatabase, truncateAll } from './helpers/database';
+import { freshDatabase, truncateAll, sqlOf } from './helpers/database';
 import { expectSeqsInOrder, insertJob, jobRow, lines, runOnce, statusRows } from './helpers/runner';
 
 let db: Database;
@@ -17,7 +17,11 @@ afterAll(async () => {
 
 beforeEach(async () => {
   await truncateAll(db);
-  await db.sequelize.query('DROP TRIGGER IF EXISTS refuse_poison');
+  await sqlOf(db).query(
+    db.dialect === 'postgres'
+      ? 'DROP TRIGGER IF EXISTS refuse_poison ON JobStatuses'
+      : 'DROP TRIGGER IF EXISTS refuse_poison',
+  );
 });
 
 const hex = (...parts: (string | number[])[]) =>
@@ -26,7 +30,22 @@ const hex = (...parts: (string | number[])[]) =>
 /** Makes the database refuse, for good, any output line that contains "poison" (a trigger). */
 // Its message must not say "poison": the runner's explanation quotes it, and is an output row too.
 async function refusePoison(): Promise<void> {
-  await db.sequelize.query(
+  if (db.dialect === 'postgres') {
+    await sqlOf(db).query(
+      `CREATE OR REPLACE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN
+         IF NEW.output LIKE '%poison%' THEN
+           RAISE EXCEPTION 'refused by the test trigger' USING ERRCODE = '22001';
+         END IF;
+         RETURN NEW;
+       END $$`,
+    );
+    await sqlOf(db).query(
+      'CREATE TRIGGER refuse_poison BEFORE INSERT ON JobStatuses FOR EACH ROW EXECUTE FUNCTION refuse_poison()',
+    );
+    return;
+  }
+  await sqlOf(db).query(
     db.dialect === 'mysql'
       ? `CREATE TRIGGER refuse_poison BEFORE INSERT ON JobStatuses FOR EACH ROW BEGIN
            IF NEW.output LIKE '%poison%' THEN

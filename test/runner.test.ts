@@ -8,7 +8,7 @@ import type { Database } from '../models/database';
 import { Queue } from '../models/queue';
 import { findPrlimit } from '../runner/job-process';
 import { MAX_LINE_BYTES } from '../runner/line-splitter';
-import { freshDatabase, truncateAll } from './helpers/database';
+import { freshDatabase, truncateAll, sqlOf } from './helpers/database';
 import {
   RUNNER_ID,
   baseRunnerEnv,
@@ -473,7 +473,7 @@ describe('a lost lease', () => {
 
     await waitFor(async () => lines(await statusRows(db, id), 'stdout').length >= 2);
     const pids = printedPids(await statusRows(db, id));
-    await db.sequelize.query(`UPDATE Jobs SET ${change} WHERE id = ?`, {
+    await sqlOf(db).query(`UPDATE Jobs SET ${change} WHERE id = ?`, {
       type: QueryTypes.UPDATE,
       replacements: [id],
     });

@@ -19,7 +19,7 @@ import { Scheduler } from '../runner/scheduler';
 import { TaskCatalog } from '../tasks/catalog';
 import { fireTimes } from '../tasks/schedules';
 import { setStatus, useApi } from './helpers/api';
-import { ROOT } from './helpers/database';
+import { ROOT, sqlOf } from './helpers/database';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'schedules');
 const MINUTE = 60_000;
@@ -142,7 +142,7 @@ interface FireRow {
 }
 
 async function fireRows(db: Database, scheduleName?: string): Promise<FireRow[]> {
-  const rows = await db.sequelize.query<{ scheduleName: string; fireAt: unknown; jobId: unknown; skipped: unknown }>(
+  const rows = await sqlOf(db).query<{ scheduleName: string; fireAt: unknown; jobId: unknown; skipped: unknown }>(
     'SELECT scheduleName, fireAt, jobId, skipped FROM JobScheduleFires ORDER BY scheduleName, fireAt',
     { type: QueryTypes.SELECT },
   );
@@ -165,12 +165,9 @@ interface JobSummary {
 }
 
 async function jobRows(db: Database): Promise<JobSummary[]> {
-  const rows = await db.sequelize.query<JobSummary>(
-    'SELECT id, task, params, createdBy, status FROM Jobs ORDER BY id',
-    {
-      type: QueryTypes.SELECT,
-    },
-  );
+  const rows = await sqlOf(db).query<JobSummary>('SELECT id, task, params, createdBy, status FROM Jobs ORDER BY id', {
+    type: QueryTypes.SELECT,
+  });
   return rows.map((r) => ({
     ...r,
     id: Number(r.id),

@@ -17,7 +17,7 @@ import {
   worker,
   type RunnerProcess,
 } from './helpers/chaos';
-import { ROOT, databaseEnv, dialect, freshDatabase } from './helpers/database';
+import { ROOT, databaseEnv, dialect, freshDatabase, sqlOf } from './helpers/database';
 import { NotifyListener } from './helpers/notify-listener';
 import { ServiceNotifier } from '../notify';
 import { RUNNER_TASKS_FILE, insertJob, lines, statusRows, waitFor } from './helpers/runner';
@@ -151,42 +151,46 @@ test('API server: READY=1 once it listens on the database, STOPPING=1 on SIGTERM
   }
 });
 
-const mysqlOnly = dialect === 'mysql' ? test : test.skip;
+/** Database servers only (MySQL, PostgreSQL): SQLite is a file beside the program. */
+const serverOnly = dialect === 'sqlite' ? test.skip : test;
 
-mysqlOnly('runner (MySQL): while the database does not answer, STATUS= says so and no READY=1 is sent', async () => {
-  const mysql = config as Extract<DatabaseConfig, { dialect: 'mysql' }>;
-  const proxy = new TcpProxy(mysql.host, mysql.port);
-  await proxy.listen();
-  await proxy.cut(); // the port now refuses connections
-  const notify = await listener();
-  try {
-    const runner = tracked(
-      { ...mysql, host: '127.0.0.1', port: proxy.port },
-      { id: `notify-wait-w${worker}`, env: notifyEnv(notify) },
-    );
-    await waitFor(() => notify.statuses().some((s) => s.startsWith('waiting: database unavailable')));
-    // Waiting is not hanging: the watchdog is fed meanwhile, and the process is still there.
-    await notify.waitFor('WATCHDOG=1', 3);
-    expect(notify.indexesOf('READY=1')).toEqual([]);
-    expect(runner.exit).toBeNull();
-    expect(proxy.accepted).toBe(0);
-    const beforeResume = notify.messages.length;
-    await proxy.resume();
-    await notify.waitFor('READY=1');
-    expect(notify.indexesOf('READY=1')[0]).toBeGreaterThanOrEqual(beforeResume);
-    expect(proxy.accepted).toBeGreaterThan(0);
-    expect(runner.log()).toMatch(/database ready/);
-    runner.child.kill('SIGTERM');
-    await expectCleanExit(runner);
-  } finally {
-    await proxy.close();
-  }
-});
-
-mysqlOnly(
-  'runner (MySQL): a SIGTERM while a connection attempt hangs ends the start-up, even if the attempt then succeeds',
+serverOnly(
+  'runner (database server): while the database does not answer, STATUS= says so and no READY=1 is sent',
   async () => {
-    const mysql = config as Extract<DatabaseConfig, { dialect: 'mysql' }>;
+    const mysql = config as Extract<DatabaseConfig, { dialect: 'mysql' | 'postgres' }>;
+    const proxy = new TcpProxy(mysql.host, mysql.port);
+    await proxy.listen();
+    await proxy.cut(); // the port now refuses connections
+    const notify = await listener();
+    try {
+      const runner = tracked(
+        { ...mysql, host: '127.0.0.1', port: proxy.port },
+        { id: `notify-wait-w${worker}`, env: notifyEnv(notify) },
+      );
+      await waitFor(() => notify.statuses().some((s) => s.startsWith('waiting: database unavailable')));
+      // Waiting is not hanging: the watchdog is fed meanwhile, and the process is still there.
+      await notify.waitFor('WATCHDOG=1', 3);
+      expect(notify.indexesOf('READY=1')).toEqual([]);
+      expect(runner.exit).toBeNull();
+      expect(proxy.accepted).toBe(0);
+      const beforeResume = notify.messages.length;
+      await proxy.resume();
+      await notify.waitFor('READY=1');
+      expect(notify.indexesOf('READY=1')[0]).toBeGreaterThanOrEqual(beforeResume);
+      expect(proxy.accepted).toBeGreaterThan(0);
+      expect(runner.log()).toMatch(/database ready/);
+      runner.child.kill('SIGTERM');
+      await expectCleanExit(runner);
+    } finally {
+      await proxy.close();
+    }
+  },
+);
+
+serverOnly(
+  'runner (database server): a SIGTERM while a connection attempt hangs ends the start-up, even if the attempt then succeeds',
+  async () => {
+    const mysql = config as Extract<DatabaseConfig, { dialect: 'mysql' | 'postgres' }>;
     const proxy = new TcpProxy(mysql.host, mysql.port);
     await proxy.listen();
     proxy.partition(); // connections are accepted, but the handshake hangs
@@ -211,32 +215,42 @@ mysqlOnly(
   },
 );
 
-mysqlOnly('runner (MySQL): while a migration is pending, STATUS= asks for `migrate`; READY=1 follows it', async () => {
-  const notify = await listener();
-  // The schema one release behind: the last migration not applied.
-  await db.sequelize.query('DROP TABLE JobRunners');
-  await db.sequelize.query("DELETE FROM SequelizeMeta WHERE name LIKE '%create-jobrunners%'");
-  const runner = tracked(config, { id: `notify-schema-w${worker}`, env: notifyEnv(notify) });
-  await waitFor(() => notify.statuses().some((s) => /schema is not current.*container-jobs migrate/.test(s)));
-  expect(notify.indexesOf('READY=1')).toEqual([]);
-  const beforeMigrate = notify.messages.length;
-  await migrate(db);
-  await notify.waitFor('READY=1');
-  expect(notify.indexesOf('READY=1')[0]).toBeGreaterThanOrEqual(beforeMigrate);
-  runner.child.kill('SIGTERM');
-  await expectCleanExit(runner);
-});
+serverOnly(
+  'runner (database server): while a migration is pending, STATUS= asks for `migrate`; READY=1 follows it',
+  async () => {
+    const notify = await listener();
+    // The schema one release behind: the last migration not applied.
+    await sqlOf(db).query('DROP TABLE JobRunners');
+    await sqlOf(db).query("DELETE FROM SequelizeMeta WHERE name LIKE '%create-jobrunners%'");
+    const runner = tracked(config, { id: `notify-schema-w${worker}`, env: notifyEnv(notify) });
+    await waitFor(() => notify.statuses().some((s) => /schema is not current.*container-jobs migrate/.test(s)));
+    expect(notify.indexesOf('READY=1')).toEqual([]);
+    const beforeMigrate = notify.messages.length;
+    await migrate(db);
+    await notify.waitFor('READY=1');
+    expect(notify.indexesOf('READY=1')[0]).toBeGreaterThanOrEqual(beforeMigrate);
+    runner.child.kill('SIGTERM');
+    await expectCleanExit(runner);
+  },
+);
 
-mysqlOnly('runner (MySQL): wrong credentials are configuration: one line and exit 78, no READY=1', async () => {
-  const notify = await listener();
-  const runner = tracked(
-    { ...(config as Extract<DatabaseConfig, { dialect: 'mysql' }>), user: 'no_such_user_cj', password: 'nope' },
-    { id: `notify-denied-w${worker}`, env: notifyEnv(notify) },
-  );
-  expect(await waitForExit(runner)).toEqual({ code: 78, signal: null });
-  expect(runner.log()).toMatch(/the database refused us/);
-  expect(notify.indexesOf('READY=1')).toEqual([]);
-});
+serverOnly(
+  'runner (database server): wrong credentials are configuration: one line and exit 78, no READY=1',
+  async () => {
+    const notify = await listener();
+    const runner = tracked(
+      {
+        ...(config as Extract<DatabaseConfig, { dialect: 'mysql' | 'postgres' }>),
+        user: 'no_such_user_cj',
+        password: 'nope',
+      },
+      { id: `notify-denied-w${worker}`, env: notifyEnv(notify) },
+    );
+    expect(await waitForExit(runner)).toEqual({ code: 78, signal: null });
+    expect(runner.log()).toMatch(/the database refused us/);
+    expect(notify.indexesOf('READY=1')).toEqual([]);
+  },
+);
 
 test('ServiceNotifier: one STATUS= line whatever the text; inert without NOTIFY_SOCKET', async () => {
   const notify = await listener();

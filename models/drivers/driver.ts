@@ -15,6 +15,11 @@ export interface DriverCapabilities {
    * opening it is final (a server is waited for instead, and migrated by the operator).
    */
   embedded: boolean;
+  /**
+   * A failed statement spoils its transaction (PostgreSQL): a statement whose error the engine
+   * handles and goes on from (a racing idempotency key) runs under a savepoint.
+   */
+  errorAbortsTransaction: boolean;
 }
 
 /** Named replacements (`:name`) unless a statement says it takes positional `?`. */
@@ -76,7 +81,7 @@ export interface QueueStatements {
   /**
    * Positional (task, params, command, createdBy, priority, [runAt], groupKey, groupQueued,
    * idempotencyKey, maxAttempts, rerunOf) × rows, one multi-row INSERT; each row's runAt is its SQL expression in
-   * `runAts` (`?` takes a value from the row's list).
+   * `runAts` (`?` takes a value from the row's list). Its result gives the ids to Driver.insertedIds.
    */
   insertJobs(runAts: string[]): string;
   /** :key → the job an idempotency key made (id, task, params, status). */
@@ -129,6 +134,24 @@ export interface QueueStatements {
   ownerJobs: string;
   /** :id, :report → upserts a runner's report (JobRunners). */
   reportRunner: string;
+  /** status, n: how many jobs each status has. */
+  jobCountsByStatus: string;
+  /** n, age: due pending jobs and the seconds the oldest of them has waited. */
+  dueJobs: string;
+  /** :runnerId, :since, :statuses → status, n: the jobs this runner claimed since then and finished so. */
+  runnerJobCounts: string;
+  /** :jobId → scheduleName of the schedule whose fire made the job. */
+  scheduleOfJob: string;
+  /** :sid → data, expires, lastSeenAt of the session and uid, username, isAdmin of its user. */
+  sessionWithUser: string;
+  /** id, report, age (seconds since seenAt) of runners seen within `windowMs`, by id. */
+  runnerReports(windowMs: number): string;
+  /** report of runners seen within `windowMs` (whom an enqueue nudges). */
+  runnerNudgeTargets(windowMs: number): string;
+  /** Deletes the reports of runners not seen for `olderThanMs`. */
+  pruneRunnerReports(olderThanMs: number): string;
+  /** `jobIds` (a SELECT of ids) → n, their output rows (prune --dry-run). */
+  countOutputOf(jobIds: string): string;
   /** Finished jobs older than `olderThanMs`, by id, up to `limit` (prune). */
   pruneSelectJobs(olderThanMs: number, limit: number): string;
   /** :ids → ids of their output rows, up to `limit`. */
@@ -197,12 +220,20 @@ export interface Driver {
   /** A duplicate key in a unique index (an idempotency key used before). */
   isUniqueViolation(err: unknown): boolean;
   /**
-   * The ids a multi-row INSERT of `rows` rows made, from what the driver returned (MySQL: the
-   * first id, then steps of auto_increment_increment; SQLite: the last id, one writer at a time).
+   * The ids a multi-row INSERT (insertJobs) of `rows` rows made, in row order, from what the query
+   * returned (the first element of sequelize.query's result for QueryTypes.INSERT): MySQL the first
+   * id, then steps of auto_increment_increment; SQLite the last id, one writer at a time;
+   * PostgreSQL the rows of its RETURNING id.
    */
-  insertedIds(returned: number, rows: number, step: number): number[];
+  insertedIds(returned: unknown, rows: number, step: number): number[];
   /** SQL that reads the step between auto-increment ids (`step`); null where it is always 1. */
   autoIncrementStep: string | null;
+  /**
+   * Where the database itself tells idle runners of a job due now (PostgreSQL LISTEN/NOTIFY): `notify`
+   * runs in the enqueue's transaction, so the notice goes out at its commit and never after a
+   * rollback; runners LISTEN on `channel`. Null: the enqueuer nudges them (models/nudge.ts).
+   */
+  dueNotice: { channel: string; notify: string } | null;
 }
 
 /** The driver error under Sequelize's wrapper. */

@@ -6,6 +6,7 @@ import { sharedStatements } from './statements';
 const now = 'NOW(3)';
 const ago = (ms: number) => `(NOW(3) - INTERVAL ${Math.max(0, Math.floor(ms)) * 1000} MICROSECOND)`;
 const later = (ms: number) => `(NOW(3) + INTERVAL ${Math.max(0, Math.floor(ms)) * 1000} MICROSECOND)`;
+const secondsSince = (expr: string) => `TIMESTAMPDIFF(MICROSECOND, ${expr}, NOW(3)) / 1000000`;
 
 /** Deadlock (1213), lock-wait timeout (1205): retry the transaction. */
 const LOCK_ERRNOS = new Set([1213, 1205]);
@@ -19,15 +20,16 @@ const PERMANENT_ERRNOS = new Set([1064, 1366, 1406, 1264, 1048, 1292, 1300, 3140
 
 export const mysqlDriver: Driver = {
   dialect: 'mysql',
-  capabilities: { skipLocked: true, serialWrites: false, embedded: false },
+  capabilities: { skipLocked: true, serialWrites: false, embedded: false, errorAbortsTransaction: false },
   now,
   ago,
   later,
-  secondsSince: (expr) => `TIMESTAMPDIFF(MICROSECOND, ${expr}, NOW(3)) / 1000000`,
+  secondsSince,
   statements: sharedStatements({
     now,
     ago,
     later,
+    secondsSince,
     byteLength: (expr) => `LENGTH(${expr})`,
     skipLocked: 'FOR UPDATE SKIP LOCKED',
     forUpdate: 'FOR UPDATE',
@@ -71,6 +73,7 @@ export const mysqlDriver: Driver = {
   isUniqueViolation: (err) => driverError(err).errno === 1062,
   // A multi-row INSERT takes its ids at once: the first, then every auto_increment_increment
   // (1, or the node count on Galera).
-  insertedIds: (first, rows, step) => Array.from({ length: rows }, (_, i) => first + i * step),
+  insertedIds: (first, rows, step) => Array.from({ length: rows }, (_, i) => Number(first) + i * step),
   autoIncrementStep: 'SELECT @@auto_increment_increment AS step',
+  dueNotice: null,
 };

@@ -9,6 +9,7 @@ const now = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
 const shift = (ms: number) => (Math.max(0, Math.floor(ms)) / 1000).toFixed(3);
 const ago = (ms: number) => `strftime('%Y-%m-%d %H:%M:%f', 'now', '-${shift(ms)} seconds')`;
 const later = (ms: number) => `strftime('%Y-%m-%d %H:%M:%f', 'now', '+${shift(ms)} seconds')`;
+const secondsSince = (expr: string) => `(julianday('now') - julianday(${expr})) * 86400`;
 
 /**
  * Refusals of the statement or its data, not of the moment (the file being busy). A constraint is
@@ -36,15 +37,16 @@ function sqliteWithBusyTimeout(): object {
 
 export const sqliteDriver: Driver = {
   dialect: 'sqlite',
-  capabilities: { skipLocked: false, serialWrites: true, embedded: true },
+  capabilities: { skipLocked: false, serialWrites: true, embedded: true, errorAbortsTransaction: false },
   now,
   ago,
   later,
-  secondsSince: (expr) => `(julianday('now') - julianday(${expr})) * 86400`,
+  secondsSince,
   statements: sharedStatements({
     now,
     ago,
     later,
+    secondsSince,
     byteLength: (expr) => `LENGTH(CAST(${expr} AS BLOB))`,
     skipLocked: '',
     forUpdate: '',
@@ -92,8 +94,9 @@ export const sqliteDriver: Driver = {
     return e.code === 'SQLITE_CONSTRAINT' && /UNIQUE constraint failed/.test(e.message ?? '');
   },
   // One writer at a time: a multi-row INSERT's ids are the last one's and the ones just below it.
-  insertedIds: (last, rows) => Array.from({ length: rows }, (_, i) => last - rows + 1 + i),
+  insertedIds: (last, rows) => Array.from({ length: rows }, (_, i) => Number(last) - rows + 1 + i),
   autoIncrementStep: null,
+  dueNotice: null,
   isPermanentError: (err) => {
     const e = driverError(err);
     return PERMANENT_CODES.has(e.code ?? '') || (e.code === 'SQLITE_ERROR' && PERMANENT_MESSAGES.test(e.message ?? ''));

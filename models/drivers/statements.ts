@@ -7,6 +7,8 @@ export interface SqlPieces {
   now: string;
   ago(ms: number): string;
   later(ms: number): string;
+  /** Seconds from the time in `expr` to now. */
+  secondsSince(expr: string): string;
   /** The length in bytes (UTF-8) of a text expression. */
   byteLength(expr: string): string;
   /** Appended to the claim and reap SELECTs: skip rows another transaction holds ('' without row locks). */
@@ -144,6 +146,20 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     ownerInsert: `${p.insertIgnore} INTO JobOwners (owner) VALUES (:owner)`,
     ownerJobs: `SELECT COUNT(*) AS n FROM Jobs WHERE createdBy = :owner AND status = :status ${p.forShare}`,
     reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
+    jobCountsByStatus: 'SELECT status, COUNT(*) AS n FROM Jobs GROUP BY status',
+    dueJobs: `SELECT COUNT(*) AS n, ${p.secondsSince('MIN(runAt)')} AS age FROM Jobs
+       WHERE status = 'pending' AND runAt <= ${p.now}`,
+    runnerJobCounts: `SELECT status, COUNT(*) AS n FROM Jobs
+       WHERE runnerId = :runnerId AND startedAt >= :since AND status IN (:statuses)
+       GROUP BY status`,
+    scheduleOfJob: 'SELECT scheduleName FROM JobScheduleFires WHERE jobId = :jobId',
+    sessionWithUser: `SELECT s.data, s.expires, s.lastSeenAt, u.id AS uid, u.username, u.isAdmin
+       FROM Sessions s LEFT JOIN Users u ON u.id = s.userId WHERE s.sid = :sid`,
+    runnerReports: (windowMs) =>
+      `SELECT id, report, ${p.secondsSince('seenAt')} AS age FROM JobRunners WHERE seenAt >= ${p.ago(windowMs)} ORDER BY id`,
+    runnerNudgeTargets: (windowMs) => `SELECT report FROM JobRunners WHERE seenAt >= ${p.ago(windowMs)}`,
+    pruneRunnerReports: (olderThanMs) => `DELETE FROM JobRunners WHERE seenAt < ${p.ago(olderThanMs)}`,
+    countOutputOf: (jobIds) => `SELECT COUNT(*) AS n FROM JobStatuses WHERE jobId IN (${jobIds})`,
     pruneSelectJobs: (olderThanMs, limit) =>
       `SELECT id FROM Jobs WHERE ${FINISHED} AND finishedAt < ${p.ago(olderThanMs)} ORDER BY id LIMIT ${Math.floor(limit)}`,
     // Read first (no locks), then delete by primary key: a `DELETE … WHERE jobId IN … LIMIT` that

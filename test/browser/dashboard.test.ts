@@ -4,10 +4,10 @@
 // Chromium (see ./chromium.ts).
 import fs from 'node:fs';
 import type { Page } from 'playwright-core';
-import { QueryTypes } from 'sequelize';
 import { addUser, count, insertOutput, login, type Agent } from '../helpers/api';
 import { jobRow, waitFor } from '../helpers/runner';
 import { describeInChromium, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
+import { sqlOf } from '../helpers/database';
 
 const app = useUiApp('cj_test_dashboard');
 
@@ -36,24 +36,20 @@ describeInChromium('the dashboard in Chromium', () => {
 
   /** A job written straight into Jobs; a pending one is not due before 2100, so no runner takes it. */
   async function insertJob(job: JobFields): Promise<number> {
-    const [id] = (await app.db.sequelize.query(
+    return sqlOf(app.db).insert(
       `INSERT INTO Jobs (task, params, command, createdBy, status, exitCode, error, cancelledBy, startedAt, finishedAt, runAt)
        VALUES (?, '{"message":"x"}', 'echo x', ?, ?, ?, ?, ?, ?, ?, '2100-01-01 00:00:00')`,
-      {
-        type: QueryTypes.INSERT,
-        replacements: [
-          job.task ?? 'echo',
-          job.createdBy,
-          job.status,
-          job.exitCode ?? null,
-          job.error ?? null,
-          job.cancelledBy ?? null,
-          job.startedAt ?? null,
-          job.finishedAt ?? null,
-        ],
-      },
-    )) as unknown as [number, number];
-    return Number(id);
+      [
+        job.task ?? 'echo',
+        job.createdBy,
+        job.status,
+        job.exitCode ?? null,
+        job.error ?? null,
+        job.cancelledBy ?? null,
+        job.startedAt ?? null,
+        job.finishedAt ?? null,
+      ],
+    );
   }
 
   const row = (page: Page, id: number) => page.locator(`tr[data-job-id="${id}"]`);

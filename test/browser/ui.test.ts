@@ -2,11 +2,10 @@
 // against the real app on an ephemeral port and a real in-process Runner, so job lines really arrive.
 import path from 'node:path';
 import type { Page } from 'playwright-core';
-import { QueryTypes } from 'sequelize';
 import { findPublicDir } from '../../routers/ui';
 import type { Database } from '../../models/database';
 import { count, insertOutput, type Api } from '../helpers/api';
-import { ROOT } from '../helpers/database';
+import { ROOT, sqlOf } from '../helpers/database';
 import { jobRow } from '../helpers/runner';
 import { describeInChromium, enqueueSleep, jobIdOf, overflow, titleStatus, useChromium, useUiApp } from './chromium';
 
@@ -52,12 +51,11 @@ describeInChromium('the jobs page in Chromium', () => {
 
   /** A job that is finished from the start, so the runner never claims it (and never writes its rows). */
   async function insertFinishedJob(createdBy: string): Promise<number> {
-    const [insertId] = (await db.sequelize.query(
+    return sqlOf(db).insert(
       `INSERT INTO Jobs (task, params, command, createdBy, status, exitCode, startedAt, finishedAt)
        VALUES ('echo', '{"message":"big"}', 'echo big', ?, 'success', 0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)`,
-      { type: QueryTypes.INSERT, replacements: [createdBy] },
-    )) as unknown as [number, number];
-    return Number(insertId);
+      [createdBy],
+    );
   }
 
   const outputLine = (page: Page, text: string) =>
@@ -237,12 +235,10 @@ describeInChromium('the jobs page in Chromium', () => {
   test('a running job with earlier output: its end first, then live lines numbered after it; older lines by offset', async () => {
     const old = 5_000;
     // Pending but not due yet, so the runner leaves it while its earlier output is written.
-    const [insertId] = (await db.sequelize.query(
+    const id = await sqlOf(db).insert(
       `INSERT INTO Jobs (task, params, command, createdBy, runAt)
        VALUES ('count', '{"to":1000000,"delayMs":100}', 'node demo/count.js --to=1000000 --delay-ms=100', 'alice', '2100-01-01 00:00:00')`,
-      { type: QueryTypes.INSERT },
-    )) as unknown as [number, number];
-    const id = Number(insertId);
+    );
     for (let first = 1; first <= old; first += 1000) {
       await insertOutput(
         db,
@@ -258,7 +254,7 @@ describeInChromium('the jobs page in Chromium', () => {
     await page.locator('.output-state', { hasText: 'live' }).waitFor();
     expect(requests).toEqual([`?offset=${old - 1000}&limit=1000`]);
     // Due now: the runner claims it and its new lines follow the old ones (seq and line numbers alike).
-    await db.sequelize.query("UPDATE Jobs SET runAt = '2000-01-01 00:00:00' WHERE id = ?", { replacements: [id] });
+    await sqlOf(db).query("UPDATE Jobs SET runAt = '2000-01-01 00:00:00' WHERE id = ?", { replacements: [id] });
     await titleStatus(page, 'running').waitFor();
     await outputLine(page, '3').waitFor();
     expect(await lineNumberOf(page, '3')).toBe(String(old + 3));
@@ -304,7 +300,7 @@ describeInChromium('the jobs page in Chromium', () => {
   });
 
   test('the jobs list: status badges, owners for admins, filters and pages', async () => {
-    await db.sequelize.query(
+    await sqlOf(db).query(
       `INSERT INTO Jobs (task, params, createdBy, status, exitCode, startedAt, finishedAt) VALUES ${Array.from(
         { length: 55 },
         (_, i) =>
@@ -373,7 +369,7 @@ describeInChromium('the jobs page in Chromium', () => {
     await logIn(page, 'alice', '#/new');
     await page.getByRole('heading', { name: 'New job' }).waitFor();
     // The session is gone on the server: the next request answers 401 and the page asks again.
-    await db.sequelize.query('DELETE FROM Sessions');
+    await sqlOf(db).query('DELETE FROM Sessions');
     await page.getByRole('link', { name: 'Jobs', exact: true }).click();
     await page.getByRole('heading', { name: 'Log in' }).waitFor();
     expect(await page.locator('#nav').isVisible()).toBe(false);

@@ -5,6 +5,7 @@ import { Queue, type CancelResult } from '../../models/queue';
 
 import { runningJobsOf, startRunner, waitForExit, worker, useChaosDatabase } from '../helpers/chaos';
 import { expectSeqsInOrder, insertJob, jobRow, statusRows, waitFor } from '../helpers/runner';
+import { sqlOf } from '../helpers/database';
 
 const JOBS = 50;
 
@@ -36,7 +37,7 @@ test(`${JOBS} short jobs cancelled at random moments around their exit: one cons
   for (const id of ids.slice(-5)) cancelAfter(id, Math.random() * 200);
   await waitFor(
     async () => {
-      const rows = await chaos.db.sequelize.query<{ id: number; status: string }>('SELECT id, status FROM Jobs', {
+      const rows = await sqlOf(chaos.db).query<{ id: number; status: string }>('SELECT id, status FROM Jobs', {
         type: QueryTypes.SELECT,
       });
       for (const row of rows) {
@@ -54,7 +55,7 @@ test(`${JOBS} short jobs cancelled at random moments around their exit: one cons
   for (const [id, result] of results) outcomes.set(id, await result);
 
   await waitFor(async () => {
-    const [row] = await chaos.db.sequelize.query<{ n: number }>(
+    const [row] = await sqlOf(chaos.db).query<{ n: number }>(
       "SELECT COUNT(*) AS n FROM Jobs WHERE status IN ('pending', 'running')",
       { type: QueryTypes.SELECT },
     );

@@ -1,5 +1,6 @@
 // Chaos: the database goes away for 20 s in the middle of a job (a TCP proxy between the runner and
-// MariaDB cuts every connection and refuses new ones), then comes back. MySQL only: SQLite is a file.
+// MariaDB or PostgreSQL cuts every connection, LISTEN's too, and refuses new ones), then comes back.
+// Database servers only: SQLite is a file.
 import type { DatabaseConfig } from '../../config';
 import type { Database } from '../../models/database';
 import { dialect, freshDatabase } from '../helpers/database';
@@ -44,14 +45,14 @@ function healthChanges(log: string): string[] {
   );
 }
 
-const describeMysql = dialect === 'mysql' ? describe : describe.skip;
-if (dialect !== 'mysql') {
-  test.skip('database outage: MySQL only (the proxy cuts TCP connections; SQLite has none)', () => {});
+const describeServer = dialect === 'sqlite' ? describe.skip : describe;
+if (dialect === 'sqlite') {
+  test.skip('database outage: database servers only (the proxy cuts TCP connections; SQLite has none)', () => {});
 }
 
-describeMysql('database outage (MySQL, through a TCP proxy)', () => {
+describeServer(`database outage (${dialect}, through a TCP proxy)`, () => {
   let db: Database;
-  let config: Extract<DatabaseConfig, { dialect: 'mysql' }>;
+  let config: Extract<DatabaseConfig, { dialect: 'mysql' | 'postgres' }>;
   let proxy: TcpProxy;
   const seenPids: number[] = [];
 

@@ -1,6 +1,6 @@
 // Chaos: five runners started together on thousands of due jobs (--once): each job runs exactly once.
 import { QueryTypes } from 'sequelize';
-import { dialect } from '../helpers/database';
+import { dialect, sqlOf } from '../helpers/database';
 import { startRunner, waitForExitWhileProgressing, worker, useChaosDatabase } from '../helpers/chaos';
 
 const RUNNERS = 5;
@@ -15,7 +15,7 @@ jest.setTimeout(30 * 60_000);
 test(`${RUNNERS} runners × ${JOBS} jobs at once: every job ran exactly once, all success`, async () => {
   const values = Array.from({ length: JOBS }, () => "('print-id', '{}', 'chaos')");
   for (let i = 0; i < values.length; i += 1000) {
-    await chaos.db.sequelize.query(
+    await sqlOf(chaos.db).query(
       `INSERT INTO Jobs (task, params, createdBy) VALUES ${values.slice(i, i + 1000).join(', ')}`,
     );
   }
@@ -31,7 +31,7 @@ test(`${RUNNERS} runners × ${JOBS} jobs at once: every job ran exactly once, al
   // However long a loaded machine takes: the runners fail only if the finished count stops growing.
   const finished = async () =>
     (
-      await chaos.db.sequelize.query<{ n: number }>("SELECT COUNT(*) AS n FROM Jobs WHERE status = 'success'", {
+      await sqlOf(chaos.db).query<{ n: number }>("SELECT COUNT(*) AS n FROM Jobs WHERE status = 'success'", {
         type: QueryTypes.SELECT,
       })
     )[0].n;
@@ -47,7 +47,7 @@ test(`${RUNNERS} runners × ${JOBS} jobs at once: every job ran exactly once, al
     expect(trouble).toEqual([]);
   }
 
-  const jobs = await chaos.db.sequelize.query<{ id: number; status: string; runnerId: string }>(
+  const jobs = await sqlOf(chaos.db).query<{ id: number; status: string; runnerId: string }>(
     'SELECT id, status, runnerId FROM Jobs ORDER BY id',
     { type: QueryTypes.SELECT },
   );
@@ -57,7 +57,7 @@ test(`${RUNNERS} runners × ${JOBS} jobs at once: every job ran exactly once, al
   expect(new Set(jobs.map((j) => j.runnerId)).size).toBeGreaterThan(1);
 
   // Each job printed its own JOB_ID: every id printed exactly once, by that job, and nothing else printed.
-  const printed = await chaos.db.sequelize.query<{ jobId: number; output: string }>(
+  const printed = await sqlOf(chaos.db).query<{ jobId: number; output: string }>(
     "SELECT jobId, output FROM JobStatuses WHERE stream <> 'system'",
     { type: QueryTypes.SELECT },
   );

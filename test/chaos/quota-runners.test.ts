@@ -3,11 +3,12 @@
 import { QueryTypes } from 'sequelize';
 import { insertJob, jobRow, waitFor } from '../helpers/runner';
 import { startRunner, useChaosDatabase } from '../helpers/chaos';
+import { sqlOf } from '../helpers/database';
 
 const chaos = useChaosDatabase('quota');
 
 async function runningOf(owner: string): Promise<number> {
-  const [{ n }] = await chaos.db.sequelize.query<{ n: number }>(
+  const [{ n }] = await sqlOf(chaos.db).query<{ n: number }>(
     'SELECT COUNT(*) AS n FROM Jobs WHERE createdBy = :owner AND status = :status',
     { type: QueryTypes.SELECT, replacements: { owner, status: 'running' } },
   );

@@ -7,7 +7,7 @@ import { QueryTypes } from 'sequelize';
 import { Queue } from '../../models/queue';
 import { TaskCatalog } from '../../tasks/catalog';
 import { checkJobRequest } from '../../tasks/job-request';
-import { ROOT } from '../helpers/database';
+import { ROOT, sqlOf } from '../helpers/database';
 import {
   startRunner,
   useChaosDatabase,
@@ -52,7 +52,7 @@ interface AttemptRow {
 }
 
 async function attemptRow(id: number): Promise<AttemptRow> {
-  const [row] = await chaos.db.sequelize.query<AttemptRow>(
+  const [row] = await sqlOf(chaos.db).query<AttemptRow>(
     'SELECT status, attempt, maxAttempts, lastError, error, runnerId FROM Jobs WHERE id = ?',
     { type: QueryTypes.SELECT, replacements: [id] },
   );
@@ -185,7 +185,7 @@ test('kill -9 mid-job, runner_lost not listed: failure/runner_lost at attempt 1,
 async function freezeIdle(frozen: RunnerProcess, jobId: number): Promise<void> {
   for (let tries = 1; ; tries++) {
     process.kill(frozen.pid, 'SIGSTOP');
-    const probe = chaos.db.sequelize.query('UPDATE Jobs SET updatedAt = updatedAt WHERE id = ?', {
+    const probe = sqlOf(chaos.db).query('UPDATE Jobs SET updatedAt = updatedAt WHERE id = ?', {
       replacements: [jobId],
     });
     let timer: NodeJS.Timeout | undefined;

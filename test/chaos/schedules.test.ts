@@ -8,7 +8,7 @@ import { QueryTypes } from 'sequelize';
 import { readTime } from '../../models/sql';
 import { fireTimes } from '../../tasks/schedules';
 import { startRunner, useChaosDatabase, waitForExit, waitForLog, worker, type RunnerProcess } from '../helpers/chaos';
-import { ROOT } from '../helpers/database';
+import { ROOT, sqlOf } from '../helpers/database';
 
 const chaos = useChaosDatabase('schedules');
 const TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'schedules', 'chaos-tasks.json');
@@ -39,7 +39,7 @@ interface Fire {
 }
 
 async function fires(schedule: string): Promise<Fire[]> {
-  const rows = await chaos.db.sequelize.query<{ fireAt: unknown; jobId: unknown; skipped: string | null }>(
+  const rows = await sqlOf(chaos.db).query<{ fireAt: unknown; jobId: unknown; skipped: string | null }>(
     'SELECT fireAt, jobId, skipped FROM JobScheduleFires WHERE scheduleName = ? ORDER BY fireAt',
     { type: QueryTypes.SELECT, replacements: [schedule] },
   );
@@ -62,7 +62,7 @@ async function expectOneJobEach(all: Fire[]): Promise<void> {
   for (const fire of all) expect(fire).toMatchObject({ jobId: expect.any(Number), skipped: null });
   const ids = all.map((f) => f.jobId!).sort((a, b) => a - b);
   expect(new Set(ids).size).toBe(ids.length);
-  const jobs = await chaos.db.sequelize.query<{ id: number }>('SELECT id FROM Jobs ORDER BY id', {
+  const jobs = await sqlOf(chaos.db).query<{ id: number }>('SELECT id FROM Jobs ORDER BY id', {
     type: QueryTypes.SELECT,
   });
   expect(jobs.map((j) => Number(j.id))).toEqual(ids);

@@ -11,7 +11,7 @@ import { Queue } from '../../models/queue';
 import { createUser } from '../../models/users';
 import { createApp, type AppDeps } from '../../routers/app';
 import { TaskCatalog } from '../../tasks/catalog';
-import { freshDatabase, ROOT, truncateAll, type DatabaseSuite } from './database';
+import { freshDatabase, ROOT, truncateAll, type DatabaseSuite, sqlOf } from './database';
 
 export const TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'api-tasks.json');
 const SESSION_SECRET = 'test-session-secret-0123456789abcdef0123456789';
@@ -92,7 +92,7 @@ export function sessionCookie(res: { headers: Record<string, unknown> }): string
 }
 
 export async function count(db: Database, table: string): Promise<number> {
-  const [row] = await db.sequelize.query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${table}`, {
+  const [row] = await sqlOf(db).query<{ n: number | string }>(`SELECT COUNT(*) AS n FROM ${table}`, {
     type: QueryTypes.SELECT,
   });
   return Number(row.n);
@@ -106,7 +106,7 @@ export async function insertOutput(db: Database, jobId: number, lines: string[],
     values.push(jobId, firstSeq + i, i % 5 === 4 ? 'stderr' : 'stdout', line);
     return '(?, ?, ?, ?)';
   });
-  await db.sequelize.query(`INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES ${tuples.join(', ')}`, {
+  await sqlOf(db).query(`INSERT INTO JobStatuses (jobId, seq, stream, output) VALUES ${tuples.join(', ')}`, {
     replacements: values,
   });
 }
@@ -117,7 +117,7 @@ export async function setStatus(
   status: string,
   extra: { exitCode?: number | null; error?: string | null } = {},
 ): Promise<void> {
-  await db.sequelize.query('UPDATE Jobs SET status = ?, exitCode = ?, error = ? WHERE id = ?', {
+  await sqlOf(db).query('UPDATE Jobs SET status = ?, exitCode = ?, error = ? WHERE id = ?', {
     replacements: [status, extra.exitCode ?? null, extra.error ?? null, jobId],
   });
 }

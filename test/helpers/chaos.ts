@@ -8,7 +8,7 @@ import path from 'node:path';
 import { QueryTypes } from 'sequelize';
 import type { DatabaseConfig } from '../../config';
 import type { Database } from '../../models/database';
-import { ROOT, databaseEnv, freshDatabase, truncateAll } from './database';
+import { ROOT, databaseEnv, freshDatabase, truncateAll, sqlOf } from './database';
 import { jobRow, killQuietly, lines, waitFor, type JobRow, type StatusRow } from './runner';
 
 const CHAOS_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'chaos', 'tasks.json');
@@ -148,10 +148,10 @@ export function printedPids(rows: StatusRow[]): number[] {
 
 /** Ids of a runner's jobs still marked running. */
 export async function runningJobsOf(db: Database, runnerId: string): Promise<number[]> {
-  const rows = await db.sequelize.query<{ id: number }>(
-    "SELECT id FROM Jobs WHERE runnerId = ? AND status = 'running'",
-    { type: QueryTypes.SELECT, replacements: [runnerId] },
-  );
+  const rows = await sqlOf(db).query<{ id: number }>("SELECT id FROM Jobs WHERE runnerId = ? AND status = 'running'", {
+    type: QueryTypes.SELECT,
+    replacements: [runnerId],
+  });
   return rows.map((r) => Number(r.id));
 }
 

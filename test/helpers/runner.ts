@@ -10,7 +10,7 @@ import { findPrlimit, findSetpriv } from '../../runner/job-process';
 import { Launcher } from '../../runner/launcher';
 import { Runner } from '../../runner/runner';
 import { TaskCatalog } from '../../tasks/catalog';
-import { ROOT } from './database';
+import { ROOT, sqlOf } from './database';
 
 export const RUNNER_TASKS_FILE = path.join(ROOT, 'test', 'fixtures', 'runner', 'tasks.json');
 export const RUNNER_ID = 'test-runner';
@@ -97,11 +97,10 @@ export async function insertJob(
     columns.push('priority');
     values.push(extra.priority);
   }
-  const [insertId] = (await db.sequelize.query(
+  return sqlOf(db).insert(
     `INSERT INTO Jobs (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`,
-    { type: QueryTypes.INSERT, replacements: values },
-  )) as unknown as [number, number];
-  return Number(insertId);
+    values,
+  );
 }
 
 export interface JobRow {
@@ -120,7 +119,7 @@ export interface JobRow {
 }
 
 export async function jobRow(db: Database, id: number): Promise<JobRow> {
-  const [row] = await db.sequelize.query<JobRow>(
+  const [row] = await sqlOf(db).query<JobRow>(
     'SELECT id, task, command, status, runnerId, exitCode, `signal`, error, cancelRequestedAt, cancelledBy, startedAt, finishedAt FROM Jobs WHERE id = ?',
     { type: QueryTypes.SELECT, replacements: [id] },
   );
@@ -141,7 +140,7 @@ export interface StatusRow {
 
 /** A job's output rows in id order. */
 export async function statusRows(db: Database, jobId: number): Promise<StatusRow[]> {
-  const rows = await db.sequelize.query<StatusRow>(
+  const rows = await sqlOf(db).query<StatusRow>(
     'SELECT id, seq, stream, output FROM JobStatuses WHERE jobId = ? ORDER BY id',
     { type: QueryTypes.SELECT, replacements: [jobId] },
   );

@@ -7,7 +7,7 @@ import {
   impatientQueue,
   jobRow,
   makeRunning,
-  mysqlOnly,
+  withRowLocks,
   outputRows,
   storedRows,
   useQueueDatabase,
@@ -21,25 +21,29 @@ async function addJobs(n: number): Promise<number[]> {
   return ids;
 }
 
-mysqlOnly('a claim skips the rows another transaction holds FOR UPDATE and takes the next ones at once', async () => {
-  const ids = await addJobs(6);
-  const claimer = await impatientQueue(t);
+withRowLocks(
+  'a claim skips the rows another transaction holds FOR UPDATE and takes the next ones at once',
+  async () => {
+    const ids = await addJobs(6);
+    const claimer = await impatientQueue(t);
 
-  const held = await holdJobRows(t, ids.slice(0, 2));
-  try {
-    expect((await claimer.claimDueJobs('runner-b', 3)).map((j) => j.id)).toEqual(ids.slice(2, 5));
-    expect((await claimer.claimDueJobs('runner-b', 10)).map((j) => j.id)).toEqual(ids.slice(5));
-    expect(await claimer.claimDueJobs('runner-b', 10)).toEqual([]);
-  } finally {
-    await held.rollback();
-  }
+    const held = await holdJobRows(t, ids.slice(0, 2));
+    try {
+      expect((await claimer.claimDueJobs('runner-b', 3)).map((j) => j.id)).toEqual(ids.slice(2, 5));
+      expect((await claimer.claimDueJobs('runner-b', 10)).map((j) => j.id)).toEqual(ids.slice(5));
+      expect(await claimer.claimDueJobs('runner-b', 10)).toEqual([]);
+    } finally {
+      await held.rollback();
+    }
 
-  // Released: the rows that were held are still pending, and the next claim takes them.
-  for (const id of ids.slice(0, 2)) expect(await jobRow(t.db, id)).toMatchObject({ status: 'pending', runnerId: null });
-  expect((await t.queue.claimDueJobs('runner-a', 10)).map((j) => j.id)).toEqual(ids.slice(0, 2));
-});
+    // Released: the rows that were held are still pending, and the next claim takes them.
+    for (const id of ids.slice(0, 2))
+      expect(await jobRow(t.db, id)).toMatchObject({ status: 'pending', runnerId: null });
+    expect((await t.queue.claimDueJobs('runner-a', 10)).map((j) => j.id)).toEqual(ids.slice(0, 2));
+  },
+);
 
-mysqlOnly('a runner’s writes on its own jobs never wait for the rows another runner holds', async () => {
+withRowLocks('a runner’s writes on its own jobs never wait for the rows another runner holds', async () => {
   const [theirs1, theirs2, mine1, mine2, mine3, pending] = await addJobs(6);
   for (const id of [theirs1, theirs2]) await makeRunning(t.db, id, 'runner-a');
   for (const id of [mine1, mine2, mine3]) await makeRunning(t.db, id, 'runner-b');

@@ -3,7 +3,8 @@
 import { QueryTypes } from 'sequelize';
 import type { NewJob } from '../../models/enqueue';
 import type { Outcome } from '../../models/queue';
-import { addJob, jobRow, mysqlOnly, useQueueDatabase } from './harness';
+import { addJob, jobRow, withRowLocks, useQueueDatabase } from './harness';
+import { sqlOf } from '../helpers/database';
 
 const t = useQueueDatabase('claim_groups');
 
@@ -68,9 +69,9 @@ test('a job enqueued into an idle group is claimable at once; one enqueued behin
   expect(ids(await t.queue.claimDueJobs('r1', 10))).toEqual([third]);
 });
 
-mysqlOnly('a claim locks none of the rows queued behind a busy group, only the ready rows it takes', async () => {
+withRowLocks('a claim locks none of the rows queued behind a busy group, only the ready rows it takes', async () => {
   const [head, ...queued] = ids(await t.queue.enqueueMany(Array.from({ length: 40 }, () => grouped('busy', 100))));
-  const stored = await t.db.sequelize.query<{ id: number }>("SELECT id FROM Jobs WHERE groupKey = 'busy' ORDER BY id", {
+  const stored = await sqlOf(t.db).query<{ id: number }>("SELECT id FROM Jobs WHERE groupKey = 'busy' ORDER BY id", {
     type: QueryTypes.SELECT,
   });
   expect(stored.map((r) => Number(r.id))).toEqual([head, ...queued]);
@@ -82,13 +83,13 @@ mysqlOnly('a claim locks none of the rows queued behind a busy group, only the r
   const claim = await claimer.sequelize.transaction();
   const other = t.secondHandle({ poolMax: 1 });
   try {
-    const taken = await claimer.sequelize.query<{ id: number }>(t.db.driver.statements.claimSelect(10), {
+    const taken = await sqlOf(claimer).query<{ id: number }>(t.db.driver.statements.claimSelect(10), {
       type: QueryTypes.SELECT,
       transaction: claim,
     });
     expect(taken.map((r) => Number(r.id))).toEqual(ready);
     const lockNow = (id: number) =>
-      other.sequelize.query('SELECT id FROM Jobs WHERE id = :id FOR UPDATE NOWAIT', {
+      sqlOf(other).query('SELECT id FROM Jobs WHERE id = :id FOR UPDATE NOWAIT', {
         type: QueryTypes.SELECT,
         replacements: { id },
       });
@@ -99,9 +100,21 @@ mysqlOnly('a claim locks none of the rows queued behind a busy group, only the r
   }
 });
 
-mysqlOnly('the claim is answered in index order (jobs_claim_ready), without a filesort', async () => {
+withRowLocks('the claim is answered in index order (jobs_claim_ready), without a filesort', async () => {
   await t.queue.enqueueMany(Array.from({ length: 50 }, (_, i) => grouped(`g${i % 5}`, i % 7)));
-  const plan = await t.db.sequelize.query<{ key: string | null; Extra: string | null }>(
+  if (t.db.dialect === 'postgres') {
+    // Rows come off the index in claim order and LockRows locks only those the LIMIT takes: no Sort node.
+    const lines = await t.db.sequelize.query<{ 'QUERY PLAN': string }>(
+      `EXPLAIN ${t.db.driver.statements.claimSelect(4)}`,
+      { type: QueryTypes.SELECT },
+    );
+    const text = lines.map((row) => row['QUERY PLAN']).join('\n');
+    expect(text).toMatch(/Index Scan using jobs_claim_ready on "Jobs"/);
+    expect(text).toMatch(/LockRows/);
+    expect(text).not.toMatch(/\bSort\b/);
+    return;
+  }
+  const plan = await sqlOf(t.db).query<{ key: string | null; Extra: string | null }>(
     `EXPLAIN ${t.db.driver.statements.claimSelect(4)}`,
     { type: QueryTypes.SELECT },
   );

@@ -2,6 +2,7 @@
 import { QueryTypes } from 'sequelize';
 import { dbNow, jobRow, toMs, useQueueDatabase } from './harness';
 import { RUNNER_REPORT_VERSION, type RunnerReport } from '../../models/metrics';
+import { sqlOf } from '../helpers/database';
 
 const t = useQueueDatabase('enqueue');
 
@@ -65,7 +66,7 @@ describe('reportRunner', () => {
   }
 
   async function runners(): Promise<Record<string, RunnerRow>> {
-    const rows = await t.db.sequelize.query<{ id: string; startedAt: unknown; seenAt: unknown; report: string }>(
+    const rows = await sqlOf(t.db).query<{ id: string; startedAt: unknown; seenAt: unknown; report: string }>(
       'SELECT id, startedAt, seenAt, report FROM JobRunners ORDER BY id',
       { type: QueryTypes.SELECT },
     );
@@ -105,13 +106,13 @@ describe('reportRunner', () => {
 
 describe('transaction', () => {
   const count = async () => {
-    const [row] = await t.db.sequelize.query<{ n: number | string }>('SELECT COUNT(*) AS n FROM Jobs', {
+    const [row] = await sqlOf(t.db).query<{ n: number | string }>('SELECT COUNT(*) AS n FROM Jobs', {
       type: QueryTypes.SELECT,
     });
     return Number(row.n);
   };
   const insert = (transaction: unknown) =>
-    t.db.sequelize.query("INSERT INTO Jobs (task, params) VALUES ('echo', '{}')", {
+    sqlOf(t.db).query("INSERT INTO Jobs (task, params) VALUES ('echo', '{}')", {
       transaction: transaction as never,
     });
 

@@ -5,12 +5,12 @@ import type { DatabaseConfig } from '../../config';
 import { createDatabase, type Database } from '../../models/database';
 import type { OutputRow } from '../../models/queue';
 import { Queue } from '../../models/queue';
-import { dialect, freshDatabase, truncateAll } from '../helpers/database';
+import { dialect, freshDatabase, truncateAll, sqlOf } from '../helpers/database';
 
 export { dialect };
 
-/** A test that needs row locks (FOR UPDATE SKIP LOCKED): MySQL/MariaDB only. */
-export const mysqlOnly = dialect === 'mysql' ? test : test.skip;
+/** A test that needs row locks (FOR UPDATE SKIP LOCKED): MySQL/MariaDB and PostgreSQL. */
+export const withRowLocks = dialect === 'sqlite' ? test.skip : test;
 
 export interface QueueFixture {
   db: Database;
@@ -47,37 +47,47 @@ export function useQueueDatabase(file: string): QueueFixture {
 }
 
 /**
- * MySQL: a queue on its own single connection that gives up on a row lock after 1 s (errno 1205), so
- * an operation that should skip or ignore rows another transaction holds fails, instead of hanging
- * until the test times out, if it waits for them.
+ * A queue on its own single connection that gives up on a row lock after 1 s (MySQL errno 1205,
+ * PostgreSQL 55P03), so an operation that should skip or ignore rows another transaction holds
+ * fails, instead of hanging until the test times out, if it waits for them.
  */
 export async function impatientQueue(fixture: QueueFixture): Promise<Queue> {
   const db = fixture.secondHandle({ poolMax: 1 });
-  await db.sequelize.query('SET SESSION innodb_lock_wait_timeout = 1');
+  await db.sequelize.query(
+    db.dialect === 'postgres' ? "SET lock_timeout = '1s'" : 'SET SESSION innodb_lock_wait_timeout = 1',
+  );
   return new Queue(db);
 }
 
 /**
- * MySQL: an open transaction on a second handle holding exactly these jobs' rows FOR UPDATE, as
- * another runner mid-transaction would. One row at a time by primary key: an `IN` list on a small
- * table may be answered by an index scan, which under REPEATABLE READ locks every row it reads.
+ * An open transaction on a second handle holding exactly these jobs' rows FOR UPDATE, as another
+ * runner mid-transaction would. One row at a time by primary key: an `IN` list on a small table may
+ * be answered by an index scan, which under REPEATABLE READ (MySQL) locks every row it reads.
  */
 export async function holdJobRows(fixture: QueueFixture, ids: number[]): Promise<Transaction> {
   const holder = fixture.secondHandle();
   const transaction = await holder.sequelize.transaction();
+  let held = 0;
   for (const id of ids) {
-    await holder.sequelize.query('SELECT id FROM Jobs WHERE id = :id FOR UPDATE', {
+    const rows = await sqlOf(holder).query('SELECT id FROM Jobs WHERE id = :id FOR UPDATE', {
       type: QueryTypes.SELECT,
       replacements: { id },
       transaction,
     });
+    held += rows.length;
+  }
+  // PostgreSQL locks exactly the rows a FOR UPDATE returns, at once.
+  if (holder.dialect === 'postgres') {
+    if (held === ids.length) return transaction;
+    await transaction.rollback();
+    throw new Error(`the holder locked ${held} rows, not ${ids.length}`);
   }
   // InnoDB answers information_schema.innodb_trx from a cache it refreshes at most every 0.1 s, so a
   // transaction that just took its locks may be missing or show an older count: read until it settles.
   let rowsLocked: number | undefined;
   for (let attempt = 0; attempt < 100 && rowsLocked !== ids.length; attempt += 1) {
     if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 150));
-    const [locks] = await holder.sequelize.query<{ rowsLocked: number | string }>(
+    const [locks] = await sqlOf(holder).query<{ rowsLocked: number | string }>(
       'SELECT trx_rows_locked AS rowsLocked FROM information_schema.innodb_trx WHERE trx_mysql_thread_id = CONNECTION_ID()',
       { type: QueryTypes.SELECT, transaction },
     );
@@ -99,10 +109,11 @@ export function quote(db: Database, name: string): string {
 export function sqlNowPlus(db: Database, ms: number): string {
   const n = Math.trunc(ms);
   if (db.dialect === 'mysql') return `(NOW(3) + INTERVAL ${n * 1000} MICROSECOND)`;
+  if (db.dialect === 'postgres') return `(${db.driver.now} + interval '${n} milliseconds')`;
   return `strftime('%Y-%m-%d %H:%M:%f', 'now', '${n < 0 ? '-' : '+'}${(Math.abs(n) / 1000).toFixed(3)} seconds')`;
 }
 
-/** A datetime column's value in epoch milliseconds: MySQL hands back Dates, SQLite 'YYYY-MM-DD HH:MM:SS.sss' (UTC). */
+/** A datetime column's value in epoch milliseconds: MySQL and PostgreSQL hand back Dates, SQLite 'YYYY-MM-DD HH:MM:SS.sss' (UTC). */
 export function toMs(value: unknown): number | null {
   if (value === null || value === undefined) return null;
   if (value instanceof Date) return value.getTime();
@@ -113,7 +124,7 @@ export function toMs(value: unknown): number | null {
 
 /** The database's clock now, in epoch milliseconds. */
 export async function dbNow(db: Database): Promise<number> {
-  const [row] = await db.sequelize.query<{ now: unknown }>(`SELECT ${sqlNowPlus(db, 0)} AS now`, {
+  const [row] = await sqlOf(db).query<{ now: unknown }>(`SELECT ${sqlNowPlus(db, 0)} AS now`, {
     type: QueryTypes.SELECT,
   });
   return toMs(row.now) as number;
@@ -137,24 +148,23 @@ export async function addJob(db: Database, job: NewJob = {}): Promise<number> {
     priority: job.priority ?? 0,
   };
   const names = Object.keys(values);
-  const [insertId] = (await db.sequelize.query(
+  return sqlOf(db).insert(
     `INSERT INTO Jobs (${names.map((n) => quote(db, n)).join(', ')}) VALUES (${names.map((n) => `:${n}`).join(', ')})`,
-    { type: QueryTypes.INSERT, replacements: values },
-  )) as unknown as [number, number];
-  return Number(insertId);
+    values,
+  );
 }
 
 /** Sets columns of a job to plain values. */
 export async function setJob(db: Database, id: number, columns: Record<string, unknown>): Promise<void> {
   const sets = Object.keys(columns).map((name) => `${quote(db, name)} = :${name}`);
-  await db.sequelize.query(`UPDATE Jobs SET ${sets.join(', ')} WHERE id = :id`, {
+  await sqlOf(db).query(`UPDATE Jobs SET ${sets.join(', ')} WHERE id = :id`, {
     replacements: { ...columns, id },
   });
 }
 
 /** Sets a datetime column of a job to the database's "now" plus `ms` (negative: in the past). */
 export async function setJobTime(db: Database, id: number, column: string, ms: number): Promise<void> {
-  await db.sequelize.query(`UPDATE Jobs SET ${quote(db, column)} = ${sqlNowPlus(db, ms)} WHERE id = :id`, {
+  await sqlOf(db).query(`UPDATE Jobs SET ${quote(db, column)} = ${sqlNowPlus(db, ms)} WHERE id = :id`, {
     replacements: { id },
   });
 }
@@ -162,7 +172,7 @@ export async function setJobTime(db: Database, id: number, column: string, ms: n
 /** Puts a job in the state a claim leaves it in: running, owned by `runnerId`, started and renewed now. */
 export async function makeRunning(db: Database, id: number, runnerId: string): Promise<void> {
   const now = sqlNowPlus(db, 0);
-  await db.sequelize.query(
+  await sqlOf(db).query(
     `UPDATE Jobs SET status = 'running', runnerId = :runnerId, startedAt = ${now}, heartbeatAt = ${now} WHERE id = :id`,
     { replacements: { id, runnerId } },
   );
@@ -191,7 +201,7 @@ const TIME_COLUMNS = ['runAt', 'startedAt', 'heartbeatAt', 'finishedAt', 'cancel
 /** A job's row as stored, datetimes in epoch milliseconds. */
 export async function jobRow(db: Database, id: number): Promise<JobRow> {
   const columns = ['id', 'status', 'runnerId', 'command', 'createdBy', 'priority', 'exitCode', 'signal', 'error'];
-  const [row] = await db.sequelize.query<Record<string, unknown>>(
+  const [row] = await sqlOf(db).query<Record<string, unknown>>(
     `SELECT ${[...columns, 'cancelledBy', ...TIME_COLUMNS].map((c) => quote(db, c)).join(', ')} FROM Jobs WHERE id = :id`,
     { type: QueryTypes.SELECT, replacements: { id } },
   );
@@ -212,7 +222,7 @@ export interface StoredRow extends OutputRow {
 
 /** A job's output rows as stored, in id order. */
 export async function storedRows(db: Database, jobId: number): Promise<StoredRow[]> {
-  const rows = await db.sequelize.query<StoredRow>(
+  const rows = await sqlOf(db).query<StoredRow>(
     'SELECT id, seq, stream, output FROM JobStatuses WHERE jobId = :jobId ORDER BY id',
     { type: QueryTypes.SELECT, replacements: { jobId } },
   );

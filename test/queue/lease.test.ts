@@ -6,7 +6,7 @@ import {
   impatientQueue,
   jobRow,
   makeRunning,
-  mysqlOnly,
+  withRowLocks,
   outputRows,
   setJob,
   setJobTime,
@@ -161,7 +161,7 @@ describe('reapExpiredLeases', () => {
     expect((await storedRows(t.db, id)).map((r) => r.stream)).toEqual(['system']);
   });
 
-  mysqlOnly('skips an expired job another transaction holds, without waiting for it', async () => {
+  withRowLocks('skips an expired job another transaction holds, without waiting for it', async () => {
     const held = await runningJob('r1', 90_000);
     const free = await runningJob('r2', 60_000);
     const reaper = await impatientQueue(t);

@@ -3,6 +3,7 @@
 import { QuotaExceededError } from '../../models/enqueue';
 import { Queue } from '../../models/queue';
 import { addJob, jobRow, makeRunning, useQueueDatabase } from './harness';
+import { sqlOf } from '../helpers/database';
 
 const t = useQueueDatabase('quota');
 const SUCCESS = { status: 'success', exitCode: 0, signal: null, error: null } as const;
@@ -65,7 +66,7 @@ describe('JOB_USER_MAX_RUNNING', () => {
     );
     const claimed = claims.flat();
     expect(claimed.filter((j) => j.createdBy === 'bob').length).toBeLessThanOrEqual(3);
-    const [{ n }] = await t.db.sequelize.query<{ n: number }>(
+    const [{ n }] = await sqlOf(t.db).query<{ n: number }>(
       "SELECT COUNT(*) AS n FROM Jobs WHERE createdBy = 'bob' AND status = 'running'",
       { type: 'SELECT' as never },
     );
@@ -96,7 +97,7 @@ describe('JOB_USER_MAX_PENDING', () => {
     await queue.enqueue(job(null));
     await queue.enqueue(job(null));
     await queue.enqueue(job(null));
-    const [{ n }] = await t.db.sequelize.query<{ n: number }>(
+    const [{ n }] = await sqlOf(t.db).query<{ n: number }>(
       "SELECT COUNT(*) AS n FROM Jobs WHERE createdBy = 'bob' OR createdBy = 'carol'",
       { type: 'SELECT' as never },
     );

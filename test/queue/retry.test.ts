@@ -16,6 +16,7 @@ import {
   toMs,
   useQueueDatabase,
 } from './harness';
+import { sqlOf } from '../helpers/database';
 
 const t = useQueueDatabase('retry');
 
@@ -58,7 +59,7 @@ const TIMES = ['runAt', 'updatedAt', 'heartbeatAt', 'startedAt', 'finishedAt', '
 
 async function retryRow(id: number): Promise<RetryRow> {
   const columns = [...RETRY_COLUMNS, ...MORE_COLUMNS, ...TIMES].map((c) => quote(t.db, c)).join(', ');
-  const [row] = await t.db.sequelize.query<Record<string, unknown>>(`SELECT ${columns} FROM Jobs WHERE id = :id`, {
+  const [row] = await sqlOf(t.db).query<Record<string, unknown>>(`SELECT ${columns} FROM Jobs WHERE id = :id`, {
     type: QueryTypes.SELECT,
     replacements: { id },
   });
@@ -76,7 +77,7 @@ async function retryRow(id: number): Promise<RetryRow> {
 
 /** Who holds a group: its head (claimable or running) and the failed job that blocks it. */
 async function groupOf(key: string): Promise<{ head: number | null; blockedBy: number | null }> {
-  const [row] = await t.db.sequelize.query<{ headJobId: unknown; blockedByJobId: unknown }>(
+  const [row] = await sqlOf(t.db).query<{ headJobId: unknown; blockedByJobId: unknown }>(
     `SELECT headJobId, blockedByJobId FROM JobGroups WHERE ${quote(t.db, 'key')} = :key`,
     { type: QueryTypes.SELECT, replacements: { key } },
   );

@@ -1,0 +1,1 @@
+process.env.CJ_TEST_DIALECT = 'postgres';
