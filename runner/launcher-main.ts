@@ -4,8 +4,8 @@
 // process. It is also the orphan guard: when its channel closes (the runner exited, or was killed
 // with `kill -9`) it SIGKILLs every job's process group it still has, and exits. Signals meant for the
 // runner's terminal or service do not stop it; its runner ends it by closing the channel.
-import { spawn, type ChildProcess } from 'node:child_process';
-import type { LauncherReply, LauncherRequest } from './launcher';
+import type { ChildProcess } from 'node:child_process';
+import { forkJob, type LauncherReply, type LauncherRequest } from './launcher';
 
 /** Output not yet taken by the runner, in bytes: above HIGH every job's pipes pause until LOW. */
 const HIGH_BYTES = 8 * 1024 * 1024;
@@ -48,15 +48,7 @@ function start(request: Extract<LauncherRequest, { t: 'spawn' }>): void {
   const { id } = request;
   let child: ChildProcess;
   try {
-    child = spawn(request.file, request.args, {
-      cwd: request.cwd,
-      env: request.env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group, so the whole tree can be signalled
-      shell: false,
-      argv0: request.argv0,
-      ...(request.uid !== undefined && { uid: request.uid, gid: request.gid }),
-    });
+    child = forkJob(request);
   } catch (err) {
     return reply({ t: 'error', id, message: (err as Error).message });
   }

@@ -60,20 +60,25 @@ export interface Spawner {
   spawn(request: SpawnRequest, events: ChildEvents): ChildHandle;
 }
 
+/** Forks a job, wherever that is: no shell, its own process group (so the whole tree can be signalled), output piped. */
+export function forkJob(request: SpawnRequest): ChildProcess {
+  return spawn(request.file, request.args, {
+    cwd: request.cwd,
+    env: request.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    shell: false,
+    argv0: request.argv0,
+    ...(request.uid !== undefined && { uid: request.uid, gid: request.gid }),
+  });
+}
+
 /** Forks in this process (tests from the sources; a runner whose launcher died). */
 export const inProcess: Spawner = {
   spawn(request, events) {
     let child: ChildProcess;
     try {
-      child = spawn(request.file, request.args, {
-        cwd: request.cwd,
-        env: request.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true,
-        shell: false,
-        argv0: request.argv0,
-        ...(request.uid !== undefined && { uid: request.uid, gid: request.gid }),
-      });
+      child = forkJob(request);
     } catch (err) {
       const message = (err as Error).message;
       queueMicrotask(() => events.onError(message));
