@@ -1,6 +1,8 @@
 // Failed logins counted in the database (LoginFailures), so every API process shares them and a
-// restart forgets nothing. Each scope is limited over a sliding window, estimated from two fixed
-// windows (the current one, plus the previous one weighted by how much of it still overlaps).
+// restart forgets nothing. Each scope is limited over a sliding window, counted in buckets of a
+// fifteenth of it: the buckets that overlap the last window's length, the oldest one whole, so a
+// burst that straddles a bucket's edge is counted in full (an estimate from two fixed windows let
+// the 11th attempt through when ten failures straddled the edge).
 import { Op, UniqueConstraintError, literal } from 'sequelize';
 import type { Database } from './database';
 import { storageOf } from './queue';
@@ -96,31 +98,33 @@ export class LoginThrottle {
     await this.write(() => this.db.models.LoginFailure.destroy({ where: { scope: pair.key } }));
   }
 
-  /** Seconds until every scope is under its limit (0: now); `own` attempts already counted may reach it. */
+  /**
+   * Seconds until every scope is under its limit (0: now); `own` attempts already counted may reach
+   * it. A scope counts the buckets that overlap the last window's length, the oldest one whole: a
+   * failure is remembered for at least the window and at most one bucket longer, never less.
+   */
   private async retryAfter(scopes: Scope[], at: number, own = 0): Promise<number> {
     const rows = await this.db.models.LoginFailure.findAll({
       where: {
         scope: scopes.map((s) => s.key),
-        windowStart: { [Op.gte]: new Date(Math.min(...scopes.map((s) => windowStart(s.rule, at) - s.rule.windowMs))) },
+        windowStart: { [Op.gt]: new Date(Math.min(...scopes.map((s) => at - s.rule.windowMs - bucketMs(s.rule)))) },
       },
     });
     let wait = 0;
     for (const { key, rule } of scopes) {
-      const start = windowStart(rule, at);
-      const counted = (from: number) =>
-        rows.filter((r) => r.scope === key && r.windowStart.getTime() === from).reduce((n, r) => n + r.count, 0);
-      const current = counted(start);
-      const previous = counted(start - rule.windowMs);
-      const elapsed = (at - start) / rule.windowMs;
+      const size = bucketMs(rule);
+      const buckets = rows
+        .filter((r) => r.scope === key && r.windowStart.getTime() + size > at - rule.windowMs)
+        .sort((a, b) => a.windowStart.getTime() - b.windowStart.getTime());
       // Over the limit when this attempt would be the (max+1)th within one window's length.
-      const estimate = current - own + previous * (1 - elapsed);
-      if (estimate < rule.max) continue;
-      let until: number;
-      if (current - own >= rule.max) {
-        // The current window alone is full: it must become the previous one and fade below the limit.
-        until = start + rule.windowMs + rule.windowMs * Math.max(0, 1 - rule.max / Math.max(1, current));
-      } else {
-        until = start + rule.windowMs * (1 - (rule.max - (current - own)) / Math.max(1, previous));
+      let counted = buckets.reduce((n, r) => n + r.count, 0) - own;
+      if (counted < rule.max) continue;
+      // Free again once enough of the oldest buckets have left the window.
+      let until = at;
+      for (const bucket of buckets) {
+        counted -= bucket.count;
+        until = bucket.windowStart.getTime() + size + rule.windowMs;
+        if (counted < rule.max) break;
       }
       wait = Math.max(wait, Math.max(1, Math.ceil((until - at) / 1000)));
     }
@@ -129,7 +133,7 @@ export class LoginThrottle {
 
   private async add(scope: Scope, at: number, delta: 1 | -1): Promise<void> {
     const { LoginFailure } = this.db.models;
-    const where = { scope: scope.key, windowStart: new Date(windowStart(scope.rule, at)) };
+    const where = { scope: scope.key, windowStart: new Date(bucketStart(scope.rule, at)) };
     const count = this.db.sequelize.getQueryInterface().quoteIdentifier('count');
     await this.write(async () => {
       if (delta < 0) {
@@ -162,6 +166,14 @@ export class LoginThrottle {
   }
 }
 
-function windowStart(rule: LimitRule, at: number): number {
-  return Math.floor(at / rule.windowMs) * rule.windowMs;
+/** Failures are counted in buckets of a fifteenth of the window (a minute of the 15-minute one). */
+const BUCKETS_PER_WINDOW = 15;
+
+function bucketMs(rule: LimitRule): number {
+  return Math.max(1, Math.floor(rule.windowMs / BUCKETS_PER_WINDOW));
+}
+
+function bucketStart(rule: LimitRule, at: number): number {
+  const size = bucketMs(rule);
+  return Math.floor(at / size) * size;
 }

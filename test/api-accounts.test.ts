@@ -9,6 +9,7 @@ import {
   setAdmin,
   setPassword,
 } from '../models/users';
+import { LoginThrottle } from '../models/login-throttle';
 import { Semaphore, SemaphoreFullError } from '../models/semaphore';
 import { addUser, count, login, password, startApi, useApi, type Api } from './helpers/api';
 
@@ -262,5 +263,56 @@ describe('password hashing is bounded', () => {
     const rows = await ctx.db.models.LoginFailure.findAll();
     expect(rows.every((r) => r.count === 0)).toBe(true);
     await login(ctx.api, 'alice');
+  });
+});
+
+describe('the login window, on a clock the test holds', () => {
+  const rule = { max: 10, windowMs: 15 * 60_000 };
+  const limits = {
+    perPair: rule,
+    perAddress: { max: 1000, windowMs: rule.windowMs },
+    perUsername: { max: 1000, windowMs: rule.windowMs },
+  };
+  const minute = 60_000;
+  // A minute's edge, a whole number of windows from the epoch: the edge of the old two-window estimate too.
+  const edge = Date.UTC(2026, 11, 2, 19, 15);
+
+  async function failAt(throttle: LoginThrottle, at: { now: number }, when: number, times: number) {
+    at.now = when;
+    for (let i = 0; i < times; i++) expect((await throttle.reserve('alice', '10.0.0.1')).retryAfter).toBe(0);
+  }
+
+  test('ten failures that straddle an edge still refuse the eleventh', async () => {
+    const at = { now: 0 };
+    const throttle = new LoginThrottle(ctx.db, limits, () => at.now);
+    await failAt(throttle, at, edge - 1, 5);
+    await failAt(throttle, at, edge, 5);
+    at.now = edge + 1;
+    expect((await throttle.reserve('alice', '10.0.0.1')).retryAfter).toBeGreaterThan(0);
+  });
+
+  test('failures are remembered for the window, at most a fifteenth of it longer, then forgotten', async () => {
+    const at = { now: 0 };
+    const throttle = new LoginThrottle(ctx.db, limits, () => at.now);
+    const first = edge + 30_000;
+    await failAt(throttle, at, first, 10);
+    at.now = first + rule.windowMs - 1;
+    const refused = await throttle.reserve('alice', '10.0.0.1');
+    expect(refused.retryAfter).toBeGreaterThan(0);
+    expect(refused.retryAfter * 1000).toBeLessThanOrEqual(minute + 1000);
+    at.now = first + rule.windowMs + minute;
+    expect((await throttle.reserve('alice', '10.0.0.1')).retryAfter).toBe(0);
+  });
+
+  test('the oldest failures leave first: a burst later in the window keeps its own time', async () => {
+    const at = { now: 0 };
+    const throttle = new LoginThrottle(ctx.db, limits, () => at.now);
+    await failAt(throttle, at, edge, 4);
+    await failAt(throttle, at, edge + 10 * minute, 6);
+    // The first four have left, the six remain: four more are allowed, then the eleventh-in-window is not.
+    await failAt(throttle, at, edge + 16 * minute, 4);
+    const refused = await throttle.reserve('alice', '10.0.0.1');
+    expect(refused.retryAfter).toBeGreaterThan(8 * 60);
+    expect(refused.retryAfter).toBeLessThanOrEqual(10 * 60);
   });
 });
