@@ -185,7 +185,7 @@ async function main(): Promise<void> {
   const { child, url } = await startServer(config, {
     JOB_TASKS_FILE: TASKS_FILE,
     // One user posts every job: a pending cap far above what the run makes (its check still runs).
-    JOB_USER_MAX_PENDING: '100000000',
+    JOB_USER_MAX_PENDING: process.env.BENCH_MAX_PENDING ?? '100000000',
   });
   console.log(
     `bench/api on MySQL ${config.host}:${config.port}/${config.database}, node ${process.version}, ${os.cpus().length} CPUs (load avg ${os.loadavg()[0].toFixed(2)}); server: dist/server.js in a child process at ${url} (default pool of 10 connections), load: autocannon in this process`,

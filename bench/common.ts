@@ -63,7 +63,9 @@ export async function startServer(
   config: DatabaseConfig,
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [path.join(ROOT, 'dist', 'server.js')], {
+  // BENCH_SERVER_NODE_ARGS: node options for the server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = (process.env.BENCH_SERVER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, path.join(ROOT, 'dist', 'server.js')], {
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',
       PORT: '0',

@@ -3,6 +3,7 @@
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
 import { insertJobs, lockOwner, type Enqueued, type NewJob } from './enqueue';
+import { EnqueueBatcher } from './enqueue-batcher';
 import { Nudger, nudgeForJobs } from './nudge';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
 import { sqlIn } from './sql';
@@ -134,6 +135,8 @@ export class Queue {
   private readonly observers = new Set<QueueObserver>();
   /** Tells idle runners of jobs due now (models/nudge.ts); null where the database tells them (dueNotice). */
   private readonly nudger: Nudger | null;
+  /** Coalesces enqueue() calls made outside a transaction. */
+  private readonly batcher = new EnqueueBatcher((jobs) => this.enqueueMany(jobs));
 
   constructor(
     readonly db: Database,
@@ -599,7 +602,12 @@ export class Queue {
     return this.nudger?.sent() ?? Promise.resolve();
   }
 
+  /**
+   * One job. In the caller's transaction when given; otherwise coalesced with the enqueues of this
+   * queue that arrive while one is in flight (models/enqueue-batcher.ts), each with its own answer.
+   */
   async enqueue(job: NewJob, transaction?: Transaction): Promise<Enqueued> {
+    if (!transaction) return this.batcher.enqueue(job);
     return (await this.enqueueMany([job], transaction))[0];
   }
 
