@@ -171,7 +171,7 @@ async function insertOnce(
       if (job.createdBy !== null) perOwner.set(job.createdBy, (perOwner.get(job.createdBy) ?? 0) + 1);
     for (const owner of [...perOwner.keys()].sort()) {
       await lockOwner(sql, s, owner);
-      const [{ n }] = await sql.select<{ n: number }>(s.ownerJobs, { owner, status: 'pending' });
+      const [{ n }] = await sql.select<{ n: number }>(s.ownerJobs, { owner, status: 'pending', upTo: maxPending });
       if (Number(n) + perOwner.get(owner)! > maxPending) throw new QuotaExceededError(owner, maxPending);
     }
   }

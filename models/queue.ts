@@ -260,7 +260,7 @@ export class Queue {
     const room = new Map<string, number>();
     for (const owner of owners) {
       await lockOwner(sql, this.sql, owner);
-      const [{ n }] = await sql.select<{ n: number }>(this.sql.ownerJobs, { owner, status: 'running' });
+      const [{ n }] = await sql.select<{ n: number }>(this.sql.ownerJobs, { owner, status: 'running', upTo: cap });
       room.set(owner, cap - Number(n));
     }
     return rows.filter((r) => {

@@ -34,11 +34,16 @@ export function sqlTime(date: Date): string {
   return date.toISOString().replace('T', ' ').replace('Z', '');
 }
 
-/** A DATETIME(3) column as read back: MySQL and PostgreSQL hand over a Date, SQLite its UTC text. */
+/**
+ * A DATETIME(3) column as read back: MySQL and PostgreSQL hand over a Date, SQLite its UTC text —
+ * without a zone as the engine writes it, or with one ('… +00:00') as Sequelize's models write it.
+ */
 export function readTime(value: unknown): Date | null {
   if (value === null || value === undefined) return null;
   if (value instanceof Date) return value;
-  const date = new Date(`${String(value).replace(' ', 'T')}Z`);
+  const text = String(value).trim().replace(' ', 'T');
+  const zoned = /(?:[zZ]|[+-]\d\d:?\d\d)$/.test(text);
+  const date = new Date(zoned ? text.replace(' ', '') : `${text}Z`);
   if (Number.isNaN(date.getTime())) throw new Error(`not a time: ${JSON.stringify(value)}`);
   return date;
 }

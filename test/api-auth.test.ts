@@ -382,6 +382,19 @@ describe('bearer tokens', () => {
     expect(await count(ctx.db, 'Jobs')).toBe(0);
   });
 
+  test('a token that expires later acts as its user, whose rights are read on each request', async () => {
+    await addUser(ctx.db, 'alice');
+    const { id, token } = await createApiToken(ctx.db, 'alice', 'later', new Date(Date.now() + 3_600_000));
+    const me = () => ctx.api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(200);
+    expect((await me()).body).toMatchObject({ username: 'alice', isAdmin: false });
+    const used = (await ctx.db.models.ApiToken.findByPk(id))!.lastUsedAt;
+    expect(used).toBeInstanceOf(Date);
+    await ctx.db.models.User.update({ isAdmin: true }, { where: { username: 'alice' } });
+    expect((await me()).body).toMatchObject({ username: 'alice', isAdmin: true });
+    // Written at most once a resolution: the second request left it as it was.
+    expect((await ctx.db.models.ApiToken.findByPk(id))!.lastUsedAt).toEqual(used);
+  });
+
   test('a token of a deleted user is refused', async () => {
     await addUser(ctx.db, 'alice');
     const { token } = await createApiToken(ctx.db, 'alice', 'ci');

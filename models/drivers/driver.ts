@@ -130,7 +130,10 @@ export interface QueueStatements {
   ownerLock: string;
   /** :owner → makes the owner's row. */
   ownerInsert: string;
-  /** :owner, :status → n, the owner's jobs in that status, read current (a locking read). */
+  /**
+   * :owner, :status, :upTo → n, the owner's jobs in that status, read current (a locking read),
+   * counted up to :upTo (a cap's check needs no more, and an owner with a long backlog costs no more).
+   */
   ownerJobs: string;
   /** :id, :report → upserts a runner's report (JobRunners). */
   reportRunner: string;
@@ -142,6 +145,8 @@ export interface QueueStatements {
   runnerJobCounts: string;
   /** :jobId → scheduleName of the schedule whose fire made the job. */
   scheduleOfJob: string;
+  /** :hash → id, expiresAt, lastUsedAt of the bearer token with that SHA-256 and username, isAdmin of its user. */
+  tokenWithUser: string;
   /** :sid → data, expires, lastSeenAt of the session and uid, username, isAdmin of its user. */
   sessionWithUser: string;
   /** id, report, age (seconds since seenAt) of runners seen within `windowMs`, by id. */

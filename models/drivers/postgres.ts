@@ -157,7 +157,8 @@ const statements: QueueStatements = {
   ownerInsert: 'INSERT INTO "JobOwners" (owner) VALUES (:owner) ON CONFLICT DO NOTHING',
   // No locking read with COUNT here; none is needed: under READ COMMITTED each statement reads the
   // newest committed rows, and the owner's row lock taken before it orders the counters.
-  ownerJobs: 'SELECT COUNT(*) AS n FROM "Jobs" WHERE "createdBy" = :owner AND status = :status',
+  ownerJobs:
+    'SELECT COUNT(*) AS n FROM (SELECT id FROM "Jobs" WHERE "createdBy" = :owner AND status = :status LIMIT :upTo) counted',
   reportRunner: `INSERT INTO "JobRunners" (id, "startedAt", "seenAt", report) VALUES (:id, ${now}, ${now}, :report)
      ON CONFLICT (id) DO UPDATE SET "seenAt" = EXCLUDED."seenAt", report = EXCLUDED.report`,
   jobCountsByStatus: 'SELECT status, COUNT(*) AS n FROM "Jobs" GROUP BY status',
@@ -167,6 +168,8 @@ const statements: QueueStatements = {
      WHERE "runnerId" = :runnerId AND "startedAt" >= :since AND status IN (:statuses)
      GROUP BY status`,
   scheduleOfJob: 'SELECT "scheduleName" FROM "JobScheduleFires" WHERE "jobId" = :jobId',
+  tokenWithUser: `SELECT t.id, t."expiresAt", t."lastUsedAt", u.username, u."isAdmin"
+     FROM "ApiTokens" t JOIN "Users" u ON u.id = t."userId" WHERE t."tokenHash" = :hash`,
   sessionWithUser: `SELECT s.data, s.expires, s."lastSeenAt", u.id AS uid, u.username, u."isAdmin"
      FROM "Sessions" s LEFT JOIN "Users" u ON u.id = s."userId" WHERE s.sid = :sid`,
   runnerReports: (windowMs) =>

@@ -144,7 +144,8 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE name = :name AND (lastRunAt IS NULL OR lastRunAt < :fireAt)`,
     ownerLock: `SELECT owner FROM JobOwners WHERE owner = :owner ${p.forUpdate}`,
     ownerInsert: `${p.insertIgnore} INTO JobOwners (owner) VALUES (:owner)`,
-    ownerJobs: `SELECT COUNT(*) AS n FROM Jobs WHERE createdBy = :owner AND status = :status ${p.forShare}`,
+    ownerJobs: `SELECT COUNT(*) AS n FROM (SELECT id FROM Jobs WHERE createdBy = :owner AND status = :status
+       LIMIT :upTo ${p.forShare}) counted`,
     reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
     jobCountsByStatus: 'SELECT status, COUNT(*) AS n FROM Jobs GROUP BY status',
     dueJobs: `SELECT COUNT(*) AS n, ${p.secondsSince('MIN(runAt)')} AS age FROM Jobs
@@ -153,6 +154,8 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE runnerId = :runnerId AND startedAt >= :since AND status IN (:statuses)
        GROUP BY status`,
     scheduleOfJob: 'SELECT scheduleName FROM JobScheduleFires WHERE jobId = :jobId',
+    tokenWithUser: `SELECT t.id, t.expiresAt, t.lastUsedAt, u.username, u.isAdmin
+       FROM ApiTokens t JOIN Users u ON u.id = t.userId WHERE t.tokenHash = :hash`,
     sessionWithUser: `SELECT s.data, s.expires, s.lastSeenAt, u.id AS uid, u.username, u.isAdmin
        FROM Sessions s LEFT JOIN Users u ON u.id = s.userId WHERE s.sid = :sid`,
     runnerReports: (windowMs) =>
