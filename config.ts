@@ -33,6 +33,11 @@ export interface RunnerConfig {
   jobUser?: string;
   /** JOB_RUNNER_NUDGE_ADDRESS: the IP address the runner hears wake-up nudges on; null = off. */
   nudgeAddress: string | null;
+  /**
+   * JOB_RUNNER_STATE_DIR: where a runner outside systemd keeps the ledger of its jobs' process groups
+   * (runner/leftovers.ts); null (`off`) = none.
+   */
+  stateDir: string | null;
   /** Test-only fault injection (JOB_RUNNER_TEST_CRASH): the runner SIGKILLs itself at this point. */
   testCrash?: TestCrashPoint;
 }
@@ -132,6 +137,17 @@ function envBool(env: Env, name: string, fallback: boolean): boolean {
   if (['1', 'true', 'yes', 'on'].includes(lower)) return true;
   if (['0', 'false', 'no', 'off'].includes(lower)) return false;
   throw new ConfigError(`${name}=${JSON.stringify(raw)} is not a boolean (true/false)`);
+}
+
+/** JOB_RUNNER_STATE_DIR: a directory (default: one of this user's under the system's temporary directory), or `off`. */
+function envStateDir(env: Env): string | null {
+  const raw = envString(env, 'JOB_RUNNER_STATE_DIR')?.trim();
+  if (raw === undefined || raw === '') return path.join(os.tmpdir(), `container-jobs-${process.getuid?.() ?? 'user'}`);
+  if (raw.toLowerCase() === 'off') return null;
+  if (!path.isAbsolute(raw)) {
+    throw new ConfigError(`JOB_RUNNER_STATE_DIR=${JSON.stringify(raw)} must be an absolute path (or "off")`);
+  }
+  return path.normalize(raw);
 }
 
 /** JOB_RUNNER_NUDGE_ADDRESS: an IP address of this host (default loopback), or `off`. */
@@ -262,6 +278,7 @@ export function loadConfig(env: Env = process.env): Config {
     outputMaxBytes: envInt(env, 'JOB_OUTPUT_MAX_BYTES', 16 * 1024 * 1024, 0, 2 ** 40),
     shutdownGraceMs: envInt(env, 'JOB_SHUTDOWN_GRACE_MS', 30000, 0, 86_400_000),
     nudgeAddress: envNudgeAddress(env),
+    stateDir: envStateDir(env),
   };
   const jobUser = envString(env, 'JOB_RUNNER_JOB_USER')?.trim();
   if (jobUser !== undefined) {

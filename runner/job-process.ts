@@ -26,6 +26,8 @@ export interface JobProcessOptions {
   /** Another user to run as (uid and primary group, no supplementary groups, no capabilities). */
   user?: { uid: number; gid: number };
   killGraceMs?: number;
+  /** Its process group started: `pgid` is its main process (the runner's ledger records it). */
+  onSpawn?: (pgid: number) => void;
   onStdout: (chunk: Buffer) => void;
   onStderr: (chunk: Buffer) => void;
 }
@@ -187,6 +189,7 @@ export class JobProcess {
       {
         onSpawn: (pid) => {
           this.pgid = pid;
+          this.options.onSpawn?.(pid);
           if (this.pendingSignal) this.killGroup(this.pendingSignal);
         },
         onError: (message) => this.settle({ exitCode: null, signal: null, spawnError: message }),

@@ -11,6 +11,7 @@ import type { DbHealth } from './db-health';
 import { JobProcess, type StopReason } from './job-process';
 import { resolveJobUser, type JobUser } from './job-user';
 import type { Launcher } from './launcher';
+import { MARK_VARIABLE, ProcessLedger } from './leftovers';
 import { LineSplitter } from './line-splitter';
 import type { RunnerMetrics } from './metrics';
 import { describeOutcome, mentionsOutOfMemory } from './outcome';
@@ -37,6 +38,8 @@ export interface JobTools {
   launcher?: Launcher | null;
   /** SIGTERM-to-SIGKILL grace for a job being stopped (10 s in production). */
   killGraceMs?: number;
+  /** Outside systemd: where this runner records its jobs' process groups, for the next runner on the host. */
+  ledger?: ProcessLedger | null;
 }
 
 /** What a job borrows from its runner. */
@@ -143,10 +146,14 @@ export class JobRun {
       stderrTail.push(line);
       if (stderrTail.length > STDERR_TAIL) stderrTail.shift();
     });
+    const env = renderEnvironment(template, job, ctx.runnerEnv);
+    const { ledger } = ctx;
+    const mark = ledger ? ProcessLedger.newMark() : null;
+    if (mark !== null) env[MARK_VARIABLE] = mark;
     const proc = new JobProcess({
       argv: prepared.argv,
       cwd: template.cwd ?? ctx.config.cwd,
-      env: renderEnvironment(template, job, ctx.runnerEnv),
+      env,
       timeoutMs: template.timeoutSec * 1000,
       limits: template.limits,
       prlimitPath: ctx.prlimitPath,
@@ -155,6 +162,7 @@ export class JobRun {
       launcher: ctx.launcher,
       user,
       killGraceMs: ctx.killGraceMs,
+      ...(ledger && mark !== null && { onSpawn: (pgid: number) => ledger.add(job.id, pgid, mark) }),
       onStdout: (chunk) => out.write(chunk),
       onStderr: (chunk) => errOut.write(chunk),
     });
@@ -163,6 +171,7 @@ export class JobRun {
     proc.start();
     if (ctx.stopOnStart()) proc.stop('shutdown');
     const exit = await proc.done;
+    ledger?.remove(job.id);
     out.end();
     errOut.end();
     const durationMs = Date.now() - started;

@@ -48,6 +48,8 @@ export class Runner {
   private readonly leases: LeaseKeeper;
   private readonly reaper: Reaper;
   private readonly reporter: Periodic;
+  /** Outside systemd: ends what dead runners on this host left running (runner/leftovers.ts). */
+  private readonly sweeper: Periodic | null;
   /** Set by an idle runner's report tick: the claim loop writes it at its next poll (reportTick). */
   private reportDue = false;
   private readonly reportMs: number;
@@ -95,6 +97,11 @@ export class Runner {
     });
     this.reportMs = options.reportMs ?? Math.max(15_000, config.heartbeatMs);
     this.reporter = new Periodic(this.reportMs, () => this.reportTick());
+    // As often as the reaper looks for dead runners' rows: their processes go within a lease too.
+    const ledger = options.ledger;
+    this.sweeper = ledger
+      ? new Periodic(Math.max(config.heartbeatMs, config.leaseMs / 4), async () => void this.sweepLeftovers())
+      : null;
     this.jobContext = {
       ...options,
       log: this.log,
@@ -169,6 +176,10 @@ export class Runner {
         `JOB_RUNNER_TEST_CRASH=${this.config.testCrash}: this runner will SIGKILL itself there (test only)`,
       );
     }
+    // Before the first claim: what a dead runner of this host left running ends before this one
+    // could retry its jobs.
+    this.sweepLeftovers();
+    this.sweeper?.start();
     this.leases.start();
     this.reaper.start();
     // Schedules and nudges belong to the daemon: a once run (tests, a cron job of its own) has neither.
@@ -190,7 +201,16 @@ export class Runner {
     return this.loop;
   }
 
+  private sweepLeftovers(): void {
+    try {
+      this.jobContext.ledger?.sweep();
+    } catch (err) {
+      this.log.warn(`cannot look for processes that dead runners left behind: ${(err as Error).message}`);
+    }
+  }
+
   private stopTimers(): void {
+    this.sweeper?.stop();
     void this.scheduler.stop();
     this.leases.stop();
     this.reaper.stop();
@@ -353,6 +373,7 @@ export class Runner {
     this.nudges?.close();
     void this.notices?.close();
     this.jobContext.launcher?.close();
+    void this.jobContext.ledger?.close();
     this.unobserve();
     this.state = 'closed';
   }

@@ -45,7 +45,16 @@ describe('loadConfig defaults (the README configuration table)', () => {
       outputMaxBytes: 16777216,
       shutdownGraceMs: 30000,
       nudgeAddress: '127.0.0.1',
+      stateDir: path.join(os.tmpdir(), `container-jobs-${process.getuid!()}`),
     });
+  });
+
+  it('JOB_RUNNER_STATE_DIR takes an absolute directory or off; anything else is a config error', () => {
+    expect(loadConfig({ JOB_RUNNER_STATE_DIR: '/var/lib/cj/' }).runner.stateDir).toBe('/var/lib/cj/');
+    expect(loadConfig({ JOB_RUNNER_STATE_DIR: 'off' }).runner.stateDir).toBeNull();
+    expect(() => loadConfig({ JOB_RUNNER_STATE_DIR: 'state' })).toThrow(
+      new ConfigError('JOB_RUNNER_STATE_DIR="state" must be an absolute path (or "off")'),
+    );
   });
 
   it('hears nudges on loopback by default; JOB_RUNNER_NUDGE_ADDRESS takes an address of this host, or off', () => {
@@ -182,6 +191,7 @@ describe('loadConfig with values set', () => {
       JOB_OUTPUT_MAX_BYTES: '0',
       JOB_SHUTDOWN_GRACE_MS: '0',
       JOB_RUNNER_NUDGE_ADDRESS: '192.168.1.20',
+      JOB_RUNNER_STATE_DIR: '/run/container-jobs',
       PORT: '8080',
       HOST: '0.0.0.0',
       SESSION_SECRET: 'secret',
@@ -202,6 +212,7 @@ describe('loadConfig with values set', () => {
       outputMaxBytes: 0,
       shutdownGraceMs: 0,
       nudgeAddress: '192.168.1.20',
+      stateDir: '/run/container-jobs',
     });
     expect(config.http).toEqual({
       port: 8080,
@@ -261,6 +272,7 @@ describe('loadConfig refuses invalid values with a ConfigError naming the variab
     ['JOB_RUNNER_NUDGE_ADDRESS', { JOB_RUNNER_NUDGE_ADDRESS: 'localhost' }],
     ['JOB_RUNNER_NUDGE_ADDRESS', { JOB_RUNNER_NUDGE_ADDRESS: '0.0.0.0' }],
     ['JOB_RUNNER_NUDGE_ADDRESS', { JOB_RUNNER_NUDGE_ADDRESS: '10.0.0.5:4000' }],
+    ['JOB_RUNNER_STATE_DIR', { JOB_RUNNER_STATE_DIR: 'relative/dir' }],
     ['COOKIE_SECURE', { COOKIE_SECURE: 'maybe' }],
     ['COOKIE_SECURE', { COOKIE_SECURE: 'ture' }],
     ['MYSQL_USER', { MYSQL_HOST: 'db.example', MYSQL_DATABASE: 'cj' }],

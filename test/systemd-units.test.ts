@@ -44,6 +44,8 @@ const CONFIG_VARIABLES = [
   'JOB_RUNNER_LEASE_MS',
   // Wake-up nudges (issue 14; not in SPEC §2): README, "How the runner works".
   'JOB_RUNNER_NUDGE_ADDRESS',
+  // Leftover processes of dead runners outside systemd (issue 17): README, "How the runner works".
+  'JOB_RUNNER_STATE_DIR',
   'JOB_OUTPUT_MAX_BYTES',
   'JOB_SHUTDOWN_GRACE_MS',
   'PORT',

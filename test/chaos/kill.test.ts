@@ -1,5 +1,7 @@
 // Chaos: `kill -9` of a runner mid-job, and of a job's process. Real runner processes, real database.
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import {
@@ -87,6 +89,68 @@ test('kill -9 of a runner outside systemd: its job launcher takes each job’s w
   process.kill(runner.pid, 'SIGKILL');
   expect(await waitForExit(runner)).toEqual({ code: null, signal: 'SIGKILL' });
   expect(await survivors([...trees.flat(), launcher])).toEqual([]);
+});
+
+test('kill -9 of a runner and of its launcher outside systemd: the next runner on the host ends the job’s whole tree, and no process that is not the job’s', async () => {
+  const stateDir = fs.mkdtempSync(path.join(os.tmpdir(), 'cj-leftovers-'));
+  const env = { MARKER_DIR: chaos.markers, JOB_RUNNER_STATE_DIR: stateDir };
+  const id = await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'tree' });
+  const doomed = startRunner(chaos.config, { id: `chaos-leaving-w${worker}`, env });
+  const tree = await pidsOf(id);
+  expect(tree.length).toBeGreaterThan(1);
+  // Its ledger names the job's group before anything else happens.
+  const ledgers = () => fs.readdirSync(stateDir).map((name) => fs.readFileSync(path.join(stateDir, name), 'utf8'));
+  await waitFor(() => ledgers().some((text) => text.includes(`"jobId":${id},"pgid":${tree[0]}`)));
+  const mark = (
+    fs
+      .readFileSync(`/proc/${tree[0]}/environ`, 'latin1')
+      .split('\0')
+      .find((v) => v.startsWith('CONTAINER_JOBS_RUN=')) ?? ''
+  ).split('=')[1];
+  expect(mark).toMatch(/^[0-9a-f]{24}$/);
+
+  // Not the job's: a process with the job's id but another mark, and one with no mark at all, both
+  // started after the job — the sweep must leave them alone.
+  const strangers = [
+    spawn('sleep', ['300'], {
+      detached: true,
+      stdio: 'ignore',
+      env: { ...process.env, JOB_ID: String(id), CONTAINER_JOBS_RUN: 'f'.repeat(24) },
+    }),
+    spawn('sleep', ['300'], { detached: true, stdio: 'ignore', env: { ...process.env, JOB_ID: String(id) } }),
+  ];
+  chaos.seenPids.push(...strangers.map((s) => s.pid!));
+
+  // Both die at once: the launcher is stopped first, so it cannot end the jobs when the runner goes.
+  const parentOf = (pid: number) => Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
+  const launcher = parentOf(tree[0]);
+  expect(fs.readFileSync(`/proc/${launcher}/cmdline`, 'utf8')).toMatch(/launcher-main\.js/);
+  process.kill(launcher, 'SIGSTOP');
+  process.kill(doomed.pid, 'SIGKILL');
+  process.kill(launcher, 'SIGKILL');
+  expect(await waitForExit(doomed)).toEqual({ code: null, signal: 'SIGKILL' });
+  await waitFor(
+    () => !fs.existsSync(`/proc/${launcher}`) || /\) Z /.test(fs.readFileSync(`/proc/${launcher}/stat`, 'utf8')),
+  );
+  // Nothing of ours is left to end the job: its tree lives on.
+  for (const pid of tree) expect(fs.existsSync(`/proc/${pid}`)).toBe(true);
+
+  const next = startRunner(chaos.config, { id: `chaos-next-w${worker}`, env });
+  expect(await survivors(tree)).toEqual([]);
+  await waitForLog(
+    next,
+    new RegExp(
+      `ended ${tree.length} process\\(es\\) that dead runner chaos-leaving-w${worker} .*of job\\(s\\) ${id}\\b`,
+    ),
+  );
+  for (const stranger of strangers) expect(fs.existsSync(`/proc/${stranger.pid}`)).toBe(true);
+  // The dead runner's ledger is gone once swept; the job's row goes to the reaper as before.
+  await waitFor(() => ledgers().every((text) => !text.includes(`"runnerId":"chaos-leaving-w${worker}"`)));
+  expect(await waitForFinal(chaos.db, id)).toMatchObject({ status: 'failure', error: 'runner_lost' });
+
+  for (const stranger of strangers) stranger.kill('SIGKILL');
+  next.child.kill('SIGTERM');
+  expect(await waitForExit(next)).toEqual({ code: 0, signal: null });
 });
 
 test('kill -9 of a job: failure with signal SIGKILL, and the runner carries on with the next job', async () => {

@@ -39,6 +39,16 @@ export interface StartRunnerOptions {
 
 const started: RunnerProcess[] = [];
 
+let ledgers: string | null = null;
+/**
+ * The JOB_RUNNER_STATE_DIR of this test file's runners: their own, so that what a test's dead runner
+ * leaves is ended by that test's runners only (a test proves its own runners clean up).
+ */
+export function chaosStateDir(): string {
+  ledgers ??= fs.mkdtempSync(path.join(os.tmpdir(), `cj-ledgers-w${worker}-`));
+  return ledgers;
+}
+
 /**
  * Starts `node dist/job-runner.js` with an environment built from scratch: the database, the chaos
  * task file, short heartbeat and lease. INVOCATION_ID is never passed, so the runner wraps each job
@@ -57,6 +67,7 @@ export function startRunner(config: DatabaseConfig, options: StartRunnerOptions)
     JOB_RUNNER_HEARTBEAT_MS: '200',
     JOB_RUNNER_LEASE_MS: '2000',
     JOB_SHUTDOWN_GRACE_MS: '30000',
+    JOB_RUNNER_STATE_DIR: chaosStateDir(),
     ...options.env,
   };
   delete env.INVOCATION_ID;

@@ -27,6 +27,7 @@ function runnerConfig(overrides: Partial<RunnerConfig> = {}): RunnerConfig {
     shutdownGraceMs: 5000,
     // Polling alone, unless a test asks for nudges.
     nudgeAddress: null,
+    stateDir: null,
     ...overrides,
   };
 }
