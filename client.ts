@@ -3,7 +3,14 @@
 import type { Sequelize, Transaction } from 'sequelize';
 import type { Dialect } from './models/database';
 import { driverFor } from './models/drivers';
-import { IdempotencyConflictError, insertJobs, type Enqueued, type EnqueueTarget } from './models/enqueue';
+import {
+  IdempotencyConflictError,
+  insertAlone,
+  insertJobs,
+  insertsAlone,
+  type Enqueued,
+  type EnqueueTarget,
+} from './models/enqueue';
 import { Nudger, nudgeForJobs } from './models/nudge';
 import { storageOf } from './models/queue';
 import { writeGateFor } from './models/write-gate';
@@ -66,7 +73,10 @@ export function createJobClient(options: JobClientOptions): JobClient {
       }
     });
     try {
-      const write = () => options.sequelize.transaction((t) => insertJobs(target, jobs, t));
+      const write = () =>
+        insertsAlone(target, jobs)
+          ? insertAlone(target, jobs)
+          : options.sequelize.transaction((t) => insertJobs(target, jobs, t));
       const enqueued = transaction
         ? await insertJobs(target, jobs, transaction)
         : // SQLite takes one writer at a time: queue this process's own writes (models/write-gate.ts).

@@ -93,6 +93,22 @@ async function autoIncrementStep(db: EnqueueTarget, sql: Sql): Promise<number> {
 }
 
 /**
+ * Whether `jobs` go in with their INSERT alone, autocommitted: no idempotency key to look up, no
+ * group or owner cap to lock first, no NOTIFY to send with them. The library's plain enqueue is one
+ * statement and one round trip, as the peers' are.
+ */
+export function insertsAlone(db: EnqueueTarget, jobs: NewJob[], limits: { maxPending?: number } = {}): boolean {
+  if (db.driver.dueNotice && jobs.some(isDueNow)) return false;
+  const capped = (limits.maxPending ?? 0) > 0;
+  return jobs.every((job) => !job.idempotencyKey && !job.group && !(capped && job.createdBy !== null));
+}
+
+/** Inserts `jobs` for which insertsAlone holds: their INSERT, autocommitted. */
+export function insertAlone(db: EnqueueTarget, jobs: NewJob[]): Promise<Enqueued[]> {
+  return insertOnce(db, sqlIn(db.sequelize), jobs, false, 0);
+}
+
+/**
  * Inserts `jobs` in `transaction` (one multi-row INSERT); a job whose idempotency key was used
  * before is not inserted again: its earlier job is returned with `replayed`. Throws
  * IdempotencyConflictError when such a key came with another task or params.

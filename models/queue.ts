@@ -2,7 +2,7 @@
 // Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
-import { insertJobs, lockOwner, type Enqueued, type NewJob } from './enqueue';
+import { insertAlone, insertJobs, insertsAlone, lockOwner, type Enqueued, type NewJob } from './enqueue';
 import { EnqueueBatcher } from './enqueue-batcher';
 import { Nudger, nudgeForJobs } from './nudge';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
@@ -199,9 +199,14 @@ export class Queue {
 
   /** Runs `work` in a transaction, retrying deadlocks and lock-wait timeouts a few times. */
   async transaction<T>(work: (t: Transaction) => Promise<T>): Promise<T> {
+    return this.retrying(() => this.db.sequelize.transaction(work));
+  }
+
+  /** A write (through the SQLite write gate), again after a lock conflict, up to 5 times. */
+  private async retrying<T>(write: () => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.write(() => this.db.sequelize.transaction(work));
+        return await this.write(write);
       } catch (err) {
         if (attempt >= 5 || !this.driver.isRetryableLockError(err)) throw err;
         await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 20));
@@ -591,7 +596,9 @@ export class Queue {
     const limits = { maxPending: this.quotas.userMaxPending };
     const enqueued = transaction
       ? await insertJobs(this.db, jobs, transaction, limits)
-      : await this.transaction((t) => insertJobs(this.db, jobs, t, limits));
+      : insertsAlone(this.db, jobs, limits)
+        ? await this.retrying(() => insertAlone(this.db, jobs))
+        : await this.transaction((t) => insertJobs(this.db, jobs, t, limits));
     // PostgreSQL: the enqueue's NOTIFY did it (no nudger).
     if (this.nudger) nudgeForJobs(this.nudger, jobs, enqueued, transaction);
     return enqueued;

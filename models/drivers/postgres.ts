@@ -218,7 +218,8 @@ export const postgresDriver: Driver = {
     numberOutput:
       'UPDATE "JobStatuses" s SET seq = x.n FROM (SELECT id, ROW_NUMBER() OVER (PARTITION BY "jobId" ORDER BY id) AS n ' +
       'FROM "JobStatuses") x WHERE x.id = s.id AND s.seq IS NULL',
-    widenOutputId: 'ALTER TABLE "JobStatuses" ALTER COLUMN id TYPE BIGINT; ALTER SEQUENCE "JobStatuses_id_seq" AS BIGINT',
+    widenOutputId:
+      'ALTER TABLE "JobStatuses" ALTER COLUMN id TYPE BIGINT; ALTER SEQUENCE "JobStatuses_id_seq" AS BIGINT',
     session: null,
   },
   sequelizeOptions(config: DatabaseConfig, options) {
