@@ -3,6 +3,7 @@
 import path from 'node:path';
 import { QueryTypes, DataTypes } from 'sequelize';
 import { databaseEnv } from '../config';
+import { seedSqlFor } from '../models/sql';
 import { runScript, serviceEnv, show } from './helpers/cli';
 import { insertOldJobs, layOutHostJobs } from './helpers/container-creator-db';
 import { emptyDatabase, ROOT } from './helpers/database';
@@ -25,7 +26,12 @@ test('a conversion stopped after its first steps is finished by running it again
     const qi = db.sequelize.getQueryInterface();
     await qi.addColumn('Jobs', 'task', { type: DataTypes.STRING(100), allowNull: true });
     await qi.addColumn('Jobs', 'params', { type: DataTypes.JSON, allowNull: true });
-    await db.sequelize.query("UPDATE Jobs SET task = '(legacy)', params = '{}' WHERE id = ?", { replacements: [done] });
+    await db.sequelize.query(
+      seedSqlFor(config.dialect, "UPDATE Jobs SET task = '(legacy)', params = '{}' WHERE id = ?"),
+      {
+        replacements: [done],
+      },
+    );
 
     const env = { ...databaseEnv(config), JOB_TASKS_FILE: path.join(EXAMPLE, 'tasks.json') };
     const run = runScript(
@@ -36,7 +42,7 @@ test('a conversion stopped after its first steps is finished by running it again
     if (run.status !== 0) throw new Error(show(run));
     expect(run.stdout).toMatch(/adopted: 2 job\(s\), 1 output row\(s\)/);
     const rows = await db.sequelize.query<{ id: number; task: string; status: string }>(
-      'SELECT id, task, status FROM Jobs ORDER BY id',
+      seedSqlFor(config.dialect, 'SELECT id, task, status FROM Jobs ORDER BY id'),
       { type: QueryTypes.SELECT },
     );
     expect(rows.map((r) => [Number(r.id), r.task, r.status])).toEqual([
@@ -44,7 +50,7 @@ test('a conversion stopped after its first steps is finished by running it again
       [waiting, 'create-container', 'pending'],
     ]);
     const [output] = await db.sequelize.query<{ seq: number; stream: string; output: string }>(
-      'SELECT seq, stream, output FROM JobStatuses WHERE jobId = ?',
+      seedSqlFor(config.dialect, 'SELECT seq, stream, output FROM JobStatuses WHERE jobId = ?'),
       { type: QueryTypes.SELECT, replacements: [done] },
     );
     expect({ ...output, seq: Number(output.seq) }).toEqual({ seq: 1, stream: 'stdout', output: 'a\n' });

@@ -14,6 +14,7 @@ import { databaseEnv, type DatabaseConfig } from '../config';
 import type { Database } from '../models/database';
 import { LEGACY_TASK } from '../models/adopt';
 import { Queue } from '../models/queue';
+import { seedSqlFor } from '../models/sql';
 import { TaskCatalog } from '../tasks/catalog';
 import { LiveStream } from './helpers/api';
 import { runScript, serviceEnv, show } from './helpers/cli';
@@ -54,7 +55,7 @@ function adoptCli() {
 }
 
 async function query<T extends object>(sql: string, replacements: unknown[] = []): Promise<T[]> {
-  return db.sequelize.query<T>(sql, { type: QueryTypes.SELECT, replacements });
+  return db.sequelize.query<T>(seedSqlFor(db.sequelize.getDialect(), sql), { type: QueryTypes.SELECT, replacements });
 }
 
 beforeAll(async () => {
@@ -188,7 +189,11 @@ test("the host's own tables and its foreign key to Jobs are untouched", async ()
     expect(table.sql).not.toMatch(/adopt_old/);
   } else {
     const refs = await query<{ t: string }>(
-      "SELECT REFERENCED_TABLE_NAME AS t FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'Containers'",
+      config.dialect === 'postgres'
+        ? `SELECT ccu.table_name AS t FROM information_schema.table_constraints tc
+             JOIN information_schema.constraint_column_usage ccu ON ccu.constraint_name = tc.constraint_name
+            WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_name = 'Containers'`
+        : "SELECT REFERENCED_TABLE_NAME AS t FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = DATABASE() AND TABLE_NAME = 'Containers'",
     );
     expect(refs.map((r) => r.t)).toEqual(['Jobs']);
   }
@@ -229,18 +234,15 @@ test("a job enqueued in the host's transaction runs with a real runner; its page
     const at = new Date();
     await qi.bulkInsert('Containers', [{ hostname: 'three', createdAt: at, updatedAt: at }], { transaction });
     const [row] = await db.sequelize.query<{ id: number | string }>(
-      "SELECT id FROM Containers WHERE hostname = 'three'",
-      {
-        type: QueryTypes.SELECT,
-        transaction,
-      },
+      seedSqlFor(config.dialect, "SELECT id FROM Containers WHERE hostname = 'three'"),
+      { type: QueryTypes.SELECT, transaction },
     );
     const containerId = Number(row.id);
     const job = await jobs.enqueue(
       { task: 'create-container', params: { containerId }, createdBy: 'alice' },
       { transaction },
     );
-    await db.sequelize.query('UPDATE Containers SET creationJobId = ? WHERE id = ?', {
+    await db.sequelize.query(seedSqlFor(config.dialect, 'UPDATE Containers SET creationJobId = ? WHERE id = ?'), {
       replacements: [job.id, containerId],
       transaction,
     });

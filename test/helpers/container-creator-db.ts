@@ -3,6 +3,7 @@
 // Jobs, and its SequelizeMeta. Used by the queue-only and adoption tests.
 import { DataTypes, QueryTypes } from 'sequelize';
 import type { Database } from '../../models/database';
+import { seedSqlFor } from '../../models/sql';
 
 /** A few of the host's own migration names, as its SequelizeMeta holds them. */
 export const HOST_MIGRATIONS = [
@@ -120,9 +121,8 @@ export async function insertOldJobs(db: Database, jobs: OldJob[]): Promise<numbe
     await qi.bulkInsert('Jobs', [
       { command: job.command, status: job.status, createdBy: job.createdBy, createdAt: at, updatedAt: at },
     ]);
-    const [row] = await db.sequelize.query<{ id: number | string }>('SELECT MAX(id) AS id FROM Jobs', {
-      type: QueryTypes.SELECT,
-    });
+    const sql = seedSqlFor(db.sequelize.getDialect(), 'SELECT MAX(id) AS id FROM Jobs');
+    const [row] = await db.sequelize.query<{ id: number | string }>(sql, { type: QueryTypes.SELECT });
     const id = Number(row.id);
     ids.push(id);
     for (const output of job.output ?? []) {
@@ -134,8 +134,8 @@ export async function insertOldJobs(db: Database, jobs: OldJob[]): Promise<numbe
 
 /** A table's rows in key order, every column, as plain values (to compare before and after). */
 export async function tableRows(db: Database, table: string, key: string): Promise<unknown[]> {
-  const rows = await db.sequelize.query<Record<string, unknown>>(`SELECT * FROM ${table} ORDER BY ${key}`, {
-    type: QueryTypes.SELECT,
-  });
+  const qi = db.sequelize.getQueryInterface();
+  const sql = `SELECT * FROM ${qi.quoteIdentifier(table)} ORDER BY ${qi.quoteIdentifier(key)}`;
+  const rows = await db.sequelize.query<Record<string, unknown>>(sql, { type: QueryTypes.SELECT });
   return rows.map((row) => JSON.parse(JSON.stringify(row)));
 }
