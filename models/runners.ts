@@ -63,20 +63,14 @@ interface RunnerRowRaw {
 /** Live runners by id, then stale and stopped ones, the most recently heard first. */
 export async function listRunners(db: Database): Promise<RunnerList> {
   const sql = sqlIn(db.sequelize);
-  const since = db.driver.ago(RUNNER_LIST_WINDOW_SEC * 1000);
-  const rows = await sql.select<RunnerRowRaw>(
-    `SELECT id, startedAt, seenAt, report, ${db.driver.secondsSince('seenAt')} AS age FROM JobRunners
-      WHERE seenAt >= ${since} ORDER BY id`,
-  );
-  const [{ n }] = await sql.select<{ n: number | string }>(
-    `SELECT COUNT(*) AS n FROM JobRunners WHERE seenAt < ${since}`,
-  );
+  const s = db.driver.statements;
+  const windowMs = RUNNER_LIST_WINDOW_SEC * 1000;
+  const rows = await sql.select<RunnerRowRaw>(s.runnerReports(windowMs));
+  const [{ n }] = await sql.select<{ n: number | string }>(s.runnersNotSeen(windowMs));
   const jobs = rows.length
-    ? await sql.select<RunnerJob & { runnerId: string; startedAt: unknown }>(
-        `SELECT id, runnerId, task, createdBy, startedAt, attempt FROM Jobs
-          WHERE status = 'running' AND runnerId IN (:ids) ORDER BY id`,
-        { ids: rows.map((r) => r.id) },
-      )
+    ? await sql.select<RunnerJob & { runnerId: string; startedAt: unknown }>(s.runningJobsOf, {
+        ids: rows.map((r) => r.id),
+      })
     : [];
   const runners = rows.map((row) =>
     runnerView(

@@ -149,8 +149,12 @@ export interface QueueStatements {
   tokenWithUser: string;
   /** :sid → data, expires, lastSeenAt of the session and uid, username, isAdmin of its user. */
   sessionWithUser: string;
-  /** id, report, age (seconds since seenAt) of runners seen within `windowMs`, by id. */
+  /** id, startedAt, seenAt, report, age (seconds since seenAt) of runners seen within `windowMs`, by id. */
   runnerReports(windowMs: number): string;
+  /** n: runners not seen within `windowMs`. */
+  runnersNotSeen(windowMs: number): string;
+  /** :ids (runner ids) → id, runnerId, task, createdBy, startedAt, attempt of their running jobs, by id. */
+  runningJobsOf: string;
   /** report of runners seen within `windowMs` (whom an enqueue nudges). */
   runnerNudgeTargets(windowMs: number): string;
   /** Deletes the reports of runners not seen for `olderThanMs`. */

@@ -173,7 +173,10 @@ const statements: QueueStatements = {
   sessionWithUser: `SELECT s.data, s.expires, s."lastSeenAt", u.id AS uid, u.username, u."isAdmin"
      FROM "Sessions" s LEFT JOIN "Users" u ON u.id = s."userId" WHERE s.sid = :sid`,
   runnerReports: (windowMs) =>
-    `SELECT id, report, ${secondsSince('"seenAt"')} AS age FROM "JobRunners" WHERE "seenAt" >= ${ago(windowMs)} ORDER BY id`,
+    `SELECT id, "startedAt", "seenAt", report, ${secondsSince('"seenAt"')} AS age FROM "JobRunners" WHERE "seenAt" >= ${ago(windowMs)} ORDER BY id`,
+  runnersNotSeen: (windowMs) => `SELECT COUNT(*) AS n FROM "JobRunners" WHERE "seenAt" < ${ago(windowMs)}`,
+  runningJobsOf: `SELECT id, "runnerId", task, "createdBy", "startedAt", attempt FROM "Jobs"
+     WHERE status = 'running' AND "runnerId" IN (:ids) ORDER BY id`,
   runnerNudgeTargets: (windowMs) => `SELECT report FROM "JobRunners" WHERE "seenAt" >= ${ago(windowMs)}`,
   pruneRunnerReports: (olderThanMs) => `DELETE FROM "JobRunners" WHERE "seenAt" < ${ago(olderThanMs)}`,
   countOutputOf: (jobIds) => `SELECT COUNT(*) AS n FROM "JobStatuses" WHERE "jobId" IN (${jobIds})`,

@@ -159,7 +159,10 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     sessionWithUser: `SELECT s.data, s.expires, s.lastSeenAt, u.id AS uid, u.username, u.isAdmin
        FROM Sessions s LEFT JOIN Users u ON u.id = s.userId WHERE s.sid = :sid`,
     runnerReports: (windowMs) =>
-      `SELECT id, report, ${p.secondsSince('seenAt')} AS age FROM JobRunners WHERE seenAt >= ${p.ago(windowMs)} ORDER BY id`,
+      `SELECT id, startedAt, seenAt, report, ${p.secondsSince('seenAt')} AS age FROM JobRunners WHERE seenAt >= ${p.ago(windowMs)} ORDER BY id`,
+    runnersNotSeen: (windowMs) => `SELECT COUNT(*) AS n FROM JobRunners WHERE seenAt < ${p.ago(windowMs)}`,
+    runningJobsOf: `SELECT id, runnerId, task, createdBy, startedAt, attempt FROM Jobs
+       WHERE status = 'running' AND runnerId IN (:ids) ORDER BY id`,
     runnerNudgeTargets: (windowMs) => `SELECT report FROM JobRunners WHERE seenAt >= ${p.ago(windowMs)}`,
     pruneRunnerReports: (olderThanMs) => `DELETE FROM JobRunners WHERE seenAt < ${p.ago(olderThanMs)}`,
     countOutputOf: (jobIds) => `SELECT COUNT(*) AS n FROM JobStatuses WHERE jobId IN (${jobIds})`,

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Page } from 'playwright-core';
 import { RUNNER_REPORT_VERSION } from '../../models/metrics';
+import { seedSqlFor } from '../../models/sql';
 import { ROOT } from '../helpers/database';
 import { RUNNER_ID, waitFor } from '../helpers/runner';
 import {
@@ -46,7 +47,10 @@ describeInChromium('the operators’ views in Chromium', () => {
     };
     const { driver } = app.db;
     await app.db.sequelize.query(
-      `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (?, ${driver.ago(ageMs + 3_600_000)}, ${driver.ago(ageMs)}, ?)`,
+      seedSqlFor(
+        driver.dialect,
+        `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (?, ${driver.ago(ageMs + 3_600_000)}, ${driver.ago(ageMs)}, ?)`,
+      ),
       { replacements: [id, JSON.stringify(report)] },
     );
   }
