@@ -119,8 +119,9 @@ describe.each(daemons)('%s', (_name, u, entry) => {
     expect(u.all('Service', 'EnvironmentFile')).toContain('-/etc/default/container-creator');
   });
 
-  it('loads the MySQL password as a credential, with a fallback so a missing file is not fatal', () => {
+  it('loads the MySQL and PostgreSQL passwords as credentials, with a fallback so a missing file is not fatal', () => {
     expect(u.all('Service', 'LoadCredential')).toContain('mysql-password:/etc/container-jobs/mysql-password');
+    expect(u.all('Service', 'LoadCredential')).toContain('postgres-password:/etc/container-jobs/postgres-password');
     // systemd 252: a missing LoadCredential= file fails the start (243/CREDENTIALS) unless
     // SetCredential= of the same id is there; a lone newline reads as "not set".
     const fallbacks = u.all('Service', 'SetCredential');
