@@ -5,6 +5,8 @@
 // job with 1,000,000 output rows (stored after another job's 250,000) at offset=0, offset=999000 and afterId
 // near the end. The API is dist/server.js in a child process, so the load generator (autocannon, here)
 // never shares its event loop; on a small machine both still share the CPUs with MariaDB: CPU is printed.
+// BENCH_MAX_PENDING: the server's JOB_USER_MAX_PENDING (default 100000000: the cap's count runs and walks every
+// pending job of the bench's one user; 0 turns the cap off). BENCH_SERVER_NODE_ARGS: node options for the server.
 import type { ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import type { EventEmitter } from 'node:events';
