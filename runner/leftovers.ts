@@ -90,23 +90,62 @@ function privateDirectory(dir: string): void {
     throw new Error(`${dir} may be written by other users (mode ${(stat.mode & 0o777).toString(8)})`);
 }
 
-/** This runner's ledger: which of its jobs' process groups live on this host. */
+/** A ledger as a reader finds it: its first line, then each job's start and end, one JSON line each. */
+type LedgerLine = { start: LedgerJob } | { end: number };
+
+/** Rewritten whole (the jobs still running) once this many lines were appended. */
+const COMPACT_AFTER_LINES = 1000;
+
+/**
+ * Reads a ledger file: its header and the jobs started and not ended. A last line cut short (the
+ * runner died writing it) is left out; null when the header cannot be read.
+ */
+function readLedger(text: string): LedgerFile | null {
+  const lines = text.split('\n');
+  let header: Omit<LedgerFile, 'jobs'>;
+  try {
+    header = JSON.parse(lines[0]) as Omit<LedgerFile, 'jobs'>;
+  } catch {
+    return null;
+  }
+  const jobs = new Map<number, LedgerJob>();
+  for (const line of lines.slice(1)) {
+    let entry: LedgerLine;
+    try {
+      entry = JSON.parse(line) as LedgerLine;
+    } catch {
+      continue;
+    }
+    if ('start' in entry) jobs.set(entry.start.jobId, entry.start);
+    else jobs.delete(entry.end);
+  }
+  return { ...header, jobs: [...jobs.values()] };
+}
+
+/**
+ * This runner's ledger: which of its jobs' process groups live on this host. A journal, appended to
+ * (one write per turn of the event loop for whatever started or ended in it), and rewritten whole
+ * from time to time so it stays short.
+ */
 export class ProcessLedger {
   private readonly jobs = new Map<number, LedgerJob>();
   private readonly file: string;
-  private readonly base: Omit<LedgerFile, 'jobs'>;
-  private writing: Promise<void> | null = null;
-  private dirty = false;
+  private readonly header: string;
+  private fd: number | null = null;
+  private pending: string[] = [];
+  private flushQueued = false;
+  private appended = 0;
   private closed = false;
+  private failed = false;
 
   private constructor(
     readonly dir: string,
     runnerId: string,
-    boot: string,
+    private readonly bootId: string,
     private readonly log: Logger,
   ) {
     const self = procStat(process.pid);
-    this.base = { bootId: boot, runnerId, pid: process.pid, pidStart: self?.start ?? 0 };
+    this.header = JSON.stringify({ bootId, runnerId, pid: process.pid, pidStart: self?.start ?? 0 });
     const name = crypto.createHash('sha256').update(runnerId).digest('hex').slice(0, 16);
     this.file = path.join(dir, `${process.pid}-${name}${LEDGER_SUFFIX}`);
   }
@@ -137,40 +176,68 @@ export class ProcessLedger {
     const leader = procStat(pgid);
     // Already gone: its group was killed when its main process ended.
     if (leader === null || leader.pgid !== pgid) return;
-    this.jobs.set(jobId, { jobId, pgid, start: leader.start, mark });
-    this.save();
+    const job = { jobId, pgid, start: leader.start, mark };
+    this.jobs.set(jobId, job);
+    this.append({ start: job });
   }
 
   /** The job's processes have ended (its group was killed when its main process exited). */
   remove(jobId: number): void {
-    if (this.jobs.delete(jobId)) this.save();
+    if (this.jobs.delete(jobId)) this.append({ end: jobId });
   }
 
-  /** Writes are coalesced: one in flight, and one more with whatever changed meanwhile. */
-  private save(): void {
-    this.dirty = true;
-    if (this.writing || this.closed) return;
-    this.writing = (async () => {
-      while (this.dirty && !this.closed) {
-        this.dirty = false;
-        const ledger: LedgerFile = { ...this.base, jobs: [...this.jobs.values()] };
-        const temporary = `${this.file}.${crypto.randomBytes(4).toString('hex')}.tmp`;
-        try {
-          await fs.promises.writeFile(temporary, JSON.stringify(ledger), { mode: 0o600 });
-          await fs.promises.rename(temporary, this.file);
-        } catch (err) {
-          await fs.promises.rm(temporary, { force: true });
-          this.log.warn(`cannot write the job ledger ${this.file}: ${(err as Error).message}`);
-        }
+  private append(line: LedgerLine): void {
+    if (this.closed || this.failed) return;
+    this.pending.push(JSON.stringify(line));
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushQueued = false;
+    if (this.pending.length === 0 || this.failed) return;
+    const lines = this.pending;
+    this.pending = [];
+    try {
+      if (this.fd === null || this.appended >= COMPACT_AFTER_LINES) {
+        this.rewrite();
+      } else {
+        fs.writeSync(this.fd, `${lines.join('\n')}\n`);
+        this.appended += lines.length;
       }
-      this.writing = null;
-    })();
+    } catch (err) {
+      // Without a ledger the launcher still ends the jobs if the runner dies; only a death of both is not covered.
+      this.failed = true;
+      this.log.warn(`cannot write the job ledger ${this.file}: ${(err as Error).message}; it is no longer kept`);
+    }
   }
 
-  /** The runner stopped with every job ended: its ledger goes. */
+  /** The header and the jobs running now, in a new file that takes the old one's place at once. */
+  private rewrite(): void {
+    const temporary = `${this.file}.${crypto.randomBytes(4).toString('hex')}.tmp`;
+    const text = [this.header, ...[...this.jobs.values()].map((job) => JSON.stringify({ start: job }))].join('\n');
+    const fd = fs.openSync(temporary, 'a', 0o600);
+    try {
+      fs.writeSync(fd, `${text}\n`);
+      fs.renameSync(temporary, this.file);
+    } catch (err) {
+      fs.closeSync(fd);
+      fs.rmSync(temporary, { force: true });
+      throw err;
+    }
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = fd;
+    this.appended = 0;
+  }
+
+  /** The runner stopped: what it has not written goes now; with every job ended, its ledger goes. */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
     this.closed = true;
-    await this.writing;
+    if (this.fd !== null) fs.closeSync(this.fd);
+    this.fd = null;
     if (this.jobs.size === 0) await fs.promises.rm(this.file, { force: true });
   }
 
@@ -189,13 +256,14 @@ export class ProcessLedger {
     for (const name of names) {
       const file = path.join(this.dir, name);
       if (file === this.file) continue;
-      let ledger: LedgerFile;
+      let ledger: LedgerFile | null;
       try {
-        ledger = JSON.parse(fs.readFileSync(file, 'utf8')) as LedgerFile;
+        ledger = readLedger(fs.readFileSync(file, 'utf8'));
       } catch {
-        continue; // being written, or removed meanwhile
+        continue; // removed meanwhile
       }
-      if (ledger.bootId !== this.base.bootId) {
+      if (ledger === null) continue;
+      if (ledger.bootId !== this.bootId) {
         fs.rmSync(file, { force: true });
         continue;
       }
