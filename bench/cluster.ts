@@ -210,10 +210,12 @@ async function main(): Promise<void> {
   console.log(`cluster  certification failures ${certSum}, brute-force aborts ${bfSum}`);
   for (const n of NODES) {
     const all = lines.get(n)!;
-    const unavailable = all.filter((l) => l.includes('database unavailable')).length;
+    const unavailableLines = all.filter((l) => l.includes('database unavailable'));
+    const unavailable = unavailableLines.length;
+    const conflicts = unavailableLines.filter((l) => /Deadlock found|Lock wait timeout/.test(l)).length;
     const committing = all.filter((l) => l.includes('Committing transaction')).length;
     console.log(
-      `runner ${n} "database unavailable" lines ${unavailable}, "Committing transaction" warnings ${committing}`,
+      `runner ${n} "database unavailable" lines ${unavailable} (${conflicts} for a lock conflict), "Committing transaction" warnings ${committing}`,
     );
     for (const l of all.filter((l) => l.includes('database unavailable')).slice(0, 3))
       console.log(`  | ${l.slice(0, 200)}`);
