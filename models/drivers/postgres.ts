@@ -208,7 +208,13 @@ function pgWithNumericBigint(): object {
 
 export const postgresDriver: Driver = {
   dialect: 'postgres',
-  capabilities: { skipLocked: true, serialWrites: false, embedded: false, errorAbortsTransaction: true, refusableCommit: false },
+  capabilities: {
+    skipLocked: true,
+    serialWrites: false,
+    embedded: false,
+    errorAbortsTransaction: true,
+    refusableCommit: false,
+  },
   now,
   ago,
   later,

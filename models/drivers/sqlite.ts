@@ -37,7 +37,13 @@ function sqliteWithBusyTimeout(): object {
 
 export const sqliteDriver: Driver = {
   dialect: 'sqlite',
-  capabilities: { skipLocked: false, serialWrites: true, embedded: true, errorAbortsTransaction: false, refusableCommit: false },
+  capabilities: {
+    skipLocked: false,
+    serialWrites: true,
+    embedded: true,
+    errorAbortsTransaction: false,
+    refusableCommit: false,
+  },
   now,
   ago,
   later,
