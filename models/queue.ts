@@ -42,6 +42,20 @@ export interface Quotas {
 
 export const NO_QUOTAS: Quotas = { userMaxRunning: 0, userMaxPending: 0 };
 
+/**
+ * How many due jobs of the top priority a spread claim may start in. Wide enough that claimers on
+ * different nodes seldom pick overlapping rows, narrow enough that the queue stays near FIFO.
+ */
+export const CLAIM_WINDOW = 64;
+
+export interface QueueOptions {
+  /**
+   * Spread claims over the first CLAIM_WINDOW due jobs instead of all taking the head: 'auto' (the
+   * default) when the database is one primary of several (Galera, multi-primary Group Replication).
+   */
+  claimWindow?: 'auto' | 'on' | 'off';
+}
+
 export interface GroupState {
   key: string;
   state: 'active' | 'blocked';
@@ -137,11 +151,16 @@ export class Queue {
   private readonly nudger: Nudger | null;
   /** Coalesces enqueue() calls made outside a transaction. */
   private readonly batcher = new EnqueueBatcher((jobs) => this.enqueueMany(jobs));
+  /** Whether claims spread (QueueOptions.claimWindow): set by the first claim that asks, reset when asking failed. */
+  private spreadClaims: Promise<boolean> | null;
 
   constructor(
     readonly db: Database,
     readonly quotas: Quotas = NO_QUOTAS,
+    options: QueueOptions = {},
   ) {
+    const window = options.claimWindow ?? 'auto';
+    this.spreadClaims = window === 'auto' ? null : Promise.resolve(window === 'on');
     this.nudger = db.driver.dueNotice ? null : new Nudger(db);
     this.driver = db.driver;
     this.sql = db.driver.statements;
@@ -151,6 +170,11 @@ export class Queue {
   /** A write that no retry can fix: its statement or data is refused (see Driver.isPermanentError). */
   isPermanentError(err: unknown): boolean {
     return this.driver.isPermanentError(err);
+  }
+
+  /** A deadlock, a lock-wait timeout, a refused certification, a busy file: expected traffic, not an outage. */
+  isLockConflict(err: unknown): boolean {
+    return this.driver.isRetryableLockError(err);
   }
 
   /** The database's own words for an error (Sequelize's wrapper may say only "Validation error"). */
@@ -199,7 +223,38 @@ export class Queue {
 
   /** Runs `work` in a transaction, retrying deadlocks and lock-wait timeouts a few times. */
   async transaction<T>(work: (t: Transaction) => Promise<T>): Promise<T> {
+    if (this.driver.capabilities.refusableCommit) return this.retrying(() => this.committedHere(work));
     return this.retrying(() => this.db.sequelize.transaction(work));
+  }
+
+  /**
+   * A transaction whose COMMIT the queue sends itself (DriverCapabilities.refusableCommit): a lock
+   * conflict at COMMIT left the transaction rolled back and the connection sound, so it goes back
+   * to the pool and the caller retries; only another COMMIT error (the connection lost, in doubt)
+   * drops the connection, as Sequelize's commit would.
+   */
+  private async committedHere<T>(work: (t: Transaction) => Promise<T>): Promise<T> {
+    const transaction = await this.db.sequelize.transaction();
+    let result: T;
+    try {
+      result = await work(transaction);
+    } catch (err) {
+      await transaction.rollback().catch(() => undefined);
+      throw err;
+    }
+    const internals = transaction as unknown as SequelizeTransactionInternals;
+    try {
+      await this.db.sequelize.query('COMMIT', { transaction });
+    } catch (err) {
+      if (this.driver.isRetryableLockError(err)) await transaction.rollback().catch(() => undefined);
+      else await internals.forceCleanup().catch(() => undefined);
+      internals.finished = 'rollback';
+      throw err;
+    }
+    internals.finished = 'commit';
+    internals.cleanup();
+    for (const hook of internals._afterCommitHooks) await hook(transaction);
+    return result;
   }
 
   /** A write (through the SQLite write gate), again after a lock conflict, up to 5 times. */
@@ -237,10 +292,62 @@ export class Queue {
     return { due: rows.some((r) => r.what === 'due'), expired: rows.some((r) => r.what === 'expired') };
   }
 
+  /** Whether claims spread over the window (asked of the database once, by the first claim). */
+  private spreading(transaction: Transaction): Promise<boolean> {
+    const detect = this.driver.multiPrimary;
+    if (this.spreadClaims) return this.spreadClaims;
+    if (!detect) return (this.spreadClaims = Promise.resolve(false));
+    const asked = detect((sql) => this.select<Record<string, unknown>>(sql, {}, transaction));
+    this.spreadClaims = asked;
+    asked.catch(() => {
+      if (this.spreadClaims === asked) this.spreadClaims = null;
+    });
+    return asked;
+  }
+
+  /**
+   * The rows a claim takes, locked: from the head of the queue; or, spread, from a random one of the
+   * first CLAIM_WINDOW due jobs of the top priority on (topped up from the head when that comes up
+   * short), so claimers on different nodes of a multi-primary cluster seldom take the same rows.
+   * Either way no job passes one of a higher priority, and a group's jobs stay in order (only a
+   * group's head is claimable).
+   */
+  private async claimRows(transaction: Transaction, limit: number, cap: number): Promise<ClaimedJob[]> {
+    const quota = cap > 0;
+    if (!(await this.spreading(transaction))) {
+      return this.select<ClaimedJob>(this.sql.claimSelect(limit, quota), { cap }, transaction);
+    }
+    const window = await this.select<{ id: number; priority: number }>(
+      this.sql.claimWindow(CLAIM_WINDOW),
+      {},
+      transaction,
+    );
+    if (window.length === 0) return [];
+    const priority = Number(window[0].priority);
+    const top = window.filter((r) => Number(r.priority) === priority);
+    const fromId = Number(top[Math.floor(Math.random() * top.length)].id);
+    const rows =
+      fromId === Number(top[0].id)
+        ? []
+        : await this.select<ClaimedJob>(
+            this.sql.claimSelect(limit, quota, 'from'),
+            { cap, priority, fromId },
+            transaction,
+          );
+    if (rows.length >= limit) return rows;
+    const taken = rows.length > 0 ? rows.map((r) => r.id) : [-1];
+    const head = await this.select<ClaimedJob>(
+      this.sql.claimSelect(limit - rows.length, quota, 'except'),
+      { cap, taken },
+      transaction,
+    );
+    return [...rows, ...head];
+  }
+
   private async claimIn(transaction: Transaction, runnerId: string, limit: number): Promise<ClaimedJob[]> {
     if (limit <= 0) return [];
     const cap = this.quotas.userMaxRunning;
-    let rows = await this.select<ClaimedJob>(this.sql.claimSelect(limit, cap > 0), { cap }, transaction);
+    let rows = await this.claimRows(transaction, limit, cap);
     if (rows.length === 0) return [];
     if (cap > 0) rows = await this.withinQuota(rows, cap, transaction);
     if (rows.length === 0) return [];
@@ -689,4 +796,12 @@ export class Queue {
 /** The file a SQLite handle writes (its write gate's key). */
 export function storageOf(db: Pick<Database, 'sequelize'>): string {
   return String((db.sequelize as unknown as { options: { storage?: string } }).options.storage ?? '');
+}
+
+/** Sequelize 6's Transaction beyond its typings: what its own commit() does after the COMMIT. */
+interface SequelizeTransactionInternals {
+  finished?: 'commit' | 'rollback';
+  cleanup(): void;
+  forceCleanup(): Promise<void>;
+  _afterCommitHooks: ((t: Transaction) => unknown)[];
 }

@@ -10,6 +10,8 @@ export class DbHealth {
   constructor(
     private readonly log: Logger,
     private readonly metrics: RunnerMetrics,
+    /** Lock conflicts (deadlocks, lock-wait timeouts, refused certifications): the database answered. */
+    private readonly isLockConflict: (err: unknown) => boolean = () => false,
   ) {}
 
   ok(): void {
@@ -26,6 +28,11 @@ export class DbHealth {
   }
 
   error(err: unknown): void {
+    // A write that lost a race with another one (its retries used up): it runs again, no outage.
+    if (this.isLockConflict(err)) {
+      this.log.debug(`lock conflict, retrying: ${(err as Error)?.message ?? String(err)}`);
+      return;
+    }
     this.metrics.databaseError();
     if (this.downSince !== null) return;
     this.downSince = Date.now();

@@ -69,7 +69,7 @@ export class Runner {
     this.config = config;
     this.once = options.once ?? false;
     this.log = options.log ?? silentLogger;
-    this.health = new DbHealth(this.log, this.metrics);
+    this.health = new DbHealth(this.log, this.metrics, (err) => queue.isLockConflict(err));
     this.unobserve = queue.observe(this.metrics.onQueueOp);
     this.finisher = new FinishBatcher(
       queue,
@@ -247,6 +247,11 @@ export class Runner {
         failures = 0;
       } catch (err) {
         this.health.error(err);
+        if (this.queue.isLockConflict(err)) {
+          // Lost races with other claimers, not an outage: claim again after a short pause.
+          await this.nap.sleep(10 + Math.random() * 40);
+          continue;
+        }
         const backoff = Math.min(30_000, pollMs * 2 ** Math.min(++failures, 5));
         probe = false;
         await this.nap.sleep(backoff / 2 + Math.random() * (backoff / 2));

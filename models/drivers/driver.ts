@@ -20,7 +20,22 @@ export interface DriverCapabilities {
    * handles and goes on from (a racing idempotency key) runs under a savepoint.
    */
   errorAbortsTransaction: boolean;
+  /**
+   * A COMMIT the database may refuse with a lock conflict and roll back cleanly (a Galera
+   * certification failure, a deadlock): the queue sends COMMIT itself, retries the transaction
+   * and keeps the pooled connection (Sequelize's own commit would warn and drop it).
+   */
+  refusableCommit: boolean;
 }
+
+/** Which due jobs a claim looks at (Queue.claimIn): from the head, or a window of the top priority. */
+export type ClaimRange =
+  /** From the head of the queue: priority DESC, id ASC. */
+  | 'head'
+  /** :priority, :fromId → only jobs of that priority from that id on (the spread claim's start). */
+  | 'from'
+  /** :taken → from the head, leaving out the ids already taken in this transaction. */
+  | 'except';
 
 /** Named replacements (`:name`) unless a statement says it takes positional `?`. */
 export interface QueueStatements {
@@ -29,7 +44,9 @@ export interface QueueStatements {
    * `quota`: skipping jobs whose owner runs :cap jobs already (a pre-filter: claims count exactly
    * under the owner's lock).
    */
-  claimSelect(limit: number, quota?: boolean): string;
+  claimSelect(limit: number, quota?: boolean, range?: ClaimRange): string;
+  /** The first `size` due jobs' id and priority, in claim order, without a lock: where a spread claim may start. */
+  claimWindow(size: number): string;
   /**
    * An idle runner's poll in one statement: a row `what = 'due'` when a job is due (what claimSelect
    * would look at), a row `what = 'expired'` when a running job's lease ran out (what reapSelect would).
@@ -243,6 +260,12 @@ export interface Driver {
    * rollback; runners LISTEN on `channel`. Null: the enqueuer nudges them (models/nudge.ts).
    */
   dueNotice: { channel: string; notify: string } | null;
+  /**
+   * Whether the server is one primary of several that take writes at once (Galera, Group
+   * Replication in multi-primary mode), where row locks do not reach the other nodes and claims
+   * that all start at the head collide at commit; `select` runs a statement. Null: never.
+   */
+  multiPrimary: ((select: (sql: string) => Promise<Record<string, unknown>[]>) => Promise<boolean>) | null;
 }
 
 /** The driver error under Sequelize's wrapper. */

@@ -20,7 +20,13 @@ const PERMANENT_ERRNOS = new Set([1064, 1366, 1406, 1264, 1048, 1292, 1300, 3140
 
 export const mysqlDriver: Driver = {
   dialect: 'mysql',
-  capabilities: { skipLocked: true, serialWrites: false, embedded: false, errorAbortsTransaction: false },
+  capabilities: {
+    skipLocked: true,
+    serialWrites: false,
+    embedded: false,
+    errorAbortsTransaction: false,
+    refusableCommit: true,
+  },
   now,
   ago,
   later,
@@ -76,4 +82,21 @@ export const mysqlDriver: Driver = {
   insertedIds: (first, rows, step) => Array.from({ length: rows }, (_, i) => Number(first) + i * step),
   autoIncrementStep: 'SELECT @@auto_increment_increment AS step',
   dueNotice: null,
+  multiPrimary: async (select) => {
+    const rows = await select(
+      "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('wsrep_on', 'group_replication_single_primary_mode')",
+    );
+    const value = (name: string) => String(rows.find((r) => r.Variable_name === name)?.Value ?? '').toUpperCase();
+    if (value('wsrep_on') === 'ON') return true;
+    if (value('group_replication_single_primary_mode') !== 'OFF') return false;
+    // The plugin's setting alone says nothing: is this server in a group of more than one?
+    try {
+      const [row] = await select(
+        "SELECT COUNT(*) AS n FROM performance_schema.replication_group_members WHERE MEMBER_STATE = 'ONLINE'",
+      );
+      return Number(row?.n ?? 0) > 1;
+    } catch {
+      return false;
+    }
+  },
 };

@@ -5,6 +5,7 @@
 import pg from 'pg';
 import type { DatabaseConfig } from '../../config';
 import { driverError, type Driver, type QueueStatements } from './driver';
+import { claimRange } from './statements';
 
 // The statement's start, like MySQL's NOW(3); cut to milliseconds, so a time written by one statement
 // is never ahead of the "now" a later one reads (rounding could put it half a millisecond ahead).
@@ -38,13 +39,15 @@ const owner = (scoped: boolean) => (scoped ? 'AND "createdBy" = :owner' : '');
 const statements: QueueStatements = {
   // No index hint: PostgreSQL reads jobs_claim_ready in order (EXPLAIN in test/queue/claim.test.ts), and
   // its LockRows takes only the rows it returns, sorted or not.
-  claimSelect: (limit, quota = false) =>
+  claimSelect: (limit, quota = false, range = 'head') =>
     `SELECT id, task, params, command, "createdBy", "groupKey", attempt, "maxAttempts",
        (SELECT COALESCE(MAX(s.seq), 0) FROM "JobStatuses" s WHERE s."jobId" = "Jobs".id) AS "lastSeq"
      FROM "Jobs"
-     WHERE ${CLAIMABLE}
+     WHERE ${CLAIMABLE} ${claimRange(range)}
        ${quota ? `AND ("createdBy" IS NULL OR (${OWNER_RUNNING}) < :cap)` : ''}
      ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} FOR UPDATE SKIP LOCKED`,
+  claimWindow: (size) =>
+    `SELECT id, priority FROM "Jobs" WHERE ${CLAIMABLE} ORDER BY priority DESC, id ASC LIMIT ${Math.floor(size)}`,
   idleProbe: (leaseMs) =>
     `(SELECT 'due' AS what FROM "Jobs" WHERE ${CLAIMABLE} LIMIT 1)
      UNION ALL
@@ -208,7 +211,13 @@ function pgWithNumericBigint(): object {
 
 export const postgresDriver: Driver = {
   dialect: 'postgres',
-  capabilities: { skipLocked: true, serialWrites: false, embedded: false, errorAbortsTransaction: true },
+  capabilities: {
+    skipLocked: true,
+    serialWrites: false,
+    embedded: false,
+    errorAbortsTransaction: true,
+    refusableCommit: false,
+  },
   now,
   ago,
   later,
@@ -252,4 +261,5 @@ export const postgresDriver: Driver = {
   insertedIds: (returned) => (returned as { id: number | string }[]).map((row) => Number(row.id)),
   autoIncrementStep: null,
   dueNotice: { channel: DUE_CHANNEL, notify: `SELECT pg_notify('${DUE_CHANNEL}', '')` },
+  multiPrimary: null,
 };

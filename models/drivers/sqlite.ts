@@ -37,7 +37,13 @@ function sqliteWithBusyTimeout(): object {
 
 export const sqliteDriver: Driver = {
   dialect: 'sqlite',
-  capabilities: { skipLocked: false, serialWrites: true, embedded: true, errorAbortsTransaction: false },
+  capabilities: {
+    skipLocked: false,
+    serialWrites: true,
+    embedded: true,
+    errorAbortsTransaction: false,
+    refusableCommit: false,
+  },
   now,
   ago,
   later,
@@ -97,6 +103,7 @@ export const sqliteDriver: Driver = {
   insertedIds: (last, rows) => Array.from({ length: rows }, (_, i) => Number(last) - rows + 1 + i),
   autoIncrementStep: null,
   dueNotice: null,
+  multiPrimary: null,
   isPermanentError: (err) => {
     const e = driverError(err);
     return PERMANENT_CODES.has(e.code ?? '') || (e.code === 'SQLITE_ERROR' && PERMANENT_MESSAGES.test(e.message ?? ''));

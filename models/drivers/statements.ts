@@ -1,7 +1,7 @@
 // The queue's statements in the SQL that MySQL/MariaDB and SQLite share; each of those drivers fills
 // in its own pieces (clock, locking clauses, insert-or-skip, upsert). A database whose SQL differs
 // more (PostgreSQL: quoted identifiers, RETURNING) writes its own QueueStatements instead.
-import type { QueueStatements } from './driver';
+import type { ClaimRange, QueueStatements } from './driver';
 
 export interface SqlPieces {
   now: string;
@@ -27,6 +27,13 @@ export interface SqlPieces {
   upsertGroup: string;
 }
 
+/** The claim's range (see ClaimRange), in SQL that MySQL, SQLite and PostgreSQL share. */
+export function claimRange(range: ClaimRange): string {
+  if (range === 'from') return 'AND priority = :priority AND id >= :fromId';
+  if (range === 'except') return 'AND id NOT IN (:taken)';
+  return '';
+}
+
 const FINISHED = "status IN ('success', 'failure', 'cancelled')";
 /** How many jobs of the row's owner run now (jobs_owner_status answers it). */
 const OWNER_RUNNING = "SELECT COUNT(*) FROM Jobs r WHERE r.createdBy = Jobs.createdBy AND r.status = 'running'";
@@ -35,13 +42,17 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
   const owner = (scoped: boolean) => (scoped ? 'AND createdBy = :owner' : '');
   return {
     // lastSeq: a job put back to pending keeps its earlier output; new lines follow it.
-    claimSelect: (limit, quota = false) =>
+    claimSelect: (limit, quota = false, range = 'head') =>
       `SELECT id, task, params, command, createdBy, groupKey, attempt, maxAttempts,
          (SELECT COALESCE(MAX(s.seq), 0) FROM JobStatuses s WHERE s.jobId = Jobs.id) AS lastSeq
        FROM Jobs ${p.claimIndexHint}
-       WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now}
+       WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now} ${claimRange(range)}
          ${quota ? `AND (createdBy IS NULL OR (${OWNER_RUNNING}) < :cap)` : ''}
        ORDER BY priority DESC, id ASC LIMIT ${Math.floor(limit)} ${p.skipLocked}`,
+    claimWindow: (size) =>
+      `SELECT id, priority FROM Jobs ${p.claimIndexHint}
+       WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now}
+       ORDER BY priority DESC, id ASC LIMIT ${Math.floor(size)}`,
     idleProbe: (leaseMs) =>
       `SELECT 'due' AS what FROM (SELECT id FROM Jobs ${p.claimIndexHint}
           WHERE status = 'pending' AND groupQueued = 0 AND runAt <= ${p.now} LIMIT 1) d
