@@ -208,7 +208,9 @@ export class Launcher implements Spawner {
   private lost(how: string): void {
     if (this.child === null) return; // closed by us
     this.child = null;
-    this.log.warn(`the job launcher ${how}; ${this.jobs.size} job(s) it had are killed, and jobs now start in the runner`);
+    this.log.warn(
+      `the job launcher ${how}; ${this.jobs.size} job(s) it had are killed, and jobs now start in the runner`,
+    );
     const jobs = [...this.jobs.values()];
     this.jobs.clear();
     for (const { events, pid } of jobs) {

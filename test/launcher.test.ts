@@ -79,7 +79,9 @@ test('every byte of a large output arrives, in order, before the exit is told', 
 });
 
 test('many jobs at once through one launcher each get their own output and exit code', async () => {
-  const jobs = Array.from({ length: 40 }, (_, i) => job([node, '-e', `console.log("job ${i}"); process.exit(${i % 7})`]));
+  const jobs = Array.from({ length: 40 }, (_, i) =>
+    job([node, '-e', `console.log("job ${i}"); process.exit(${i % 7})`]),
+  );
   for (const j of jobs) j.proc.start();
   const exits = await Promise.all(jobs.map((j) => j.proc.done));
   exits.forEach((exit, i) => expect(exit).toMatchObject({ exitCode: i % 7, signal: null }));
