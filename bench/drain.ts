@@ -2,6 +2,7 @@
 // environment built from scratch), next to the bare cost of what it wraps, measured in one sitting.
 //   npm run bench:drain                                          (SQLite in the temporary directory)
 //   MYSQL_HOST=127.0.0.1 MYSQL_USER=root npm run bench:drain     (uses/recreates database cj_bench_drain)
+//   POSTGRES_HOST=127.0.0.1 POSTGRES_USER=root npm run bench:drain  (the same on PostgreSQL)
 // Prints, one figure a line with its unit:
 //   bare    2,000 spawns of /bin/true, 8 in flight, in this process: jobs/s without pipes, with both
 //           pipes read to their end, and with pipes through `setpriv --pdeathsig KILL` (how the

@@ -146,7 +146,7 @@ export function sessionMiddleware(db: Database, options: SessionOptions): Reques
 }
 
 /**
- * SESSION_SECRET, required with MySQL (every API process must share it). With the embedded SQLite
+ * SESSION_SECRET, required with MySQL and PostgreSQL (every API process must share it). With the embedded SQLite
  * database a random secret is made once and kept beside the database file, mode 0600.
  */
 export function resolveSessionSecret(config: Config): string {
