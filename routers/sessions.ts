@@ -8,6 +8,7 @@ import type { RequestHandler } from 'express';
 import { QueryTypes } from 'sequelize';
 import { ConfigError, type Config } from '../config';
 import type { Database } from '../models/database';
+import { readTime } from '../models/sql';
 
 export const SESSION_COOKIE = 'cj.sid';
 /** Sessions end this long after login (absolute: activity does not extend them). */
@@ -55,17 +56,13 @@ interface SessionJoinRow {
   isAdmin: number | boolean | null;
 }
 
-/**
- * A date column as ms: MySQL gives a Date; SQLite text, as Sequelize writes it
- * ('2026-12-02 10:00:00.123 +00:00') or without a zone (UTC). NaN when unreadable.
- */
+/** A date column as ms (models/sql.ts readTime reads each database's form); NaN when unreadable. */
 function timeOf(value: Date | string | null): number | null {
-  if (value === null) return null;
-  if (value instanceof Date) return value.getTime();
-  const zoned = /(?:[zZ]|[+-]\d\d:?\d\d)$/.test(value.trim());
-  return zoned
-    ? Date.parse(value.trim().replace(' ', 'T').replace(' ', ''))
-    : Date.parse(`${value.trim().replace(' ', 'T')}Z`);
+  try {
+    return readTime(value)?.getTime() ?? null;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /**
