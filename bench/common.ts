@@ -284,3 +284,87 @@ export function summariseCpuProfile(
       .map(([name, us]) => ({ name, ms: us / 1000, share: allUs > 0 ? us / allUs : 0 }));
   return { totalMs: allUs / 1000, busyMs: (allUs - idleUs) / 1000, self: ranked(selfByKey), total: ranked(totalByKey) };
 }
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** A process's CPU from /proc (Linux): its own, and that of its children it has waited for, in ms; null once gone. */
+function procCpu(pid: number): { self: number; reaped: number; name: string } | null {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  // The name may hold spaces and parentheses: the fields start after the last ')'.
+  const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime, stime, cutime, cstime are fields 14-17 of stat(5); here 0-based after the name: 11-14.
+  const [utime, stime, cutime, cstime] = fields.slice(11, 15).map(Number);
+  return { self: (utime + stime) * TICK_MS, reaped: (cutime + cstime) * TICK_MS, name };
+}
+
+function childPids(pid: number): number[] {
+  try {
+    return fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The pids of the local database server's processes (MariaDB/MySQL or PostgreSQL), for their CPU. */
+function databaseServerPids(): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .map(Number)
+    .filter((pid) => ['mariadbd', 'mysqld', 'postgres'].includes(procCpu(pid)?.name ?? ''));
+}
+
+/**
+ * Where a daemon's CPU goes while it works: the daemon itself, its job launcher (a child node
+ * process), the jobs (the launcher's reaped children, or the daemon's when it forks them itself),
+ * and the local database server. Read from /proc every 50 ms, each process's last reading kept
+ * (a process's CPU is lost for the reading after its exit: at most 50 ms of it).
+ */
+export class CpuMeter {
+  private readonly last = new Map<number, { self: number; reaped: number; name: string }>();
+  private readonly first = new Map<number, number>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly database: number[];
+
+  constructor(private readonly pid: number) {
+    this.database = databaseServerPids();
+    this.sample();
+    this.timer = setInterval(() => this.sample(), 50);
+  }
+
+  private read(pid: number): void {
+    const cpu = procCpu(pid);
+    if (cpu === null) return;
+    if (!this.first.has(pid)) this.first.set(pid, cpu.self);
+    this.last.set(pid, cpu);
+  }
+
+  private sample(): void {
+    this.read(this.pid);
+    for (const child of childPids(this.pid)) this.read(child);
+    for (const pid of this.database) this.read(pid);
+  }
+
+  /** Stops sampling: ms of CPU per component since the meter started. */
+  stop(): { daemon: number; launcher: number; jobs: number; database: number } {
+    clearInterval(this.timer);
+    const used = (pid: number) => (this.last.get(pid)?.self ?? 0) - (this.first.get(pid) ?? 0);
+    const launchers = [...this.last.keys()].filter((pid) => pid !== this.pid && !this.database.includes(pid));
+    const daemonReaped = this.last.get(this.pid)?.reaped ?? 0;
+    const launcherSelf = launchers.reduce((sum, pid) => sum + used(pid), 0);
+    const launcherReaped = launchers.reduce((sum, pid) => sum + (this.last.get(pid)?.reaped ?? 0), 0);
+    return {
+      daemon: used(this.pid),
+      launcher: launcherSelf,
+      // Jobs forked by the daemon itself are in its reaped time, less the launcher it reaped too.
+      jobs: launcherReaped + Math.max(0, daemonReaped - launcherSelf - launcherReaped),
+      database: this.database.reduce((sum, pid) => sum + used(pid), 0),
+    };
+  }
+}

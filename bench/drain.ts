@@ -36,6 +36,7 @@ import {
   benchDatabase,
   dbTimeMs,
   freshDatabase,
+  CpuMeter,
   ms,
   removeDatabaseFile,
   runnerEnv,
@@ -51,6 +52,8 @@ const TASKS_FILE = path.join(ROOT, 'bench', 'tasks.json');
 const JOBS = Number(process.env.BENCH_JOBS ?? 2000);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 8);
 const PROFILE_DIR = process.env.BENCH_PROFILE;
+/** BENCH_NODE_ARGS: node options for the draining daemons, e.g. "--perf-basic-prof" for `perf record`. */
+const NODE_ARGS = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const PICKUP_JOBS = 20;
 const PICKUP_SPACING_MS = 300;
 const PICKUP_POLL_MS = 2;
@@ -184,9 +187,11 @@ async function drainOnce(
     ...extra,
   });
   const profiled = PROFILE_DIR ? new Set(fs.readdirSync(PROFILE_DIR)) : null;
-  const nodeArgs = PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [];
+  const nodeArgs = [...NODE_ARGS, ...(PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] : [])];
   const runner = startRunner(env, ['--once'], nodeArgs);
+  const meter = new CpuMeter(runner.child.pid!);
   const { code, signal, seconds: wall } = await runner.exited;
+  const cpu = meter.stop();
   if (code !== 0) {
     console.log(`drain    ${label}: job-runner exited with ${code ?? signal}; its last lines:`);
     for (const line of runner.tail.slice(-20)) console.log(`  | ${line}`);
@@ -203,6 +208,11 @@ async function drainOnce(
       : '';
   console.log(
     `ratio    ${label}: / bare with pipes = ${ratio(rate, rates.pipes)} (target >= 0.8); / bare without pipes = ${ratio(rate, rates.noPipes)}${viaSetpriv}`,
+  );
+  const perJob = (msTotal: number) => `${(msTotal / jobs).toFixed(2)} ms`;
+  const all = cpu.daemon + cpu.launcher + cpu.jobs + cpu.database;
+  console.log(
+    `cpu      ${label}: per job: daemon ${perJob(cpu.daemon)}, its launcher ${perJob(cpu.launcher)}, the jobs ${perJob(cpu.jobs)}, database server ${perJob(cpu.database)}; ${perJob(all)} in all (${os.cpus().length} CPUs: at most ${((os.cpus().length * 1000 * jobs) / all).toFixed(0)} jobs/s)`,
   );
   if (succeeded !== JOBS) process.exitCode = 1;
   if (profiled) {

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { Sequelize, type Options } from 'sequelize';
 import type { DatabaseConfig } from '../config';
 import { driverFor, type Dialect, type Driver } from './drivers';
+import type { StatementLane } from './drivers/mysql-lane';
 import { initModels, type Models } from './models';
 
 export type { Dialect } from './drivers';
@@ -14,6 +15,8 @@ export interface Database {
   /** Everything that differs between databases: capabilities, SQL texts, error kinds. */
   driver: Driver;
   models: Models;
+  /** Several statements a round trip, on connections of their own (the runner's claims and finishes); null where the driver has none. */
+  lane: StatementLane | null;
   close(): Promise<void>;
 }
 
@@ -45,12 +48,18 @@ export function createDatabase(db: DatabaseConfig, options: DatabaseOptions = {}
   if (db.dialect === 'sqlite') createSqliteFile(db.storage);
   const sequelize = new Sequelize(sequelizeOptions(db, options));
   const models = initModels(sequelize);
+  const driver = driverFor(db.dialect);
+  const lane = driver.openLane?.(sequelize) ?? null;
   return {
     sequelize,
     dialect: db.dialect,
-    driver: driverFor(db.dialect),
+    driver,
     models,
-    close: () => sequelize.close(),
+    lane,
+    close: async () => {
+      await lane?.close();
+      await sequelize.close();
+    },
   };
 }
 

@@ -9,6 +9,7 @@ import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './gr
 import { sqlIn } from './sql';
 import type { Database } from './database';
 import type { Driver, QueueStatements } from './drivers';
+import type { LaneSend, StatementLane } from './drivers/mysql-lane';
 import { driverError } from './drivers/driver';
 import type { RunnerReport } from './metrics';
 import { writeGateFor, type WriteGate } from './write-gate';
@@ -54,6 +55,11 @@ export interface QueueOptions {
    * default) when the database is one primary of several (Galera, multi-primary Group Replication).
    */
   claimWindow?: 'auto' | 'on' | 'off';
+  /**
+   * Claims and finishes in two round trips each where the database has a lane (Database.lane): true
+   * (the default), or false for one statement a round trip (tests compare the two).
+   */
+  lane?: boolean;
 }
 
 export interface GroupState {
@@ -141,6 +147,47 @@ export function storableText(text: string): string {
   return noNul.isWellFormed() ? noNul : noNul.toWellFormed();
 }
 
+/** A claimed row as the runner takes it (numbers as numbers, params parsed). */
+function claimedJob(r: ClaimedJob): ClaimedJob {
+  return {
+    ...r,
+    id: Number(r.id),
+    params: parseJsonColumn<unknown>(r.params),
+    attempt: Number(r.attempt),
+    maxAttempts: Number(r.maxAttempts),
+    lastSeq: Number(r.lastSeq),
+  };
+}
+
+/** insertOutput's positional values for `rows`. */
+function outputValues(rows: { jobId: number; row: OutputRow }[]): unknown[] {
+  const values: unknown[] = [];
+  for (const { jobId, row } of rows) values.push(jobId, row.seq, row.stream, storableText(row.output));
+  return values;
+}
+
+/** Jobs that ended alike at the same attempt (the common case: all exit 0 at their first) share one UPDATE. */
+function outcomeGroups(
+  jobs: { fence: Fence; outcome: Outcome }[],
+): { outcome: Outcome; ids: number[]; attempt: number }[] {
+  const groups = new Map<string, { outcome: Outcome; ids: number[]; attempt: number }>();
+  for (const { fence, outcome } of jobs) {
+    const key = JSON.stringify([
+      outcome.status,
+      outcome.exitCode,
+      outcome.signal,
+      outcome.error,
+      outcome.command ?? null,
+      outcome.command ? fence.jobId : 0,
+      fence.attempt,
+    ]);
+    const group = groups.get(key) ?? { outcome, ids: [], attempt: fence.attempt };
+    group.ids.push(fence.jobId);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
 export class Queue {
   private readonly driver: Driver;
   private readonly sql: QueueStatements;
@@ -153,6 +200,8 @@ export class Queue {
   private readonly batcher = new EnqueueBatcher((jobs) => this.enqueueMany(jobs));
   /** Whether claims spread (QueueOptions.claimWindow): set by the first claim that asks, reset when asking failed. */
   private spreadClaims: Promise<boolean> | null;
+  /** Where claims and finishes go in few round trips (QueueOptions.lane); null: statement by statement. */
+  private readonly lane: StatementLane | null;
 
   constructor(
     readonly db: Database,
@@ -161,6 +210,7 @@ export class Queue {
   ) {
     const window = options.claimWindow ?? 'auto';
     this.spreadClaims = window === 'auto' ? null : Promise.resolve(window === 'on');
+    this.lane = options.lane === false ? null : db.lane;
     this.nudger = db.driver.dueNotice ? null : new Nudger(db);
     this.driver = db.driver;
     this.sql = db.driver.statements;
@@ -278,7 +328,10 @@ export class Queue {
     if (limit <= 0) return [];
     return this.timed(
       'claim',
-      () => this.transaction((transaction) => this.claimIn(transaction, runnerId, limit)),
+      async () =>
+        (await this.claimsOnLane())
+          ? this.onLane((send) => this.claimOnLane(send, runnerId, limit))
+          : this.transaction((transaction) => this.claimIn(transaction, runnerId, limit)),
       (jobs) => jobs.length,
     );
   }
@@ -293,7 +346,7 @@ export class Queue {
   }
 
   /** Whether claims spread over the window (asked of the database once, by the first claim). */
-  private spreading(transaction: Transaction): Promise<boolean> {
+  private spreading(transaction?: Transaction): Promise<boolean> {
     const detect = this.driver.multiPrimary;
     if (this.spreadClaims) return this.spreadClaims;
     if (!detect) return (this.spreadClaims = Promise.resolve(false));
@@ -352,14 +405,35 @@ export class Queue {
     if (cap > 0) rows = await this.withinQuota(rows, cap, transaction);
     if (rows.length === 0) return [];
     await this.update(this.sql.claimMark, { runnerId, ids: rows.map((r) => r.id) }, transaction);
-    return rows.map((r) => ({
-      ...r,
-      id: Number(r.id),
-      params: parseJsonColumn<unknown>(r.params),
-      attempt: Number(r.attempt),
-      maxAttempts: Number(r.maxAttempts),
-      lastSeq: Number(r.lastSeq),
-    }));
+    return rows.map(claimedJob);
+  }
+
+  /**
+   * Whether claims go on the lane: there is one, no owner has a cap (counted under each owner's lock,
+   * statement by statement), and claims start at the head (a spread claim reads a window first).
+   */
+  private async claimsOnLane(): Promise<boolean> {
+    if (this.lane === null || this.quotas.userMaxRunning > 0) return false;
+    return !(await this.spreading());
+  }
+
+  /** A transaction on the lane, again after a lock conflict (as transaction() does). */
+  private onLane<T>(work: (send: LaneSend) => Promise<T>): Promise<T> {
+    return this.retrying(() => this.lane!.session(work));
+  }
+
+  /** claimIn in two round trips: the locked SELECT, then the mark and the COMMIT. */
+  private async claimOnLane(send: LaneSend, runnerId: string, limit: number): Promise<ClaimedJob[]> {
+    const [, rows] = await send(['START TRANSACTION', this.sql.claimSelect(limit)]);
+    return this.commitClaims(send, runnerId, rows as unknown as ClaimedJob[]);
+  }
+
+  /** The last step of a lane transaction: the claimed rows become running, and all commits. */
+  private async commitClaims(send: LaneSend, runnerId: string, rows: ClaimedJob[]): Promise<ClaimedJob[]> {
+    const mark =
+      rows.length > 0 ? [this.lane!.format(this.sql.claimMark, { runnerId, ids: rows.map((r) => r.id) })] : [];
+    await send([...mark, 'COMMIT']);
+    return rows.map(claimedJob);
   }
 
   /**
@@ -392,13 +466,9 @@ export class Queue {
 
   /** One multi-row INSERT; rows already stored (same jobId and seq) are skipped. */
   private insertRows(rows: { jobId: number; row: OutputRow }[], transaction: Transaction): Promise<unknown> {
-    const values: unknown[] = [];
-    for (const { jobId, row } of rows) {
-      values.push(jobId, row.seq, row.stream, storableText(row.output));
-    }
     return this.db.sequelize.query(this.sql.insertOutput(rows.length), {
       type: QueryTypes.INSERT,
-      replacements: values,
+      replacements: outputValues(rows),
       transaction,
     });
   }
@@ -447,6 +517,52 @@ export class Queue {
     refill?: { runnerId: string; limit: number },
   ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
     if (jobs.length === 0) return Promise.resolve({ finished: [], claimed: [] });
+    return this.finishOnLane(jobs, refill).then((done) => done ?? this.finishInTransaction(jobs, refill));
+  }
+
+  /**
+   * finishJobsIn in two round trips, for a batch of jobs that hold no group and are not retried: the
+   * fenced outcomes, the output rows and the successors' locked SELECT, then their mark and COMMIT.
+   * Null when it does not apply, or when a fence did not hold (all rolled back): the batch then goes
+   * statement by statement, which settles each job on its own.
+   */
+  private async finishOnLane(
+    jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
+    refill?: { runnerId: string; limit: number },
+  ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] } | null> {
+    const runnerId = jobs[0].fence.runnerId;
+    if (this.lane === null || jobs.some((j) => j.outcome.retry || j.fence.runnerId !== runnerId)) return null;
+    if (refill && !(await this.claimsOnLane())) return null;
+    const lane = this.lane;
+    return this.onLane(async (send) => {
+      const groups = outcomeGroups(jobs);
+      const statements = ['START TRANSACTION'];
+      for (const { outcome, ids, attempt } of groups) {
+        const { status, exitCode, signal, error } = outcome;
+        const command = outcome.command ?? null;
+        statements.push(
+          lane.format(this.sql.finishUngrouped, { status, exitCode, signal, error, command, ids, runnerId, attempt }),
+        );
+      }
+      const rows = jobs.flatMap(({ fence, rows: jobRows }) => jobRows.map((row) => ({ jobId: fence.jobId, row })));
+      if (rows.length > 0) statements.push(lane.format(this.sql.insertOutput(rows.length), outputValues(rows)));
+      if (refill) statements.push(this.sql.claimSelect(refill.limit));
+      const results = await send(statements);
+      const changed = (i: number) => (results[i + 1] as { affectedRows: number }).affectedRows;
+      if (!groups.every((group, i) => changed(i) === group.ids.length)) {
+        await send(['ROLLBACK']);
+        return null;
+      }
+      const successors = refill ? (results[results.length - 1] as unknown as ClaimedJob[]) : [];
+      const claimed = await this.commitClaims(send, refill?.runnerId ?? runnerId, successors);
+      return { finished: jobs.map(() => true), claimed };
+    });
+  }
+
+  private finishInTransaction(
+    jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
+    refill?: { runnerId: string; limit: number },
+  ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
     return this.transaction(async (transaction) => {
       // The fence for the whole batch in one read: the rows this runner still owns, locked.
       const runnerId = jobs[0].fence.runnerId;
@@ -469,22 +585,7 @@ export class Queue {
         );
       }
       const settling = mine.filter((j) => !retried.includes(j));
-      // Jobs that ended alike (the common case: all exit 0) share one UPDATE.
-      const groups = new Map<string, { outcome: Outcome; ids: number[] }>();
-      for (const { fence, outcome } of settling) {
-        const key = JSON.stringify([
-          outcome.status,
-          outcome.exitCode,
-          outcome.signal,
-          outcome.error,
-          outcome.command ?? null,
-          outcome.command ? fence.jobId : 0,
-        ]);
-        const group = groups.get(key) ?? { outcome, ids: [] };
-        group.ids.push(fence.jobId);
-        groups.set(key, group);
-      }
-      for (const { outcome, ids } of groups.values()) {
+      for (const { outcome, ids } of outcomeGroups(settling)) {
         const { status, exitCode, signal, error } = outcome;
         await this.update(
           this.sql.finish,

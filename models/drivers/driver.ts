@@ -1,7 +1,8 @@
 // The seam between the queue engine and a database: what a dialect can do (capabilities, never its
 // name) and every SQL text the engine runs. A new database is a new driver that passes test/queue.
-import type { Options } from 'sequelize';
+import type { Options, Sequelize } from 'sequelize';
 import type { DatabaseConfig } from '../../config';
+import type { StatementLane } from './mysql-lane';
 
 export type Dialect = DatabaseConfig['dialect'];
 
@@ -64,6 +65,11 @@ export interface QueueStatements {
   fencesHeldForFinish: string;
   /** :ids, :runnerId, :status, :exitCode, :signal, :error, :command → the outcome of this runner's running jobs. */
   finish: string;
+  /**
+   * The same outcome for jobs that hold no group, with their fence in the statement (:attempt too):
+   * it changes exactly the rows whose fence holds, so its count of changed rows says whether all did.
+   */
+  finishUngrouped: string;
   /**
    * :id, :runnerId, :attempt, :error, :command → a failed attempt's job goes back to pending at its
    * next attempt, due in `delayMs` (its group position kept: it stays the group's head).
@@ -266,6 +272,11 @@ export interface Driver {
    * that all start at the head collide at commit; `select` runs a statement. Null: never.
    */
   multiPrimary: ((select: (sql: string) => Promise<Record<string, unknown>[]>) => Promise<boolean>) | null;
+  /**
+   * Connections that take several statements in one round trip (see mysql-lane.ts), opened when
+   * first used: the runner's claims and finishes go that way. Null: every statement goes alone.
+   */
+  openLane: ((sequelize: Sequelize) => StatementLane) | null;
 }
 
 /** The driver error under Sequelize's wrapper. */

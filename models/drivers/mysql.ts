@@ -1,6 +1,7 @@
 // MySQL 8.0.1+ and MariaDB 10.6+: row locks with SKIP LOCKED, a server clock with microseconds.
 import type { DatabaseConfig } from '../../config';
 import { driverError, type Driver } from './driver';
+import { openMysqlLane } from './mysql-lane';
 import { sharedStatements } from './statements';
 
 const now = 'NOW(3)';
@@ -82,6 +83,7 @@ export const mysqlDriver: Driver = {
   insertedIds: (first, rows, step) => Array.from({ length: rows }, (_, i) => Number(first) + i * step),
   autoIncrementStep: 'SELECT @@auto_increment_increment AS step',
   dueNotice: null,
+  openLane: openMysqlLane,
   multiPrimary: async (select) => {
     const rows = await select(
       "SHOW GLOBAL VARIABLES WHERE Variable_name IN ('wsrep_on', 'group_replication_single_primary_mode')",

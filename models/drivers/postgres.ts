@@ -36,6 +36,11 @@ const DUE_CHANNEL = 'container_jobs_due';
 
 const owner = (scoped: boolean) => (scoped ? 'AND "createdBy" = :owner' : '');
 
+const FINISH = `UPDATE "Jobs" SET status = :status, "exitCode" = :exitCode, "signal" = :signal, error = :error,
+       "lastError" = CASE WHEN :status = 'failure' THEN :error ELSE "lastError" END,
+       command = COALESCE(command, :command), "finishedAt" = ${now}, "updatedAt" = ${now}
+     WHERE id IN (:ids) AND "runnerId" = :runnerId AND status = 'running'`;
+
 const statements: QueueStatements = {
   // No index hint: PostgreSQL reads jobs_claim_ready in order (EXPLAIN in test/queue/claim.test.ts), and
   // its LockRows takes only the rows it returns, sorted or not.
@@ -63,10 +68,8 @@ const statements: QueueStatements = {
      WHERE id = :jobId AND "runnerId" = :runnerId AND attempt = :attempt AND status = 'running' FOR SHARE`,
   fencesHeldForFinish: `SELECT id, "groupKey", attempt, "cancelRequestedAt" AS cancel FROM "Jobs"
      WHERE id IN (:ids) AND "runnerId" = :runnerId AND status = 'running' FOR UPDATE`,
-  finish: `UPDATE "Jobs" SET status = :status, "exitCode" = :exitCode, "signal" = :signal, error = :error,
-       "lastError" = CASE WHEN :status = 'failure' THEN :error ELSE "lastError" END,
-       command = COALESCE(command, :command), "finishedAt" = ${now}, "updatedAt" = ${now}
-     WHERE id IN (:ids) AND "runnerId" = :runnerId AND status = 'running'`,
+  finish: FINISH,
+  finishUngrouped: `${FINISH} AND attempt = :attempt AND "groupKey" IS NULL`,
   retryLater: (delayMs) =>
     `UPDATE "Jobs" SET status = 'pending', attempt = attempt + 1, "lastError" = :error, "runAt" = ${later(delayMs)},
        "runnerId" = NULL, "heartbeatAt" = NULL, "startedAt" = NULL, command = COALESCE(command, :command),
@@ -262,4 +265,5 @@ export const postgresDriver: Driver = {
   autoIncrementStep: null,
   dueNotice: { channel: DUE_CHANNEL, notify: `SELECT pg_notify('${DUE_CHANNEL}', '')` },
   multiPrimary: null,
+  openLane: null,
 };

@@ -104,6 +104,7 @@ export const sqliteDriver: Driver = {
   autoIncrementStep: null,
   dueNotice: null,
   multiPrimary: null,
+  openLane: null,
   isPermanentError: (err) => {
     const e = driverError(err);
     return PERMANENT_CODES.has(e.code ?? '') || (e.code === 'SQLITE_ERROR' && PERMANENT_MESSAGES.test(e.message ?? ''));

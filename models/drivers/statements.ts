@@ -40,6 +40,10 @@ const OWNER_RUNNING = "SELECT COUNT(*) FROM Jobs r WHERE r.createdBy = Jobs.crea
 
 export function sharedStatements(p: SqlPieces): QueueStatements {
   const owner = (scoped: boolean) => (scoped ? 'AND createdBy = :owner' : '');
+  const finish = `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
+         lastError = CASE WHEN :status = 'failure' THEN :error ELSE lastError END,
+         command = COALESCE(command, :command), finishedAt = ${p.now}, updatedAt = ${p.now}
+       WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`;
   return {
     // lastSeq: a job put back to pending keeps its earlier output; new lines follow it.
     claimSelect: (limit, quota = false, range = 'head') =>
@@ -69,10 +73,8 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE id = :jobId AND runnerId = :runnerId AND attempt = :attempt AND status = 'running' ${p.forShare}`,
     fencesHeldForFinish: `SELECT id, groupKey, attempt, cancelRequestedAt AS cancel FROM Jobs
        WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running' ${p.forUpdate}`,
-    finish: `UPDATE Jobs SET status = :status, exitCode = :exitCode, \`signal\` = :signal, error = :error,
-         lastError = CASE WHEN :status = 'failure' THEN :error ELSE lastError END,
-         command = COALESCE(command, :command), finishedAt = ${p.now}, updatedAt = ${p.now}
-       WHERE id IN (:ids) AND runnerId = :runnerId AND status = 'running'`,
+    finish,
+    finishUngrouped: `${finish} AND attempt = :attempt AND groupKey IS NULL`,
     retryLater: (delayMs) =>
       `UPDATE Jobs SET status = 'pending', attempt = attempt + 1, lastError = :error, runAt = ${p.later(delayMs)},
          runnerId = NULL, heartbeatAt = NULL, startedAt = NULL, command = COALESCE(command, :command), updatedAt = ${p.now}

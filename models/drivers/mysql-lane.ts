@@ -1,0 +1,171 @@
+// A transaction in few round trips, for the runner's hottest path (claim, finish): the statements
+// of one step travel in one packet on a connection of the lane's own, opened with MySQL's
+// multipleStatements. Only the queue's own statements go this way, every value in them escaped by
+// Sequelize as everywhere else; the application's pool keeps multipleStatements off.
+import mysql, { type Connection, type QueryError } from 'mysql2';
+import { ConnectionError, DatabaseError, type Sequelize } from 'sequelize';
+import { injectReplacements } from 'sequelize/lib/utils/sql';
+
+/** One statement's result: its rows (SELECT), or what it changed (UPDATE, INSERT). */
+export type LaneResult = Record<string, unknown>[] | { affectedRows: number; insertId: number };
+
+/** Sends one step of a transaction: the statements in order, answered together. */
+export type LaneSend = (statements: string[]) => Promise<LaneResult[]>;
+
+export interface StatementLane {
+  /** A statement with its replacements (`:name`, or `?` given an array) put in, escaped. */
+  format(sql: string, replacements?: Record<string, unknown> | unknown[]): string;
+  /**
+   * Runs `work` on a connection of its own. `work` ends its transaction itself (COMMIT or ROLLBACK
+   * in its last step); if it throws, whatever it left open is rolled back before the error goes on.
+   */
+  session<T>(work: (send: LaneSend) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** Connections at most: the finishes in flight (two) and the claim loop's claim. */
+const MAX_CONNECTIONS = 3;
+
+interface SequelizeMysqlInternals {
+  config: {
+    host?: string;
+    port?: number | string;
+    username?: string;
+    password?: string;
+    database?: string;
+    dialectOptions?: Record<string, unknown>;
+  };
+  options: { timezone?: string };
+  connectionManager: { constructor: { _typecast: (...args: unknown[]) => unknown } };
+}
+
+/** A mysql2 error as Sequelize would hand it on: the driver's error under `.parent`/`.original`. */
+function wrapped(err: QueryError): Error {
+  return err.fatal || !('errno' in err) ? new ConnectionError(err) : new DatabaseError(err as never);
+}
+
+class MysqlLane implements StatementLane {
+  /** Connections between sessions, and how many are open in all (written by session() and its helpers). */
+  private readonly idle: Connection[] = [];
+  private open = 0;
+  /** Sessions waiting for a connection while all MAX_CONNECTIONS are busy. */
+  private readonly waiting: ((connection: Connection | null) => void)[] = [];
+  private closed = false;
+
+  constructor(private readonly sequelize: Sequelize) {}
+
+  format(sql: string, replacements?: Record<string, unknown> | unknown[]): string {
+    return replacements === undefined
+      ? sql
+      : injectReplacements(sql, (this.sequelize as unknown as { dialect: never }).dialect, replacements);
+  }
+
+  async session<T>(work: (send: LaneSend) => Promise<T>): Promise<T> {
+    const connection = await this.acquire();
+    let broken = false;
+    const send: LaneSend = (statements) =>
+      query(connection, statements).catch((err: QueryError) => {
+        if (err.fatal) broken = true;
+        throw wrapped(err);
+      });
+    try {
+      const result = await work(send);
+      this.release(connection, broken);
+      return result;
+    } catch (err) {
+      // A failed statement leaves its transaction open (a lock-wait timeout), or rolled back (a deadlock).
+      if (!broken)
+        broken = await query(connection, ['ROLLBACK']).then(
+          () => false,
+          () => true,
+        );
+      this.release(connection, broken);
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const wake of this.waiting.splice(0)) wake(null);
+    const connections = this.idle.splice(0);
+    await Promise.all(connections.map((c) => new Promise<void>((resolve) => c.end(() => resolve()))));
+  }
+
+  private async acquire(): Promise<Connection> {
+    if (this.closed) throw new ConnectionError(new Error('the database handle is closed'));
+    const ready = this.idle.pop();
+    if (ready) return ready;
+    if (this.open >= MAX_CONNECTIONS) {
+      const handed = await new Promise<Connection | null>((resolve) => this.waiting.push(resolve));
+      if (handed === null) throw new ConnectionError(new Error('the database handle is closed'));
+      return handed;
+    }
+    this.open++;
+    try {
+      return await this.connect();
+    } catch (err) {
+      this.open--;
+      throw err;
+    }
+  }
+
+  private release(connection: Connection, broken: boolean): void {
+    if (broken || this.closed) {
+      this.open--;
+      connection.destroy();
+      // Someone waiting gets a new connection of its own.
+      const wake = this.waiting.shift();
+      if (wake) this.acquire().then(wake, () => wake(null));
+      return;
+    }
+    const wake = this.waiting.shift();
+    if (wake) wake(connection);
+    else this.idle.push(connection);
+  }
+
+  /** A connection made as Sequelize makes the pool's (same server, user, types, time zone), plus multipleStatements. */
+  private async connect(): Promise<Connection> {
+    const { config, options, connectionManager } = this.sequelize as unknown as SequelizeMysqlInternals;
+    const connection = mysql.createConnection({
+      host: config.host,
+      port: config.port === undefined ? undefined : Number(config.port),
+      user: config.username,
+      password: config.password,
+      database: config.database,
+      flags: ['-FOUND_ROWS'],
+      timezone: options.timezone,
+      typeCast: connectionManager.constructor._typecast.bind(connectionManager) as never,
+      bigNumberStrings: false,
+      supportBigNumbers: true,
+      ...config.dialectOptions,
+      multipleStatements: true,
+    });
+    // A connection lost between sessions: the next session's query fails and the connection goes.
+    connection.on('error', () => {});
+    try {
+      await new Promise<void>((resolve, reject) => {
+        connection.once('connect', () => resolve());
+        connection.once('error', reject);
+      });
+      await query(connection, [`SET time_zone = ${connection.escape(options.timezone ?? '+00:00')}`]);
+    } catch (err) {
+      connection.destroy();
+      throw wrapped(err as QueryError);
+    }
+    return connection;
+  }
+}
+
+/** The statements in one packet; one result per statement. */
+function query(connection: Connection, statements: string[]): Promise<LaneResult[]> {
+  return new Promise((resolve, reject) => {
+    connection.query(statements.join(';\n'), (err, results) => {
+      if (err) return reject(err);
+      resolve((statements.length === 1 ? [results] : results) as LaneResult[]);
+    });
+  });
+}
+
+export function openMysqlLane(sequelize: Sequelize): StatementLane {
+  return new MysqlLane(sequelize);
+}
