@@ -8,6 +8,8 @@ import { silentLogger } from '../log';
 import { MARK_VARIABLE, ProcessLedger, procStat } from '../runner/leftovers';
 import { isAlive, waitFor } from './helpers/runner';
 
+/** Marks of this run: the file runs at once in every database's project, and a sweep looks at every process of the host. */
+const MARKS = Object.fromEntries([...'abcdef'].map((letter) => [letter, ProcessLedger.newMark()]));
 const BOOT = fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 const children: ChildProcess[] = [];
 let dir: string;
@@ -45,22 +47,22 @@ afterEach(() => {
 });
 
 test("a dead runner's running job is ended; its ended jobs, strangers and live runners' jobs are not", async () => {
-  const running = job('a'.repeat(24));
-  const ended = job('b'.repeat(24));
+  const running = job(MARKS.a);
+  const ended = job(MARKS.b);
   const unmarked = job(null);
-  const otherMark = job('c'.repeat(24));
+  const otherMark = job(MARKS.c);
   const file = writeLedger('dead', { bootId: BOOT, runnerId: 'gone:1', pid: deadPid(), pidStart: 1 }, [
-    started(running, 'a'.repeat(24)),
-    started(ended, 'b'.repeat(24)),
+    started(running, MARKS.a),
+    started(ended, MARKS.b),
     JSON.stringify({ end: 7 }), // job 7 ended...
-    started(running, 'a'.repeat(24)), // ...and its next attempt started
+    started(running, MARKS.a), // ...and its next attempt started
     '{"start":{"jobId":9,"pg', // the runner died writing this line
   ]);
   // A live runner (this process) with the last one's mark: not touched while it lives.
   const live = writeLedger(
     'live',
     { bootId: BOOT, runnerId: 'here', pid: process.pid, pidStart: procStat(process.pid)!.start },
-    [started(otherMark, 'c'.repeat(24))],
+    [started(otherMark, MARKS.c)],
   );
 
   const ledger = ProcessLedger.open(dir, 'sweeper', silentLogger)!;
@@ -72,15 +74,15 @@ test("a dead runner's running job is ended; its ended jobs, strangers and live r
 });
 
 test('a ledger of an earlier boot is removed unread; a process that started before the job is not its', async () => {
-  const older = job('d'.repeat(24));
-  const laterJob = job('e'.repeat(24));
+  const older = job(MARKS.d);
+  const laterJob = job(MARKS.e);
   const earlierBoot = writeLedger('old', { bootId: 'another-boot', runnerId: 'old', pid: deadPid(), pidStart: 1 }, [
-    started(older, 'd'.repeat(24)),
+    started(older, MARKS.d),
   ]);
   // The job's leader started after `older`: a process with the mark that is older than its job is not the job's.
   const leader = procStat(laterJob.pid!)!;
   writeLedger('dead', { bootId: BOOT, runnerId: 'gone:2', pid: deadPid(), pidStart: 1 }, [
-    JSON.stringify({ start: { jobId: 8, pgid: laterJob.pid, start: leader.start + 1_000_000, mark: 'd'.repeat(24) } }),
+    JSON.stringify({ start: { jobId: 8, pgid: laterJob.pid, start: leader.start + 1_000_000, mark: MARKS.d } }),
   ]);
   const ledger = ProcessLedger.open(dir, 'sweeper', silentLogger)!;
   expect(ledger.sweep()).toBe(0);
@@ -90,8 +92,8 @@ test('a ledger of an earlier boot is removed unread; a process that started befo
 
 test('a runner writes its jobs as they start and end, and removes its ledger when it stops with none left', async () => {
   const ledger = ProcessLedger.open(dir, 'writer', silentLogger)!;
-  const child = job('f'.repeat(24));
-  ledger.add(41, child.pid!, 'f'.repeat(24));
+  const child = job(MARKS.f);
+  ledger.add(41, child.pid!, MARKS.f);
   const contents = () => fs.readdirSync(dir).map((name) => fs.readFileSync(path.join(dir, name), 'utf8'));
   await waitFor(() => contents().some((text) => text.includes('"jobId":41')));
   ledger.remove(41);
