@@ -29,19 +29,33 @@ function applyPause(id: number): void {
   }
 }
 
+/** Replies of this turn of the event loop, sent together at its end (one message, one write). */
+let outbox: LauncherReply[] = [];
+let outboxBytes = 0;
+
 function reply(message: LauncherReply, bytes = 0): void {
   if (!process.connected) return;
   unsentBytes += bytes;
-  process.send!(message, (err: Error | null) => {
+  outboxBytes += bytes;
+  if (outbox.push(message) === 1) setImmediate(flush);
+  if (!throttled && unsentBytes > HIGH_BYTES) {
+    throttled = true;
+    for (const id of children.keys()) applyPause(id);
+  }
+}
+
+function flush(): void {
+  const batch = outbox;
+  const bytes = outboxBytes;
+  outbox = [];
+  outboxBytes = 0;
+  if (!process.connected) return;
+  process.send!(batch, (err: Error | null) => {
     unsentBytes -= bytes;
     if (err || !throttled || unsentBytes > LOW_BYTES) return;
     throttled = false;
     for (const id of children.keys()) applyPause(id);
   });
-  if (!throttled && unsentBytes > HIGH_BYTES) {
-    throttled = true;
-    for (const id of children.keys()) applyPause(id);
-  }
 }
 
 function start(request: Extract<LauncherRequest, { t: 'spawn' }>): void {
@@ -80,14 +94,18 @@ function forget(id: number): void {
   child?.stderr?.destroy();
 }
 
-process.on('message', (request: LauncherRequest) => {
+process.on('message', (requests: LauncherRequest[]) => {
+  for (const request of requests) handle(request);
+});
+
+function handle(request: LauncherRequest): void {
   if (request.t === 'spawn') start(request);
   else if (request.t === 'pause') {
     if (request.paused) pausedByRunner.add(request.id);
     else pausedByRunner.delete(request.id);
     applyPause(request.id);
   } else if (request.t === 'release') forget(request.id);
-});
+}
 
 process.on('disconnect', () => {
   for (const child of children.values()) {

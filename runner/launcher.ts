@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log';
 
-/** What the runner asks of its launcher. */
+/** What the runner asks of its launcher (each IPC message is an array of them: those of one turn of its event loop). */
 export type LauncherRequest =
   | {
       t: 'spawn';
@@ -27,7 +27,7 @@ export type LauncherRequest =
   /** The runner stopped waiting for the job's pipes: the launcher closes its ends and forgets it. */
   | { t: 'release'; id: number };
 
-/** What the launcher tells its runner, per job, in this order: spawned or error, out…, exit, close. */
+/** What the launcher tells its runner, per job, in this order: spawned or error, out…, exit, close (sent in arrays, as requests are). */
 export type LauncherReply =
   | { t: 'spawned'; id: number; pid: number }
   | { t: 'error'; id: number; message: string }
@@ -119,13 +119,17 @@ export class Launcher implements Spawner {
   private child: ChildProcess | null;
   private readonly jobs = new Map<number, { events: ChildEvents; pid: number | null }>();
   private nextId = 1;
+  /** Requests not yet sent (see send). */
+  private outbox: LauncherRequest[] = [];
 
   private constructor(
     child: ChildProcess,
     private readonly log: Logger,
   ) {
     this.child = child;
-    child.on('message', (message: LauncherReply) => this.receive(message));
+    child.on('message', (replies: LauncherReply[]) => {
+      for (const message of replies) this.receive(message);
+    });
     child.once('exit', (code, signal) => this.lost(`exited (${signal ?? `code ${code}`})`));
     child.once('error', (err) => this.lost(`failed: ${err.message}`));
     child.unref();
@@ -175,8 +179,15 @@ export class Launcher implements Spawner {
     if (child?.connected) child.disconnect();
   }
 
+  /** Requests of this turn of the event loop go together when it ends (one message, one write). */
   private send(request: LauncherRequest): void {
-    if (this.child?.connected) this.child.send(request);
+    if (this.outbox.push(request) === 1) queueMicrotask(() => this.flush());
+  }
+
+  private flush(): void {
+    const batch = this.outbox;
+    this.outbox = [];
+    if (this.child?.connected) this.child.send(batch);
   }
 
   private done(id: number): void {
