@@ -217,6 +217,11 @@ export class Queue {
     this.writeGate = db.driver.capabilities.serialWrites ? writeGateFor(storageOf(db)) : null;
   }
 
+  /** Whether claims and finishes may go in two round trips each (the database has a lane, and it is not turned off). */
+  get hasLane(): boolean {
+    return this.lane !== null;
+  }
+
   /** A write that no retry can fix: its statement or data is refused (see Driver.isPermanentError). */
   isPermanentError(err: unknown): boolean {
     return this.driver.isPermanentError(err);

@@ -18,8 +18,11 @@ const MAX_BATCH = 64;
 function alone(item: Pending): Pending {
   return { ...item, alone: true };
 }
-/** Two batches in flight: one fills while the other waits for its commit. */
-const WRITERS = 2;
+/**
+ * Batches in flight. Statement by statement, two: one fills while the other waits for its commit.
+ * Where a finish takes two round trips (Queue.hasLane), one: bigger batches, less work per job.
+ */
+const writersFor = (queue: Queue) => (queue.hasLane ? 1 : 2);
 
 export class FinishBatcher {
   /** Written by finish() (callers queue up) and drain() (batches taken, refused ones put back). */
@@ -47,7 +50,7 @@ export class FinishBatcher {
   }
 
   private async drain(): Promise<void> {
-    if (this.writers >= WRITERS) return;
+    if (this.writers >= writersFor(this.queue)) return;
     this.writers++;
     try {
       while (this.waiting.length > 0) {

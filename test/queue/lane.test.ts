@@ -2,6 +2,7 @@
 // has one (MySQL/MariaDB). Each case runs on a queue with the lane and on one without, and both must
 // leave the same rows: a fence that does not hold, a grouped job, a refill, a failed statement.
 import { QueryTypes } from 'sequelize';
+import { injectReplacements } from 'sequelize/lib/utils/sql';
 import type { NewJob } from '../../models/enqueue';
 import { Queue, type Fence, type Outcome } from '../../models/queue';
 import { sqlOf } from '../helpers/database';
@@ -30,6 +31,36 @@ async function otherConnections(): Promise<number[]> {
 test(`the database handle has a lane where the driver has one (${dialect}: ${dialect === 'mysql' ? 'yes' : 'no'})`, () => {
   expect(t.db.lane === null).toBe(dialect !== 'mysql');
 });
+
+(dialect === 'mysql' ? test : test.skip)(
+  "the lane's statements carry their values as Sequelize's replacements would (quotes, backslashes, lists, NULL, a '?' or ':name' inside a value)",
+  () => {
+    const sql = t.db.driver.statements;
+    const cases: [string, Record<string, unknown> | unknown[]][] = [
+      [
+        sql.finishUngrouped,
+        {
+          status: 'failure',
+          exitCode: null,
+          signal: 'SIGKILL',
+          error: "it's a \\ ? :x",
+          command: null,
+          ids: [1, 2, 3],
+          runnerId: 'host:1',
+          attempt: 2,
+        },
+      ],
+      [sql.claimMark, { runnerId: 'a"b`c', ids: [5] }],
+      [sql.insertOutput(2), [1, 1, 'stdout', 'a:b ? c', 2, 2, 'system', 'línea \u{1F600}']],
+    ];
+    for (const [statement, values] of cases) {
+      expect(t.db.lane!.format(statement, values)).toBe(
+        injectReplacements(statement, (t.db.sequelize as unknown as { dialect: never }).dialect, values),
+      );
+    }
+    expect(() => t.db.lane!.format(sql.claimMark, { ids: [1] })).toThrow(/:runnerId/);
+  },
+);
 
 describe.each([
   ['with the lane', true],
