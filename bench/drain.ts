@@ -12,13 +12,17 @@
 //           runner's launcher process either way)
 //           from the first start to the last end on the database clock, the wall time from spawn to
 //           exit, and the ratios to the bare rates (the aim: >= 0.8 of the bare rate with pipes);
+//   cpu     where each drain's CPU went, per job: the daemon, its job launcher, the jobs themselves
+//           and the local database server (read from /proc), and the rate those would allow on
+//           this machine's cores if nothing waited;
 //   pickup  an idle daemon at its default poll: enqueue -> running (startedAt - createdAt, database
 //           clock) p50/p95/max of 20 jobs each, enqueued through the API, through the library
 //           (createJobClient) in this process, and by plain SQL.
 //   enqueue the one-by-one enqueue rate (awaited, one job a call) of the library, and of
 //           Queue.enqueue with the pending quota counted (what POST /jobs runs).
 // BENCH_JOBS (2000), BENCH_CONCURRENCY (8), BENCH_ONLY=bare,drain,pickup,enqueue (default all);
-// BENCH_PROFILE=DIR runs the draining daemons with --cpu-prof into DIR and prints their top functions.
+// BENCH_PROFILE=DIR runs the draining daemons with --cpu-prof into DIR and prints their top functions;
+// BENCH_NODE_ARGS gives them node options (e.g. "--perf-basic-prof" under `perf record`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
