@@ -435,10 +435,12 @@ export class Queue {
 
   /** The last step of a lane transaction: the claimed rows become running, and all commits. */
   private async commitClaims(send: LaneSend, runnerId: string, rows: ClaimedJob[]): Promise<ClaimedJob[]> {
+    // Read before the COMMIT: a row that cannot be read fails the claim and rolls it back, as claimIn does.
+    const jobs = rows.map(claimedJob);
     const mark =
-      rows.length > 0 ? [this.lane!.format(this.sql.claimMark, { runnerId, ids: rows.map((r) => r.id) })] : [];
+      jobs.length > 0 ? [this.lane!.format(this.sql.claimMark, { runnerId, ids: jobs.map((j) => j.id) })] : [];
     await send([...mark, 'COMMIT']);
-    return rows.map(claimedJob);
+    return jobs;
   }
 
   /**

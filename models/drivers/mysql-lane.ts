@@ -60,6 +60,24 @@ function compiled(sql: string): { pieces: string[]; slots: string[] } {
   return result;
 }
 
+/** An idle connection is closed after this long, as the application's pool closes its own (Sequelize's `pool.idle`). */
+const IDLE_MS = 10_000;
+
+function handleClosed(): Error {
+  return new ConnectionError(new Error('the database handle is closed'));
+}
+
+/** Whether a connection can still carry statements, as Sequelize's pool checks its own before use. */
+function usable(connection: Connection): boolean {
+  const c = connection as unknown as {
+    _fatalError?: unknown;
+    _protocolError?: unknown;
+    _closing?: boolean;
+    stream?: { destroyed?: boolean };
+  };
+  return !c._fatalError && !c._protocolError && !c._closing && !c.stream?.destroyed;
+}
+
 /** Connections at most: the finishes in flight (two) and the claim loop's claim. */
 const MAX_CONNECTIONS = 3;
 
@@ -82,14 +100,17 @@ function wrapped(err: QueryError): Error {
 }
 
 class MysqlLane implements StatementLane {
-  /** Connections between sessions, and how many are open in all (written by session() and its helpers). */
-  private readonly idle: Connection[] = [];
+  /** Connections between sessions (since when), and how many are open in all (written by session() and its helpers). */
+  private readonly idle: { connection: Connection; since: number }[] = [];
   private open = 0;
-  /** Sessions waiting for a connection while all MAX_CONNECTIONS are busy. */
-  private readonly waiting: ((connection: Connection | null) => void)[] = [];
+  /** Sessions waiting for a connection while all MAX_CONNECTIONS are busy: handed one, or why there is none. */
+  private readonly waiting: ((connection: Connection | Error) => void)[] = [];
   private closed = false;
 
-  constructor(private readonly sequelize: Sequelize) {}
+  constructor(
+    private readonly sequelize: Sequelize,
+    private readonly idleMs: number,
+  ) {}
 
   format(sql: string, replacements?: Record<string, unknown> | unknown[]): string {
     if (replacements === undefined) return sql;
@@ -133,18 +154,22 @@ class MysqlLane implements StatementLane {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const wake of this.waiting.splice(0)) wake(null);
-    const connections = this.idle.splice(0);
+    for (const wake of this.waiting.splice(0)) wake(handleClosed());
+    const connections = this.idle.splice(0).map((entry) => entry.connection);
     await Promise.all(connections.map((c) => new Promise<void>((resolve) => c.end(() => resolve()))));
   }
 
   private async acquire(): Promise<Connection> {
-    if (this.closed) throw new ConnectionError(new Error('the database handle is closed'));
-    const ready = this.idle.pop();
-    if (ready) return ready;
+    if (this.closed) throw handleClosed();
+    // The newest first; one idle too long (as the pool's are closed) or lost meanwhile is closed instead.
+    for (let entry = this.idle.pop(); entry; entry = this.idle.pop()) {
+      if (Date.now() - entry.since < this.idleMs && usable(entry.connection)) return entry.connection;
+      this.open--;
+      entry.connection.destroy();
+    }
     if (this.open >= MAX_CONNECTIONS) {
-      const handed = await new Promise<Connection | null>((resolve) => this.waiting.push(resolve));
-      if (handed === null) throw new ConnectionError(new Error('the database handle is closed'));
+      const handed = await new Promise<Connection | Error>((resolve) => this.waiting.push(resolve));
+      if (handed instanceof Error) throw handed;
       return handed;
     }
     this.open++;
@@ -162,12 +187,12 @@ class MysqlLane implements StatementLane {
       connection.destroy();
       // Someone waiting gets a new connection of its own.
       const wake = this.waiting.shift();
-      if (wake) this.acquire().then(wake, () => wake(null));
+      if (wake) this.acquire().then(wake, (err: Error) => wake(err));
       return;
     }
     const wake = this.waiting.shift();
     if (wake) wake(connection);
-    else this.idle.push(connection);
+    else this.idle.push({ connection, since: Date.now() });
   }
 
   /** A connection made as Sequelize makes the pool's (same server, user, types, time zone), plus multipleStatements. */
@@ -213,6 +238,7 @@ function query(connection: Connection, statements: string[]): Promise<LaneResult
   });
 }
 
-export function openMysqlLane(sequelize: Sequelize): StatementLane {
-  return new MysqlLane(sequelize);
+/** `idleMs`: how long a connection may wait between sessions before it is closed (tests shorten it). */
+export function openMysqlLane(sequelize: Sequelize, options: { idleMs?: number } = {}): StatementLane {
+  return new MysqlLane(sequelize, options.idleMs ?? IDLE_MS);
 }

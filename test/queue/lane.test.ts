@@ -4,8 +4,10 @@
 import { QueryTypes } from 'sequelize';
 import { injectReplacements } from 'sequelize/lib/utils/sql';
 import type { NewJob } from '../../models/enqueue';
+import { openMysqlLane } from '../../models/drivers/mysql-lane';
 import { Queue, type Fence, type Outcome } from '../../models/queue';
 import { sqlOf } from '../helpers/database';
+import { waitFor } from '../helpers/runner';
 import { addJob, dialect, jobRow, makeRunning, outputRows, setJob, storedRows, useQueueDatabase } from './harness';
 
 const t = useQueueDatabase('lane');
@@ -213,5 +215,30 @@ describe.each([
 
     expect(claimed).toEqual([second]);
     expect(await jobRow(t.db, second)).toMatchObject({ status: 'running', runnerId: 'r1' });
+  },
+);
+
+/** The server's id of the connection a lane session runs on. */
+async function sessionConnection(lane: NonNullable<typeof t.db.lane>): Promise<number> {
+  const [rows] = await lane.session((send) => send(['SELECT CONNECTION_ID() AS id']));
+  return Number((rows as { id: number }[])[0].id);
+}
+
+(dialect === 'mysql' ? test : test.skip)(
+  'a lane keeps a connection between sessions, and closes one that waited longer than its idle time (as the pool does)',
+  async () => {
+    const first = await sessionConnection(t.db.lane!);
+    expect(await sessionConnection(t.db.lane!)).toBe(first);
+
+    const brief = openMysqlLane(t.db.sequelize, { idleMs: 0 });
+    try {
+      const before = await sessionConnection(brief);
+      const after = await sessionConnection(brief);
+      expect(after).not.toBe(before);
+      // The server lets go of the closed one once it sees the socket close.
+      await waitFor(async () => !(await otherConnections()).includes(before));
+    } finally {
+      await brief.close();
+    }
   },
 );
