@@ -23,6 +23,11 @@ export type DatabaseConfig =
 export interface RunnerConfig {
   pollMs: number;
   concurrency: number;
+  /**
+   * JOB_RUNNER_CLAIM_AHEAD: jobs a runner may claim beyond its free slots while its jobs are short
+   * (they wait for the next slot that frees); 0 = none. Default: the concurrency.
+   */
+  claimAhead?: number;
   cwd: string;
   id: string;
   heartbeatMs: number;
@@ -280,6 +285,7 @@ export function loadConfig(env: Env = process.env): Config {
     nudgeAddress: envNudgeAddress(env),
     stateDir: envStateDir(env),
   };
+  runner.claimAhead = envInt(env, 'JOB_RUNNER_CLAIM_AHEAD', runner.concurrency, 0, 1000);
   const jobUser = envString(env, 'JOB_RUNNER_JOB_USER')?.trim();
   if (jobUser !== undefined) {
     const problem = userSpecProblem(jobUser);

@@ -891,6 +891,14 @@ export class Queue {
     });
   }
 
+  /**
+   * A claimed job that never started goes back to pending as it was (its group place kept), fenced by
+   * its claim. False when the claim is no longer this runner's, or its cancel was asked for meanwhile.
+   */
+  async releaseClaim(fence: Fence): Promise<boolean> {
+    return (await this.retrying(() => this.update(this.sql.releaseClaim, fence))) === 1;
+  }
+
   /** Upserts this runner's report (JobRunners) on the database clock: what GET /metrics reads. */
   async reportRunner(runnerId: string, report: RunnerReport): Promise<void> {
     await this.write(() =>

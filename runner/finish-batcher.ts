@@ -32,13 +32,14 @@ export class FinishBatcher {
 
   /**
    * `refill(n)` says how many successors to claim in the same transaction when n jobs end
-   * (0 while draining); `launch` starts what was claimed.
+   * (0 while draining); `launch` starts what was claimed; `claimed(asked, got)` says how that went.
    */
   constructor(
     private readonly queue: Queue,
     private readonly runnerId: string,
     private readonly refill: (ending: number) => number,
     private readonly launch: (job: ClaimedJob) => void,
+    private readonly claimed: (asked: number, got: number) => void = () => {},
   ) {}
 
   /** Same contract as Queue.finishJob; a failed batch rejects each caller, who retries. */
@@ -63,6 +64,7 @@ export class FinishBatcher {
           );
           // Successors start before the finished jobs give up their slots: the loop sees no gap to fill.
           for (const job of claimed) this.launch(job);
+          if (limit > 0) this.claimed(limit, claimed.length);
           batch.forEach((item, i) => item.resolve(finished[i]));
         } catch (err) {
           // One job's refused rows must not fail the others' outcomes: each alone, then.

@@ -16,13 +16,15 @@ import { LineSplitter } from './line-splitter';
 import type { RunnerMetrics } from './metrics';
 import { describeOutcome, mentionsOutOfMemory } from './outcome';
 import { OutputWriter } from './output-writer';
+import type { Place, Turn } from './slots';
 
 /**
- * starting → running → finishing → done, where
+ * waiting → starting → running → finishing → done, where
+ * - `waiting`: claimed, waiting for a process slot (runner/slots.ts); it may go back to pending from here;
  * - `expired`: stopped because its lease could not be renewed in time (it still ends and finishes);
  * - `lost`: no longer this runner's (reaped, or changed by someone else): killed, nothing more written.
  */
-export type JobPhase = 'starting' | 'running' | 'expired' | 'finishing' | 'lost' | 'done';
+export type JobPhase = 'waiting' | 'starting' | 'running' | 'expired' | 'finishing' | 'lost' | 'done';
 
 /** What a runner is built with and lends each of its jobs. */
 export interface JobTools {
@@ -52,18 +54,24 @@ export interface JobRunContext extends JobTools {
   /** True when a job that starts now should be stopped at once (the runner is draining). */
   stopOnStart: () => boolean;
   crashPoint: (point: TestCrashPoint) => void;
+  /** A place in line for a process slot (the runner's SlotGate). */
+  takeSlot: () => Place;
 }
 
 const STDERR_TAIL = 5;
-const RIGHTS_RETRY_MAX_MS = 5000;
+const RETRY_MAX_MS = 5000;
 
 export class JobRun {
   /** Written by run() (its own progress), and by lose()/expire() from the lease keeper or the writer. */
-  phase: JobPhase = 'starting';
+  phase: JobPhase = 'waiting';
   /** Local time its lease was last known renewed: written by the lease keeper (and at claim). */
   renewedAt = Date.now();
   /** Written by run() once spawned. */
   private process: JobProcess | null = null;
+  /** Written by run(): its place for a process slot. */
+  private place: Place | null = null;
+  /** Written by stop()/kill() while waiting: why the job is not to start. */
+  private stoppedWaiting: StopReason | null = null;
   readonly writer: OutputWriter;
 
   constructor(
@@ -97,8 +105,51 @@ export class JobRun {
     return { jobId: this.job.id, runnerId: this.ctx.config.id, attempt: this.job.attempt };
   }
 
-  /** Runs the job to its recorded outcome; never rejects for the job's own failures. */
+  /**
+   * Runs the job to its recorded outcome once a process slot is its own (its slot is given back when
+   * its process ends, before the outcome is written); never rejects for the job's own failures.
+   */
   async run(): Promise<void> {
+    const place = (this.place = this.ctx.takeSlot());
+    const turn = await place.turn;
+    if (turn !== 'go') return this.notStarted(turn);
+    if (this.phase === 'waiting') this.phase = 'starting';
+    try {
+      await this.runInSlot(place);
+    } finally {
+      place.leave();
+    }
+  }
+
+  /**
+   * A claimed job that never got a slot: cancelled on request, or back to pending (the runner drains,
+   * or it waited too long behind long jobs), for this runner or another to claim again.
+   */
+  private async notStarted(turn: Exclude<Turn, 'go'>): Promise<void> {
+    if (this.phase === 'lost') return;
+    const cancelled = turn === 'withdrawn' && this.stoppedWaiting === 'cancelled';
+    if (!cancelled) {
+      this.phase = 'finishing';
+      const released = await this.askUntilAnswered(() => this.ctx.queue.releaseClaim(this.fence));
+      if (released !== false) {
+        this.phase = 'done';
+        this.writer.abandon();
+        if (released) {
+          const why = turn === 'late' ? 'it waited too long for a slot' : 'the runner drains';
+          this.ctx.log.info(`job ${this.id}: claimed ahead and not started; back to pending (${why})`);
+        }
+        return;
+      }
+      // Not released: its cancel was asked for meanwhile (recorded below), or it is no longer ours (the fence tells).
+    }
+    await this.record(
+      { status: 'cancelled', exitCode: null, signal: null, error: 'cancelled' },
+      'cancelled on request before it started',
+      null,
+    );
+  }
+
+  private async runInSlot(place: Place): Promise<void> {
     const { job, ctx, writer } = this;
     const template = ctx.catalog.get(job.task);
     if (!template) return this.refuse(`task "${job.task}" is not in the task file; job not run`);
@@ -171,6 +222,7 @@ export class JobRun {
     proc.start();
     if (ctx.stopOnStart()) proc.stop('shutdown');
     const exit = await proc.done;
+    place.leave();
     ledger?.remove(job.id);
     out.end();
     errOut.end();
@@ -211,19 +263,24 @@ export class JobRun {
    * Whether the creator may still run an adminOnly task, read now. Fails closed: while the database
    * cannot answer, it asks again (with backoff) rather than run; null once the job is no longer ours.
    */
-  private async creatorRights(): Promise<CreatorRights | null> {
+  private creatorRights(): Promise<CreatorRights | null> {
+    return this.askUntilAnswered(() => adminTaskAllowed(this.ctx.queue.db, this.job));
+  }
+
+  /** `ask` again (with backoff) while the database cannot answer; null once the job is no longer ours. */
+  private async askUntilAnswered<T>(ask: () => Promise<T>): Promise<T | null> {
     let delay = 100;
     for (;;) {
       try {
-        const rights = await adminTaskAllowed(this.ctx.queue.db, this.job);
+        const answer = await ask();
         this.ctx.health.ok();
-        return rights;
+        return answer;
       } catch (err) {
         this.ctx.health.error(err);
       }
       if ((this.phase as JobPhase) === 'lost') return null;
       await new Promise((resolve) => setTimeout(resolve, delay));
-      delay = Math.min(RIGHTS_RETRY_MAX_MS, delay * 2);
+      delay = Math.min(RETRY_MAX_MS, delay * 2);
     }
   }
 
@@ -244,14 +301,21 @@ export class JobRun {
     }
   }
 
-  /** Stops the job's processes gently (SIGTERM, then SIGKILL after the grace). */
+  /** Stops the job's processes gently (SIGTERM, then SIGKILL after the grace); a waiting job does not start. */
   stop(reason: StopReason): void {
-    this.process?.stop(reason);
+    if (this.phase === 'waiting') this.stopWaiting(reason);
+    else this.process?.stop(reason);
   }
 
-  /** Stops the job's processes at once. */
+  /** Stops the job's processes at once; a waiting job does not start. */
   kill(reason: StopReason): void {
-    this.process?.kill(reason);
+    if (this.phase === 'waiting') this.stopWaiting(reason);
+    else this.process?.kill(reason);
+  }
+
+  private stopWaiting(reason: StopReason): void {
+    this.stoppedWaiting ??= reason;
+    this.place?.leave();
   }
 
   /** Past its lease another runner may reap the job: stop it rather than run it unowned. Once. */
@@ -267,11 +331,13 @@ export class JobRun {
   /** The job is no longer ours (reaped, or changed by someone else): kill it, write nothing more. Once. */
   lose(): void {
     if (this.phase === 'lost' || this.phase === 'done') return;
+    const waiting = this.phase === 'waiting';
     this.phase = 'lost';
     this.writer.abandon();
     this.ctx.log.warn(
       `job ${this.id}: its lease was taken (reaped, or changed by someone else); stopping its processes, writing nothing more`,
     );
+    if (waiting) this.place?.leave();
     this.process?.kill('runner_lost');
   }
 }

@@ -14,6 +14,7 @@ import { RunnerMetrics, describeRunner } from './metrics';
 import { Nap, Periodic, timedOut } from './timers';
 import { Reaper, retryAfterLostRunner } from './reaper';
 import { Scheduler } from './scheduler';
+import { SlotGate } from './slots';
 
 export interface RunnerOptions extends JobTools {
   log?: Logger;
@@ -21,10 +22,22 @@ export interface RunnerOptions extends JobTools {
   once?: boolean;
   /** How often the runner reports to JobRunners for GET /metrics (15 s, or the heartbeat if longer). */
   reportMs?: number;
+  /** Claims go ahead only while jobs typically hold a slot for less than this (SHORT_JOB_MS; tests set it). */
+  shortJobMs?: number;
+  /** A job claimed ahead waits this long for a slot at most (AHEAD_MAX_WAIT_MS; tests set it). */
+  aheadMaxWaitMs?: number;
 }
 
 /** idle → running → draining → closed (in `once` mode the loop ends by itself when nothing is left). */
 export type RunnerState = 'idle' | 'running' | 'draining' | 'closed';
+
+/**
+ * Claims go ahead of free slots (JOB_RUNNER_CLAIM_AHEAD) only while jobs typically hold a slot for less
+ * than this, so a job claimed ahead waits about as long as one short job, not behind long ones.
+ */
+const SHORT_JOB_MS = 250;
+/** A job claimed ahead that has waited this long for a slot goes back to pending (for any runner). */
+const AHEAD_MAX_WAIT_MS = 1000;
 
 export class Runner {
   /** Written by run(), stop() and stopNow(). */
@@ -45,6 +58,15 @@ export class Runner {
   private readonly metrics = new RunnerMetrics();
   private readonly health: DbHealth;
   private readonly finisher: FinishBatcher;
+  /** Process slots: jobs held beyond them (claimed ahead) wait there for one. */
+  private readonly slots: SlotGate;
+  private readonly shortJobMs: number;
+  /**
+   * Written by each claim: whether the last one got all it asked for. A claim that comes back short
+   * means the queue holds no more than the runners can start now: claiming ahead would only keep due
+   * jobs from idle runners, so it waits for a claim that comes back full.
+   */
+  private queueDeep = true;
   private readonly leases: LeaseKeeper;
   private readonly reaper: Reaper;
   private readonly reporter: Periodic;
@@ -71,12 +93,16 @@ export class Runner {
     this.log = options.log ?? silentLogger;
     this.health = new DbHealth(this.log, this.metrics, (err) => queue.isLockConflict(err));
     this.unobserve = queue.observe(this.metrics.onQueueOp);
+    this.slots = new SlotGate(config.concurrency);
+    this.shortJobMs = options.shortJobMs ?? SHORT_JOB_MS;
+    const aheadMaxWaitMs = options.aheadMaxWaitMs ?? AHEAD_MAX_WAIT_MS;
+    // Ending jobs are still held: their successors (and as many claimed ahead) replace them.
     this.finisher = new FinishBatcher(
       queue,
       config.id,
-      (ending) =>
-        this.state === 'running' ? Math.max(0, Math.min(ending, config.concurrency - this.active.size + ending)) : 0,
+      (ending) => (this.state === 'running' ? Math.max(0, Math.min(ending + this.ahead(), this.room() + ending)) : 0),
       (job) => this.launch(job),
+      (asked, got) => this.claimedSome(asked, got),
     );
     const { health, log } = this;
     this.leases = new LeaseKeeper({ ...config, queue, runnerId: config.id, health, log, jobs: () => this.active });
@@ -110,7 +136,24 @@ export class Runner {
       finish: (fence, outcome, rows) => this.finisher.finish(fence, outcome, rows),
       stopOnStart: () => this.state !== 'running' && !this.once,
       crashPoint: (point) => this.crashPoint(point),
+      takeSlot: () => this.slots.enter(aheadMaxWaitMs),
     };
+  }
+
+  /**
+   * How many more jobs this runner may hold now: its free slots, and while its jobs are short as many
+   * claimed ahead as JOB_RUNNER_CLAIM_AHEAD allows (a slot that frees is then filled without a claim).
+   */
+  private room(): number {
+    return this.config.concurrency + this.ahead() - this.active.size;
+  }
+
+  private ahead(): number {
+    return this.queueDeep && this.slots.typicalHoldMs < this.shortJobMs ? (this.config.claimAhead ?? 0) : 0;
+  }
+
+  private claimedSome(asked: number, got: number): void {
+    this.queueDeep = got >= asked;
   }
 
   get runnerId(): string {
@@ -122,7 +165,8 @@ export class Runner {
     const { concurrency: slots } = this.config;
     const draining = this.state === 'draining';
     const lastClaimAgoSec = this.metrics.lastClaimAgoSec();
-    return describeRunner({ slots, busy: this.active.size, draining, lastClaimAgoSec }, this.health.trouble());
+    const busy = this.slots.busy;
+    return describeRunner({ slots, busy, draining, lastClaimAgoSec }, this.health.trouble());
   }
 
   /**
@@ -157,7 +201,7 @@ export class Runner {
 
   private async writeReport(last: boolean): Promise<void> {
     try {
-      const report = await this.metrics.report(this.config.concurrency, this.active.size, this.state === 'draining');
+      const report = await this.metrics.report(this.config.concurrency, this.slots.busy, this.state === 'draining');
       report.reportMs = this.reportMs;
       if (last) report.stopped = true;
       if (this.nudges && this.state === 'running') report.nudge = this.nudges.target;
@@ -218,13 +262,13 @@ export class Runner {
   }
 
   private async claimLoop(): Promise<void> {
-    const { concurrency, pollMs } = this.config;
+    const { pollMs } = this.config;
     let failures = 0;
     // Set when a claim found nothing and the poll timer (not a nudge or a job's end) woke the loop:
     // one cheap statement asks whether anything is due before a claim transaction is opened.
     let probe = false;
     while (this.state === 'running') {
-      const free = concurrency - this.active.size;
+      const free = this.room();
       if (free <= 0) {
         await this.nap.sleep(null);
         continue;
@@ -243,6 +287,7 @@ export class Runner {
           continue;
         }
         claimed = await this.queue.claimDueJobs(this.runnerId, free);
+        this.claimedSome(free, claimed.length);
         this.health.ok();
         failures = 0;
       } catch (err) {
@@ -344,6 +389,8 @@ export class Runner {
   stop(graceMs = this.config.shutdownGraceMs): Promise<void> {
     if (this.stopped) return this.stopped;
     if (this.state !== 'closed') this.state = 'draining';
+    // Jobs claimed ahead and still waiting go back to pending: a draining runner starts nothing.
+    this.slots.close();
     this.nap.wake();
     this.stopped = (async () => {
       await this.scheduler.stop();
@@ -367,6 +414,7 @@ export class Runner {
   /** The second signal: kill every job now, record what can be recorded quickly, and return. */
   async stopNow(): Promise<void> {
     if (this.state !== 'closed') this.state = 'draining';
+    this.slots.close();
     this.nap.wake();
     this.stopAll('shutdown', true);
     await this.finishWrites(5000);

@@ -38,6 +38,7 @@ describe('loadConfig defaults (the README configuration table)', () => {
     expect(config.runner).toEqual({
       pollMs: 2000,
       concurrency: 2,
+      claimAhead: 2,
       cwd: process.cwd(),
       id: `${os.hostname()}:${process.pid}`,
       heartbeatMs: 5000,
@@ -184,6 +185,7 @@ describe('loadConfig with values set', () => {
       JOB_TASKS_FILE: '/etc/cj/tasks.json',
       JOB_RUNNER_POLL_MS: '500',
       JOB_RUNNER_CONCURRENCY: '8',
+      JOB_RUNNER_CLAIM_AHEAD: '3',
       JOB_RUNNER_CWD: '/srv',
       JOB_RUNNER_ID: 'runner-a',
       JOB_RUNNER_HEARTBEAT_MS: '1000',
@@ -205,6 +207,7 @@ describe('loadConfig with values set', () => {
     expect(config.runner).toEqual({
       pollMs: 500,
       concurrency: 8,
+      claimAhead: 3,
       cwd: '/srv',
       id: 'runner-a',
       heartbeatMs: 1000,
@@ -223,6 +226,12 @@ describe('loadConfig with values set', () => {
       metricsToken: 'metrics',
       streamsPerUser: 3,
     });
+  });
+
+  it('claims ahead as many jobs as the concurrency unless JOB_RUNNER_CLAIM_AHEAD says otherwise', () => {
+    expect(loadConfig({}).runner.claimAhead).toBe(2);
+    expect(loadConfig({ JOB_RUNNER_CONCURRENCY: '6' }).runner.claimAhead).toBe(6);
+    expect(loadConfig({ JOB_RUNNER_CONCURRENCY: '6', JOB_RUNNER_CLAIM_AHEAD: '0' }).runner.claimAhead).toBe(0);
   });
 
   it.each([
@@ -255,6 +264,8 @@ describe('LOG_LEVEL', () => {
 
 describe('loadConfig refuses invalid values with a ConfigError naming the variable', () => {
   it.each<[string, Record<string, string>]>([
+    ['JOB_RUNNER_CLAIM_AHEAD', { JOB_RUNNER_CLAIM_AHEAD: '-1' }],
+    ['JOB_RUNNER_CLAIM_AHEAD', { JOB_RUNNER_CLAIM_AHEAD: 'many' }],
     ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: 'abc' }],
     ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: '1.5' }],
     ['JOB_RUNNER_POLL_MS', { JOB_RUNNER_POLL_MS: '2s' }],

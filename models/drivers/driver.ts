@@ -116,6 +116,7 @@ export interface QueueStatements {
   jobByIdempotencyKeyLatest: string;
   /** :jobId, :runnerId, :key → a claimed job goes back to pending, queued in its group. */
   joinGroup: string;
+  releaseClaim: string;
   /** :key, :block → makes sure the group's row exists (and takes its write lock); sets its failure policy. */
   groupUpsert: string;
   /** :key → headJobId, blockedByJobId, blockOnFailure of the group, locked. */

@@ -121,6 +121,10 @@ const statements: QueueStatements = {
   jobByIdempotencyKey: 'SELECT id, task, params, status FROM "Jobs" WHERE "idempotencyKey" = :key',
   // Each statement reads the newest committed rows (READ COMMITTED): the racing insert's job is seen.
   jobByIdempotencyKeyLatest: 'SELECT id, task, params, status FROM "Jobs" WHERE "idempotencyKey" = :key FOR SHARE',
+  releaseClaim: `UPDATE "Jobs" SET status = 'pending', "runnerId" = NULL, "startedAt" = NULL, "heartbeatAt" = NULL,
+       "updatedAt" = ${now}
+     WHERE id = :jobId AND "runnerId" = :runnerId AND attempt = :attempt AND status = 'running'
+       AND "cancelRequestedAt" IS NULL`,
   joinGroup: `UPDATE "Jobs" SET status = 'pending', "runnerId" = NULL, "startedAt" = NULL, "heartbeatAt" = NULL,
        "groupKey" = :key, "groupQueued" = TRUE, "updatedAt" = ${now}
      WHERE id = :jobId AND "runnerId" = :runnerId AND attempt = :attempt AND status = 'running'`,

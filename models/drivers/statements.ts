@@ -124,6 +124,10 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
     joinGroup: `UPDATE Jobs SET status = 'pending', runnerId = NULL, startedAt = NULL, heartbeatAt = NULL,
          groupKey = :key, groupQueued = 1, updatedAt = ${p.now}
        WHERE id = :jobId AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'`,
+    releaseClaim: `UPDATE Jobs SET status = 'pending', runnerId = NULL, startedAt = NULL, heartbeatAt = NULL,
+         updatedAt = ${p.now}
+       WHERE id = :jobId AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'
+         AND cancelRequestedAt IS NULL`,
     groupUpsert: `INSERT INTO JobGroups (\`key\`, blockOnFailure, updatedAt) VALUES (:key, :block, ${p.now}) ${p.upsertGroup}`,
     groupLock: `SELECT headJobId, blockedByJobId, blockOnFailure FROM JobGroups WHERE \`key\` = :key ${p.forUpdate}`,
     groupNextQueued: `SELECT id FROM Jobs WHERE groupKey = :key AND status = 'pending' AND groupQueued = 1

@@ -84,7 +84,8 @@ test(`${JOBS} short jobs cancelled at random moments around their exit: one cons
         seen.cancelledRunning++;
         expect(result).toEqual({ result: 'requested', status: 'running' });
         expect(job.runnerId).toBe(runner.id);
-        expect(system[0].output).toMatch(/^cancelled on request after /);
+        // A job claimed ahead (running, on this runner) may be cancelled while it waits for a slot.
+        expect(system[0].output).toMatch(/^cancelled on request (after |before it started$)/);
       }
     } else {
       expect(job).toMatchObject({ status: 'success', exitCode: 0, signal: null, error: null, runnerId: runner.id });

@@ -19,6 +19,8 @@ function runnerConfig(overrides: Partial<RunnerConfig> = {}): RunnerConfig {
   return {
     pollMs: 100,
     concurrency: 2,
+    // As loadConfig makes it: as many claimed ahead as the concurrency.
+    claimAhead: overrides.concurrency ?? 2,
     cwd: ROOT,
     id: RUNNER_ID,
     heartbeatMs: 200,
@@ -48,6 +50,9 @@ export interface TestRunnerOptions {
   inProcess?: boolean;
   /** How often the runner reports to JobRunners (15 s by default). */
   reportMs?: number;
+  /** The runner's shortJobMs and aheadMaxWaitMs (claims ahead of free slots). */
+  shortJobMs?: number;
+  aheadMaxWaitMs?: number;
 }
 
 export const LAUNCHER_MAIN = path.join(ROOT, 'dist', 'runner', 'launcher-main.js');
@@ -72,6 +77,8 @@ export function makeRunner(db: Database, options: TestRunnerOptions = {}): { run
     killGraceMs: options.killGraceMs ?? 1000,
     once: options.once ?? true,
     reportMs: options.reportMs,
+    shortJobMs: options.shortJobMs,
+    aheadMaxWaitMs: options.aheadMaxWaitMs,
     launcher: options.inProcess ? null : startLauncher(log),
     log,
   });
