@@ -114,6 +114,8 @@ export class JobRun {
     const turn = await place.turn;
     if (turn !== 'go') return this.notStarted(turn);
     if (this.phase === 'waiting') this.phase = 'starting';
+    // Counted when it takes its slot: a job claimed ahead and sent back is counted when it runs.
+    this.ctx.metrics.jobStarted();
     try {
       await this.runInSlot(place);
     } finally {

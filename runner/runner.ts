@@ -363,7 +363,6 @@ export class Runner {
     const previous = this.active.get(job.id);
     if (previous?.phase !== 'finishing') previous?.lose();
     this.active.set(job.id, run);
-    this.metrics.jobStarted();
     const ending = run
       .run()
       .catch((err) => this.log.error(`job ${job.id}: runner error: ${(err as Error)?.stack ?? String(err)}`))
