@@ -7,6 +7,9 @@
 // never shares its event loop; on a small machine both still share the CPUs with MariaDB: CPU is printed.
 // BENCH_MAX_PENDING: the server's JOB_USER_MAX_PENDING (default 100000000: the cap's count runs and walks every
 // pending job of the bench's one user; 0 turns the cap off). BENCH_SERVER_NODE_ARGS: node options for the server.
+// Then the same with BENCH_USERS (32) users, one per connection, against a server with the product's default
+// JOB_USER_MAX_PENDING (1000): each user's count walks its own backlog (the warm-up's jobs are settled first, and
+// the run is sized to stay under the cap). BENCH_USERS=0 skips it.
 import type { ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import type { EventEmitter } from 'node:events';
@@ -14,6 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { QueryTypes } from 'sequelize';
+import type { DatabaseConfig } from '../config';
 import type { Database } from '../models/database';
 import { createApiToken, createUser } from '../models/users';
 import { ROOT, benchDatabase, freshDatabase, loginCookie, ms, startServer, stopServer } from './common';
@@ -29,10 +33,21 @@ const PAGE = 1000;
 const USER = 'bench';
 const PASSWORD = crypto.randomBytes(18).toString('base64url');
 const JOB_BODY = JSON.stringify({ task: 'echo', params: { message: 'hello from bench/api' } });
+const USERS = Number(process.env.BENCH_USERS ?? 32);
+/** The product's JOB_USER_MAX_PENDING default (config.ts). */
+const DEFAULT_MAX_PENDING = 1000;
 
 // The part of autocannon's API used here (it ships no types).
 type Headers = Record<string, string>;
-type LoadOptions = { url: string; connections: number; duration?: number; amount?: number; headers?: Headers };
+type LoadOptions = {
+  url: string;
+  connections: number;
+  duration?: number;
+  amount?: number;
+  headers?: Headers;
+  /** Called with each connection: its own headers (client.setHeaders). */
+  setupClient?: (client: { setHeaders(headers: Headers): void }) => void;
+};
 type PostOptions = LoadOptions & { method?: string; body?: string };
 type LoadRun = EventEmitter & PromiseLike<{ '2xx': number; non2xx: number; errors: number; timeouts: number }>;
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -107,14 +122,33 @@ async function countJobs(db: Database): Promise<number> {
  * POST /jobs at CONNECTIONS for ~SECONDS. A fixed request count, not a duration, so no request is cut off
  * uncounted at the end: the rate in the last 3 s of a 6 s warm-up sizes it.
  */
-async function postJobs(db: Database, server: ChildProcess, url: string, label: string, auth: Headers) {
-  const headers = { 'Content-Type': 'application/json', ...auth };
-  const options = { url: `${url}/jobs`, connections: CONNECTIONS, method: 'POST', headers, body: JOB_BODY };
+async function postJobs(
+  db: Database,
+  server: ChildProcess,
+  url: string,
+  label: string,
+  auth: Headers | Headers[],
+  pendingCap?: number,
+) {
+  const type = { 'Content-Type': 'application/json' };
+  const perClient = Array.isArray(auth) ? auth.map((h) => ({ ...type, ...h })) : null;
+  let next = 0;
+  const options: PostOptions = {
+    url: `${url}/jobs`,
+    connections: CONNECTIONS,
+    method: 'POST',
+    headers: perClient ? perClient[0] : { ...type, ...auth },
+    body: JOB_BODY,
+    ...(perClient && { setupClient: (client) => client.setHeaders(perClient[next++ % perClient.length]) }),
+  };
   const warm = await load(server, { ...options, duration: 6 });
   const rate = (warm.doneAt.filter((t) => t >= 3000).length / ((warm.doneAt.at(-1) ?? 0) - 3000)) * 1000;
   await new Promise((resolve) => setTimeout(resolve, 500)); // requests cut off by the warm-up's end land
+  // Under a pending cap the warm-up's jobs are settled (as runners would), and the run stays under the cap.
+  if (pendingCap) await db.sequelize.query("UPDATE Jobs SET status = 'success' WHERE status = 'pending'");
   const before = await countJobs(db);
-  const amount = Math.max(CONNECTIONS * 10, Math.round(rate * SECONDS) || 0);
+  const under = pendingCap && perClient ? perClient.length * Math.floor(pendingCap * 0.9) : Infinity;
+  const amount = Math.min(under, Math.max(CONNECTIONS * 10, Math.round(rate * SECONDS) || 0));
   const m = await load(server, { ...options, amount });
   const grew = (await countJobs(db)) - before;
   console.log(
@@ -201,7 +235,31 @@ async function main(): Promise<void> {
     await readPages(db, child, url, token, await bigJob(db));
   } finally {
     await stopServer(child);
+  }
+  try {
+    if (USERS > 0) await manyUsers(db, config);
+  } finally {
     await db.close();
+  }
+}
+
+/** POST /jobs by USERS users, one per connection, against a server with the product's pending cap. */
+async function manyUsers(db: Database, config: DatabaseConfig): Promise<void> {
+  const { child, url } = await startServer(config, { JOB_TASKS_FILE: TASKS_FILE });
+  try {
+    const cookies: Headers[] = [];
+    const tokens: Headers[] = [];
+    for (let i = 0; i < USERS; i++) {
+      const name = `bench${i}`;
+      await createUser(db, name, PASSWORD);
+      tokens.push({ Authorization: `Bearer ${(await createApiToken(db, name, 'bench')).token}` });
+      cookies.push({ Cookie: await loginCookie(url, name, PASSWORD), Origin: url });
+    }
+    const label = `${USERS} users, default cap ${DEFAULT_MAX_PENDING}`;
+    await postJobs(db, child, url, `cookie, ${label}`, cookies, DEFAULT_MAX_PENDING);
+    await postJobs(db, child, url, `bearer, ${label}`, tokens, DEFAULT_MAX_PENDING);
+  } finally {
+    await stopServer(child);
   }
 }
 

@@ -49,11 +49,31 @@ export class QuotaExceededError extends Error {
   }
 }
 
-/** Locks an owner's JobOwners row (made on first use): claims and enqueues count their jobs under it. */
-export async function lockOwner(sql: Sql, s: QueueStatements, owner: string): Promise<void> {
-  if ((await sql.select(s.ownerLock, { owner })).length > 0) return;
-  await sql.update(s.ownerInsert, { owner });
-  await sql.select(s.ownerLock, { owner });
+/**
+ * How many jobs in `status` each owner has, up to `upTo`, counted under the owners' JobOwners rows
+ * (made on first use), locked together first: claims and enqueues count this way, so two of them
+ * never both take an owner's last place. Two statements for any number of owners.
+ */
+export async function countOwnersJobs(
+  sql: Sql,
+  s: QueueStatements,
+  owners: string[],
+  status: 'pending' | 'running',
+  upTo: number,
+): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  if (owners.length === 0) return counts;
+  const locked = await sql.select<{ owner: string }>(s.ownersLock, { owners });
+  if (locked.length < owners.length) {
+    const have = new Set(locked.map((r) => r.owner));
+    for (const owner of owners) if (!have.has(owner)) await sql.update(s.ownerInsert, { owner });
+    await sql.select(s.ownersLock, { owners });
+  }
+  const replacements: Record<string, unknown> = { status, upTo };
+  owners.forEach((owner, i) => (replacements[`owner${i}`] = owner));
+  const rows = await sql.select<{ i: number; n: number }>(s.ownersJobs(owners.length), replacements);
+  for (const { i, n } of rows) counts.set(owners[Number(i)], Number(n));
+  return counts;
 }
 
 /** The same idempotency key came with another task or other params. */
@@ -185,10 +205,9 @@ async function insertOnce(
     const perOwner = new Map<string, number>();
     for (const { job } of fresh)
       if (job.createdBy !== null) perOwner.set(job.createdBy, (perOwner.get(job.createdBy) ?? 0) + 1);
-    for (const owner of [...perOwner.keys()].sort()) {
-      await lockOwner(sql, s, owner);
-      const [{ n }] = await sql.select<{ n: number }>(s.ownerJobs, { owner, status: 'pending', upTo: maxPending });
-      if (Number(n) + perOwner.get(owner)! > maxPending) throw new QuotaExceededError(owner, maxPending);
+    const counts = await countOwnersJobs(sql, s, [...perOwner.keys()], 'pending', maxPending);
+    for (const [owner, adding] of perOwner) {
+      if (counts.get(owner)! + adding > maxPending) throw new QuotaExceededError(owner, maxPending);
     }
   }
   if (fresh.length > 0) {

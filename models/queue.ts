@@ -2,7 +2,7 @@
 // Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
-import { insertAlone, insertJobs, insertsAlone, lockOwner, type Enqueued, type NewJob } from './enqueue';
+import { countOwnersJobs, insertAlone, insertJobs, insertsAlone, type Enqueued, type NewJob } from './enqueue';
 import { EnqueueBatcher } from './enqueue-batcher';
 import { Nudger, nudgeForJobs } from './nudge';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
@@ -449,13 +449,9 @@ export class Queue {
    */
   private async withinQuota(rows: ClaimedJob[], cap: number, transaction: Transaction): Promise<ClaimedJob[]> {
     const sql = sqlIn(this.db.sequelize, transaction);
-    const owners = [...new Set(rows.flatMap((r) => (r.createdBy === null ? [] : [r.createdBy])))].sort();
-    const room = new Map<string, number>();
-    for (const owner of owners) {
-      await lockOwner(sql, this.sql, owner);
-      const [{ n }] = await sql.select<{ n: number }>(this.sql.ownerJobs, { owner, status: 'running', upTo: cap });
-      room.set(owner, cap - Number(n));
-    }
+    const owners = [...new Set(rows.flatMap((r) => (r.createdBy === null ? [] : [r.createdBy])))];
+    const counted = await countOwnersJobs(sql, this.sql, owners, 'running', cap);
+    const room = new Map([...counted].map(([owner, n]) => [owner, cap - n]));
     return rows.filter((r) => {
       if (r.createdBy === null) return true;
       const left = room.get(r.createdBy)!;

@@ -150,15 +150,19 @@ export interface QueueStatements {
   scheduleFired: string;
   /** :name, :fireAt, :jobId → the schedule's last job and its fire time, unless a later one is recorded. */
   scheduleAdvance: string;
-  /** :owner → the owner's JobOwners row, locked (none yet: ownerInsert, then again). */
-  ownerLock: string;
+  /**
+   * :owners → their JobOwners rows, locked in the order of their names (so two transactions that lock
+   * some of the same owners take them in one order); an owner with no row yet: ownerInsert, then again.
+   */
+  ownersLock: string;
   /** :owner → makes the owner's row. */
   ownerInsert: string;
   /**
-   * :owner, :status, :upTo → n, the owner's jobs in that status, read current (a locking read),
-   * counted up to :upTo (a cap's check needs no more, and an owner with a long backlog costs no more).
+   * :owner0 … :owner{count-1}, :status, :upTo → (i, n) for each owner i: its jobs in that status, read
+   * current (a locking read), counted up to :upTo (a cap's check needs no more, and an owner with a long
+   * backlog costs no more); one statement for them all.
    */
-  ownerJobs: string;
+  ownersJobs: (count: number) => string;
   /** :id, :report → upserts a runner's report (JobRunners). */
   reportRunner: string;
   /** status, n: how many jobs each status has. */

@@ -163,12 +163,16 @@ const statements: QueueStatements = {
      WHERE name = :name AND ("lastFireAt" IS NULL OR "lastFireAt" < :fireAt)`,
   scheduleAdvance: `UPDATE "JobSchedules" SET "lastRunAt" = :fireAt, "lastJobId" = :jobId, "updatedAt" = ${now}
      WHERE name = :name AND ("lastRunAt" IS NULL OR "lastRunAt" < :fireAt)`,
-  ownerLock: 'SELECT owner FROM "JobOwners" WHERE owner = :owner FOR UPDATE',
+  ownersLock: 'SELECT owner FROM "JobOwners" WHERE owner IN (:owners) ORDER BY owner FOR UPDATE',
   ownerInsert: 'INSERT INTO "JobOwners" (owner) VALUES (:owner) ON CONFLICT DO NOTHING',
   // No locking read with COUNT here; none is needed: under READ COMMITTED each statement reads the
   // newest committed rows, and the owner's row lock taken before it orders the counters.
-  ownerJobs:
-    'SELECT COUNT(*) AS n FROM (SELECT id FROM "Jobs" WHERE "createdBy" = :owner AND status = :status LIMIT :upTo) counted',
+  ownersJobs: (count) =>
+    Array.from(
+      { length: count },
+      (_, i) => `SELECT ${i} AS i, COUNT(*) AS n FROM (SELECT id FROM "Jobs" WHERE "createdBy" = :owner${i}
+         AND status = :status LIMIT :upTo) counted${i}`,
+    ).join(' UNION ALL '),
   reportRunner: `INSERT INTO "JobRunners" (id, "startedAt", "seenAt", report) VALUES (:id, ${now}, ${now}, :report)
      ON CONFLICT (id) DO UPDATE SET "seenAt" = EXCLUDED."seenAt", report = EXCLUDED.report`,
   jobCountsByStatus: 'SELECT status, COUNT(*) AS n FROM "Jobs" GROUP BY status',

@@ -159,10 +159,14 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE name = :name AND (lastFireAt IS NULL OR lastFireAt < :fireAt)`,
     scheduleAdvance: `UPDATE JobSchedules SET lastRunAt = :fireAt, lastJobId = :jobId, updatedAt = ${p.now}
        WHERE name = :name AND (lastRunAt IS NULL OR lastRunAt < :fireAt)`,
-    ownerLock: `SELECT owner FROM JobOwners WHERE owner = :owner ${p.forUpdate}`,
+    ownersLock: `SELECT owner FROM JobOwners WHERE owner IN (:owners) ORDER BY owner ${p.forUpdate}`,
     ownerInsert: `${p.insertIgnore} INTO JobOwners (owner) VALUES (:owner)`,
-    ownerJobs: `SELECT COUNT(*) AS n FROM (SELECT id FROM Jobs WHERE createdBy = :owner AND status = :status
-       LIMIT :upTo ${p.forShare}) counted`,
+    ownersJobs: (count) =>
+      Array.from(
+        { length: count },
+        (_, i) => `SELECT ${i} AS i, COUNT(*) AS n FROM (SELECT id FROM Jobs WHERE createdBy = :owner${i}
+           AND status = :status LIMIT :upTo ${p.forShare}) counted${i}`,
+      ).join(' UNION ALL '),
     reportRunner: `INSERT INTO JobRunners (id, startedAt, seenAt, report) VALUES (:id, ${p.now}, ${p.now}, :report) ${p.upsertRunner}`,
     jobCountsByStatus: 'SELECT status, COUNT(*) AS n FROM Jobs GROUP BY status',
     dueJobs: `SELECT COUNT(*) AS n, ${p.secondsSince('MIN(runAt)')} AS age FROM Jobs

@@ -13,18 +13,24 @@ function job(createdBy: string | null, params: Record<string, unknown> = {}, ide
   return { task: 'greet', params: stored, command: 'echo', createdBy, ...(idempotencyKey ? { idempotencyKey } : {}) };
 }
 
+/** Counts the statements matching `pattern` this database handle runs while `work` does. */
+async function statementsDuring<T>(pattern: RegExp, work: () => Promise<T>): Promise<{ result: T; count: number }> {
+  let count = 0;
+  const hook = (_options: unknown, query: { sql?: string }) => {
+    if (pattern.test(query.sql ?? '')) count++;
+  };
+  t.db.sequelize.addHook('afterQuery', 'count-statements', hook as never);
+  try {
+    return { result: await work(), count };
+  } finally {
+    t.db.sequelize.removeHook('afterQuery', 'count-statements');
+  }
+}
+
 /** Counts the multi-row INSERTs into Jobs this database handle runs while `work` does. */
 async function insertsDuring<T>(work: () => Promise<T>): Promise<{ result: T; inserts: number }> {
-  let inserts = 0;
-  const hook = (_options: unknown, query: { sql?: string }) => {
-    if (/^\s*INSERT INTO\s+["`]?Jobs["`]?\s/i.test(query.sql ?? '')) inserts++;
-  };
-  t.db.sequelize.addHook('afterQuery', 'count-job-inserts', hook as never);
-  try {
-    return { result: await work(), inserts };
-  } finally {
-    t.db.sequelize.removeHook('afterQuery', 'count-job-inserts');
-  }
+  const { result, count } = await statementsDuring(/^\s*INSERT INTO\s+["`]?Jobs["`]?\s/i, work);
+  return { result, inserts: count };
 }
 
 test('calls made while one enqueue is in flight go together: ids in call order, one INSERT for the lot', async () => {
@@ -87,4 +93,26 @@ test('any other failure is every waiting call’s, and the next calls go through
   for (const r of await Promise.allSettled(failing)) expect(r.status).toBe('rejected');
   expect((await queue.enqueue(job('carol'))).status).toBe('pending');
   expect(await t.db.models.Job.count()).toBe(2);
+});
+
+test('a batch of many owners locks them in one statement and counts them in one, each against its own backlog', async () => {
+  const queue = new Queue(t.db, { userMaxRunning: 0, userMaxPending: 2 });
+  const owners = Array.from({ length: 20 }, (_, i) => `owner${i}`);
+  const round = (extra: (string | null)[] = []) =>
+    Promise.allSettled([queue.enqueue(job('carol')), ...[...owners, ...extra].map((o) => queue.enqueue(job(o)))]);
+  // The first round makes their JobOwners rows; in the second, the 20 owners (one job each) cost two statements.
+  expect((await round()).every((r) => r.status === 'fulfilled')).toBe(true);
+  const locks = await statementsDuring(/FROM\s+["`]?JobOwners["`]?/i, () =>
+    statementsDuring(/\bcounted0\b/, () => round()),
+  );
+  // The lone first call and the batch: one lock and one count each.
+  expect([locks.count, locks.result.count]).toEqual([2, 2]);
+  expect(locks.result.result.every((r) => r.status === 'fulfilled')).toBe(true);
+  // A third round: carol and each owner are at their cap of 2 now, and owner7 asks once more; null has no cap.
+  const third = await round(['owner7', null]);
+  const refused = third.filter((r) => r.status === 'rejected').map((r) => (r as PromiseRejectedResult).reason);
+  expect(refused).toHaveLength(1 + owners.length + 1);
+  for (const reason of refused) expect(reason).toBeInstanceOf(QuotaExceededError);
+  expect(third.at(-1)!.status).toBe('fulfilled');
+  expect(await t.db.models.Job.count({ where: { createdBy: 'owner7' } })).toBe(2);
 });
