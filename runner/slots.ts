@@ -11,7 +11,7 @@ export interface Place {
   leave(): void;
 }
 
-/** How much the last hold weighs in the typical one (an exponential moving average). */
+/** How much a shorter hold weighs in the typical one (an exponential moving average on the way down). */
 const WEIGHT = 0.2;
 
 export class SlotGate {
@@ -21,7 +21,7 @@ export class SlotGate {
   private closed = false;
   /** Waiting places in arrival order, each with the function that ends its wait. */
   private readonly line = new Map<object, (turn: Turn) => void>();
-  /** How long a job typically holds its slot (ms); Infinity until one has. */
+  /** How long a job typically holds its slot (ms): the longest lately; Infinity until one has. */
   private typical = Number.POSITIVE_INFINITY;
 
   constructor(readonly slots: number) {}
@@ -71,8 +71,11 @@ export class SlotGate {
         if (state !== 'holding') return;
         state = 'gone';
         this.held--;
+        // A longer hold counts at once, shorter ones bring it down slowly: one long job stops the claims
+        // ahead, and it takes a run of short ones to start them again.
         const took = Date.now() - since;
-        this.typical = Number.isFinite(this.typical) ? this.typical + WEIGHT * (took - this.typical) : took;
+        this.typical =
+          !Number.isFinite(this.typical) || took >= this.typical ? took : this.typical + WEIGHT * (took - this.typical);
         this.next();
       },
     };

@@ -62,3 +62,23 @@ test('closing ends every wait and every later one; held slots are still given ba
   holder.leave();
   expect([gate.busy, gate.waiting]).toEqual([0, 0]);
 });
+
+test('a long hold is the typical one at once; short ones bring it down a little at a time', async () => {
+  const gate = new SlotGate(1);
+  const hold = async (ms: number) => {
+    const place = gate.enter(60_000);
+    await place.turn;
+    await new Promise((resolve) => setTimeout(resolve, ms));
+    place.leave();
+  };
+  await hold(0);
+  const short = gate.typicalHoldMs;
+  expect(short).toBeLessThan(Number.POSITIVE_INFINITY);
+  await hold(300);
+  const long = gate.typicalHoldMs;
+  expect(long).toBeGreaterThanOrEqual(300);
+  await hold(0);
+  // One short hold takes a fifth of the way back, no more.
+  expect(gate.typicalHoldMs).toBeLessThan(long);
+  expect(gate.typicalHoldMs).toBeGreaterThanOrEqual(long * 0.8 - 1);
+});
