@@ -46,6 +46,8 @@ const CONFIG_VARIABLES = [
   'JOB_RUNNER_NUDGE_ADDRESS',
   // Leftover processes of dead runners outside systemd (issue 17): README, "How the runner works".
   'JOB_RUNNER_STATE_DIR',
+  // Claims ahead of free slots while jobs are short (issue 14; not in SPEC §2): README, "How the runner works".
+  'JOB_RUNNER_CLAIM_AHEAD',
   'JOB_OUTPUT_MAX_BYTES',
   'JOB_SHUTDOWN_GRACE_MS',
   'PORT',
