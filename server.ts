@@ -18,7 +18,7 @@ async function main(service: Service): Promise<number> {
   const catalog = new TaskCatalog(
     config.tasksFile,
     (err) => log.warn(`task file not reloaded, keeping the last good one: ${err.message}`),
-    { cronSeconds: config.testCronSeconds },
+    { cronSeconds: config.testCronSeconds, recheckMs: 1000 },
   );
   const notifier = new ServiceNotifier(config.service, { log });
   service.atExit(() => notifier.close());

@@ -2,8 +2,17 @@
 // Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
-import { countOwnersJobs, insertAlone, insertJobs, insertsAlone, type Enqueued, type NewJob } from './enqueue';
-import { EnqueueBatcher } from './enqueue-batcher';
+import { Coalescer } from './coalescer';
+import {
+  countOwnersJobs,
+  IdempotencyConflictError,
+  insertAlone,
+  insertJobs,
+  insertsAlone,
+  QuotaExceededError,
+  type Enqueued,
+  type NewJob,
+} from './enqueue';
 import { Nudger, nudgeForJobs } from './nudge';
 import { admitNext, lockGroupForEnqueue, releaseGroup, unblockGroup } from './groups';
 import { sqlIn } from './sql';
@@ -196,8 +205,14 @@ export class Queue {
   private readonly observers = new Set<QueueObserver>();
   /** Tells idle runners of jobs due now (models/nudge.ts); null where the database tells them (dueNotice). */
   private readonly nudger: Nudger | null;
-  /** Coalesces enqueue() calls made outside a transaction. */
-  private readonly batcher = new EnqueueBatcher((jobs) => this.enqueueMany(jobs));
+  /**
+   * enqueue() calls made outside a transaction, coalesced (models/coalescer.ts): one lock per owner, one
+   * count of their pending jobs, one INSERT and one COMMIT for all the calls that arrived while the last
+   * went. One call's refusal (its owner at the pending cap, its key used for another job) is its own.
+   */
+  private readonly enqueues = new Coalescer<NewJob, Enqueued>((jobs) => this.enqueueMany(jobs), {
+    refusesOne: (err) => err instanceof QuotaExceededError || err instanceof IdempotencyConflictError,
+  });
   /** Whether claims spread (QueueOptions.claimWindow): set by the first claim that asks, reset when asking failed. */
   private spreadClaims: Promise<boolean> | null;
   /** Where claims and finishes go in few round trips (QueueOptions.lane); null: statement by statement. */
@@ -822,10 +837,10 @@ export class Queue {
 
   /**
    * One job. In the caller's transaction when given; otherwise coalesced with the enqueues of this
-   * queue that arrive while one is in flight (models/enqueue-batcher.ts), each with its own answer.
+   * queue that arrive while one is in flight (models/coalescer.ts), each with its own answer.
    */
   async enqueue(job: NewJob, transaction?: Transaction): Promise<Enqueued> {
-    if (!transaction) return this.batcher.enqueue(job);
+    if (!transaction) return this.enqueues.call(job);
     return (await this.enqueueMany([job], transaction))[0];
   }
 

@@ -3,6 +3,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import { promisify } from 'node:util';
 import { Op, QueryTypes, UniqueConstraintError } from 'sequelize';
+import { Coalescer } from './coalescer';
 import type { Database } from './database';
 import type { User as UserRow } from './models';
 import { Semaphore } from './semaphore';
@@ -294,6 +295,7 @@ export async function listApiTokens(db: Database, username?: string): Promise<To
 }
 
 interface TokenUserRow {
+  tokenHash: string;
   id: number | string;
   expiresAt: Date | string | null;
   lastUsedAt: Date | string | null;
@@ -301,15 +303,32 @@ interface TokenUserRow {
   isAdmin: number | boolean;
 }
 
+/** Per database: the token reads of concurrent requests, one query for those asked while the last ran. */
+const tokenReads = new WeakMap<Database, Coalescer<string, TokenUserRow | undefined>>();
+
+function readToken(db: Database, hash: string): Promise<TokenUserRow | undefined> {
+  let reads = tokenReads.get(db);
+  if (!reads) {
+    reads = new Coalescer(async (hashes) => {
+      const rows = await db.sequelize.query<TokenUserRow>(db.driver.statements.tokensWithUser, {
+        replacements: { hashes: [...new Set(hashes)] },
+        type: QueryTypes.SELECT,
+      });
+      const byHash = new Map(rows.map((row) => [String(row.tokenHash), row]));
+      return hashes.map((one) => byHash.get(one));
+    });
+    tokenReads.set(db, reads);
+  }
+  return reads.call(hash);
+}
+
 /** The user a bearer token acts as; null for an unknown, revoked or expired token. */
 export async function authenticateApiToken(db: Database, token: string): Promise<AuthenticatedUser | null> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
   // One query: the token and its user as Users has it now, joined (a raw statement: this runs on
-  // every bearer request, and Sequelize's include costs more CPU than the query).
-  const [row] = await db.sequelize.query<TokenUserRow>(db.driver.statements.tokenWithUser, {
-    replacements: { hash: hashToken(token) },
-    type: QueryTypes.SELECT,
-  });
+  // every bearer request, and Sequelize's include costs more CPU than the query); coalesced with the
+  // reads of concurrent requests.
+  const row = await readToken(db, hashToken(token));
   if (!row) return null;
   const now = Date.now();
   const expiresAt = readTime(row.expiresAt);

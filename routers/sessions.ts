@@ -8,6 +8,7 @@ import type { RequestHandler } from 'express';
 import { QueryTypes } from 'sequelize';
 import { ConfigError, type Config } from '../config';
 import type { Database } from '../models/database';
+import { Coalescer } from '../models/coalescer';
 import { readTime } from '../models/sql';
 
 export const SESSION_COOKIE = 'cj.sid';
@@ -48,6 +49,7 @@ export interface SessionUserRow {
 }
 
 interface SessionJoinRow {
+  sid: string;
   data: string | null;
   expires: Date | string | null;
   lastSeenAt: Date | string | null;
@@ -68,48 +70,55 @@ function timeOf(value: Date | string | null): number | null {
 /**
  * connect-session-sequelize on our Sessions model, with get() our own: one query reads the session
  * and its user (what every request needs to know who asks, SPEC §12); an expired session is refused
- * and deleted (the library's get() does not look at `expires`).
+ * and deleted (the library's get() does not look at `expires`). The reads of concurrent requests are
+ * coalesced (models/coalescer.ts): one query for the sessions asked while the last query ran.
  */
 class ExpiringSequelizeStore extends SequelizeStore {
+  private readonly reads: Coalescer<string, SessionJoinRow | undefined>;
+
   constructor(private readonly db: Database) {
     super({ db: db.sequelize, ...STORE_OPTIONS });
+    this.reads = new Coalescer(async (sids) => {
+      const rows = await db.sequelize.query<SessionJoinRow>(db.driver.statements.sessionsWithUser, {
+        replacements: { sids: [...new Set(sids)] },
+        type: QueryTypes.SELECT,
+      });
+      // Matched exactly here, whatever the column's collation compared.
+      const bySid = new Map(rows.map((row) => [String(row.sid), row]));
+      return sids.map((sid) => bySid.get(sid));
+    });
   }
 
   override get(sid: string, callback: (err: unknown, session?: SessionData | null) => void): void {
-    this.db.sequelize
-      .query<SessionJoinRow>(this.db.driver.statements.sessionWithUser, {
-        replacements: { sid },
-        type: QueryTypes.SELECT,
-      })
-      .then(
-        ([row]) => {
-          if (!row || row.data === null) return callback(null, null);
-          const expires = timeOf(row.expires);
-          // Unreadable counts as expired: a session is refused rather than kept by mistake.
-          if (expires === null || !(expires > Date.now())) {
-            this.destroy(sid, () => callback(null, null));
-            return;
-          }
-          let data: SessionData;
-          try {
-            data = JSON.parse(row.data) as SessionData;
-          } catch {
-            return callback(null, null);
-          }
-          const user: SessionUserRow | null =
-            row.uid === null
-              ? null
-              : { id: Number(row.uid), username: String(row.username), isAdmin: Boolean(Number(row.isAdmin)) };
-          Object.assign(data, { [SESSION_USER]: user });
-          const seen = timeOf(row.lastSeenAt) ?? 0;
-          if (Date.now() - seen < LAST_SEEN_RESOLUTION_MS) return callback(null, data);
-          this.db.models.Session.update({ lastSeenAt: new Date() }, { where: { sid }, silent: true }).then(
-            () => callback(null, data),
-            (err: unknown) => callback(err),
-          );
-        },
-        (err: unknown) => callback(err),
-      );
+    this.reads.call(sid).then(
+      (row) => {
+        if (!row || row.data === null) return callback(null, null);
+        const expires = timeOf(row.expires);
+        // Unreadable counts as expired: a session is refused rather than kept by mistake.
+        if (expires === null || !(expires > Date.now())) {
+          this.destroy(sid, () => callback(null, null));
+          return;
+        }
+        let data: SessionData;
+        try {
+          data = JSON.parse(row.data) as SessionData;
+        } catch {
+          return callback(null, null);
+        }
+        const user: SessionUserRow | null =
+          row.uid === null
+            ? null
+            : { id: Number(row.uid), username: String(row.username), isAdmin: Boolean(Number(row.isAdmin)) };
+        Object.assign(data, { [SESSION_USER]: user });
+        const seen = timeOf(row.lastSeenAt) ?? 0;
+        if (Date.now() - seen < LAST_SEEN_RESOLUTION_MS) return callback(null, data);
+        this.db.models.Session.update({ lastSeenAt: new Date() }, { where: { sid }, silent: true }).then(
+          () => callback(null, data),
+          (err: unknown) => callback(err),
+        );
+      },
+      (err: unknown) => callback(err),
+    );
   }
 
   override set(sid: string, data: SessionData, callback?: (err?: unknown) => void): void {

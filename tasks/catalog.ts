@@ -267,6 +267,15 @@ export function loadTaskFile(file: string, options: TaskFileOptions = {}): TaskF
   return parseTaskDocument(text, file, options);
 }
 
+export interface TaskCatalogOptions extends TaskFileOptions {
+  /**
+   * Look at the file on disk at most this often (ms); 0, the default, looks on every use (the
+   * runner, before each job). The API passes a second: a stat per request is a system call per
+   * request, and an edit is then seen within a second.
+   */
+  recheckMs?: number;
+}
+
 /**
  * The task file as it is now: re-read when it changes on disk, so the runner validates each
  * job against the current templates. A broken edit keeps the last good file (and says so once).
@@ -274,14 +283,16 @@ export function loadTaskFile(file: string, options: TaskFileOptions = {}): TaskF
 export class TaskCatalog {
   private loaded: TaskFile;
   private stamp: string;
+  private checkedAt: number;
 
   constructor(
     readonly file: string,
     private readonly onReloadError: (err: Error) => void = () => {},
-    private readonly options: TaskFileOptions = {},
+    private readonly options: TaskCatalogOptions = {},
   ) {
     this.loaded = loadTaskFile(file, options);
     this.stamp = this.statStamp();
+    this.checkedAt = performance.now();
   }
 
   private statStamp(): string {
@@ -294,6 +305,12 @@ export class TaskCatalog {
   }
 
   private refresh(): TaskFile {
+    const recheckMs = this.options.recheckMs ?? 0;
+    if (recheckMs > 0) {
+      const now = performance.now();
+      if (now - this.checkedAt < recheckMs) return this.loaded;
+      this.checkedAt = now;
+    }
     const stamp = this.statStamp();
     if (stamp !== this.stamp) {
       this.stamp = stamp;

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { DatabaseConfig } from '../config';
 import { ConfigError } from '../config';
+import { Coalescer } from '../models/coalescer';
 import type { Database } from '../models/database';
 import { createApiToken, revokeApiToken } from '../models/users';
 import { resolveSessionSecret } from '../routers/sessions';
@@ -400,6 +401,74 @@ describe('bearer tokens', () => {
     const { token } = await createApiToken(ctx.db, 'alice', 'ci');
     await ctx.db.models.User.destroy({ where: { username: 'alice' } });
     await ctx.api.agent().get('/me').set('Authorization', `Bearer ${token}`).expect(401);
+  });
+});
+
+describe('concurrent requests', () => {
+  afterEach(() => {
+    jest.restoreAllMocks();
+    ctx.db.sequelize.removeHook('beforeQuery', 'hold-first-reads');
+  });
+
+  test('the sessions and tokens of concurrent requests are read together, each request as its own user', async () => {
+    const users = ['ann', 'ben', 'cat', 'dan'];
+    for (const [i, name] of users.entries()) await addUser(ctx.db, name, i === 0);
+    const cookies: string[] = [];
+    const tokens: string[] = [];
+    for (const name of users) {
+      cookies.push((await login(ctx.api, name)).cookie);
+      tokens.push((await createApiToken(ctx.db, name, 'ci')).token);
+    }
+    const gone = await login(ctx.api, 'ben');
+    await gone.agent.post('/logout').set('Origin', ctx.api.origin).set('Content-Type', 'application/json').expect(204);
+    const revoked = await createApiToken(ctx.db, 'cat', 'old');
+    await revokeApiToken(ctx.db, revoked.id);
+
+    const requests = [
+      ...users.flatMap((name, i) => [
+        { expect: name, header: ['Cookie', cookies[i]] },
+        { expect: name, header: ['Authorization', `Bearer ${tokens[i]}`] },
+      ]),
+      ...users.flatMap((name, i) => [
+        { expect: name, header: ['Authorization', `Bearer ${tokens[i]}`] },
+        { expect: name, header: ['Cookie', cookies[i]] },
+      ]),
+      { expect: null, header: ['Cookie', gone.cookie] },
+      { expect: null, header: ['Authorization', `Bearer ${revoked.token}`] },
+    ];
+    // The first session read and the first token read are held until every request has asked for its
+    // own: the others must then come in one read of each kind, not one each.
+    const asked = jest.spyOn(Coalescer.prototype, 'call');
+    const reads = { sids: 0, hashes: 0 };
+    const held = new Set<string>();
+    ctx.db.sequelize.addHook('beforeQuery', 'hold-first-reads', (async (options: {
+      replacements?: Record<string, unknown>;
+    }) => {
+      const kind = (['sids', 'hashes'] as const).find((key) => options.replacements?.[key] !== undefined);
+      if (!kind) return;
+      reads[kind]++;
+      if (held.has(kind)) return;
+      held.add(kind);
+      for (let waited = 0; asked.mock.calls.length < requests.length && waited < 30_000; waited += 10) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    }) as never);
+
+    const answers = await Promise.all(
+      requests.map(({ header }) =>
+        ctx.api
+          .agent()
+          .get('/me')
+          .set(header[0], header[1])
+          .then((res) => (res.status === 200 ? (res.body as { username: string }).username : res.status)),
+      ),
+    );
+    expect(answers).toEqual(requests.map((r) => r.expect ?? 401));
+    expect(asked).toHaveBeenCalledTimes(requests.length);
+    expect(reads).toEqual({ sids: 2, hashes: 2 });
+    // Each still acts with its own rights: ann is the admin.
+    const me = await ctx.api.agent().get('/me').set('Cookie', cookies[0]).expect(200);
+    expect(me.body).toEqual({ username: 'ann', isAdmin: true });
   });
 });
 

@@ -688,6 +688,28 @@ describe('TaskCatalog', () => {
     expect(errors).toEqual([]);
   });
 
+  it('with recheckMs (the API), looks at the file at most that often', () => {
+    jest.useFakeTimers();
+    try {
+      write(fileText({ count: countTask() }));
+      const catalog = new TaskCatalog(file, undefined, { recheckMs: 1000 });
+      write(fileText({ count: countTask(), greet: greetTask() }));
+      expect(catalog.get('greet')).toBeUndefined();
+      jest.advanceTimersByTime(999);
+      expect(catalog.get('greet')).toBeUndefined();
+      jest.advanceTimersByTime(1);
+      expect(catalog.get('greet')).toBeDefined();
+      // The next look is a full interval later again.
+      write(fileText({ greet: greetTask() }));
+      jest.advanceTimersByTime(500);
+      expect(catalog.get('count')).toBeDefined();
+      jest.advanceTimersByTime(500);
+      expect(catalog.get('count')).toBeUndefined();
+    } finally {
+      jest.useRealTimers();
+    }
+  });
+
   it('keeps the last good file when the new content is invalid, and says so once', () => {
     const errors: Error[] = [];
     write(fileText({ count: countTask() }));

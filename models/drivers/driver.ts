@@ -173,10 +173,13 @@ export interface QueueStatements {
   runnerJobCounts: string;
   /** :jobId → scheduleName of the schedule whose fire made the job. */
   scheduleOfJob: string;
-  /** :hash → id, expiresAt, lastUsedAt of the bearer token with that SHA-256 and username, isAdmin of its user. */
-  tokenWithUser: string;
-  /** :sid → data, expires, lastSeenAt of the session and uid, username, isAdmin of its user. */
-  sessionWithUser: string;
+  /**
+   * :hashes (a list) → tokenHash, id, expiresAt, lastUsedAt of the bearer tokens with those SHA-256s and
+   * username, isAdmin of each one's user.
+   */
+  tokensWithUser: string;
+  /** :sids (a list) → sid, data, expires, lastSeenAt of those sessions and uid, username, isAdmin of each one's user. */
+  sessionsWithUser: string;
   /** id, startedAt, seenAt, report, age (seconds since seenAt) of runners seen within `windowMs`, by id. */
   runnerReports(windowMs: number): string;
   /** n: runners not seen within `windowMs`. */

@@ -182,10 +182,10 @@ const statements: QueueStatements = {
      WHERE "runnerId" = :runnerId AND "startedAt" >= :since AND status IN (:statuses)
      GROUP BY status`,
   scheduleOfJob: 'SELECT "scheduleName" FROM "JobScheduleFires" WHERE "jobId" = :jobId',
-  tokenWithUser: `SELECT t.id, t."expiresAt", t."lastUsedAt", u.username, u."isAdmin"
-     FROM "ApiTokens" t JOIN "Users" u ON u.id = t."userId" WHERE t."tokenHash" = :hash`,
-  sessionWithUser: `SELECT s.data, s.expires, s."lastSeenAt", u.id AS uid, u.username, u."isAdmin"
-     FROM "Sessions" s LEFT JOIN "Users" u ON u.id = s."userId" WHERE s.sid = :sid`,
+  tokensWithUser: `SELECT t."tokenHash", t.id, t."expiresAt", t."lastUsedAt", u.username, u."isAdmin"
+     FROM "ApiTokens" t JOIN "Users" u ON u.id = t."userId" WHERE t."tokenHash" IN (:hashes)`,
+  sessionsWithUser: `SELECT s.sid, s.data, s.expires, s."lastSeenAt", u.id AS uid, u.username, u."isAdmin"
+     FROM "Sessions" s LEFT JOIN "Users" u ON u.id = s."userId" WHERE s.sid IN (:sids)`,
   runnerReports: (windowMs) =>
     `SELECT id, "startedAt", "seenAt", report, ${secondsSince('"seenAt"')} AS age FROM "JobRunners" WHERE "seenAt" >= ${ago(windowMs)} ORDER BY id`,
   runnersNotSeen: (windowMs) => `SELECT COUNT(*) AS n FROM "JobRunners" WHERE "seenAt" < ${ago(windowMs)}`,

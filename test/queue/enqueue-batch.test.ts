@@ -1,4 +1,4 @@
-// Enqueues outside a caller's transaction are coalesced (models/enqueue-batcher.ts): the calls that
+// Enqueues outside a caller's transaction are coalesced (models/coalescer.ts): the calls that
 // arrive while one enqueue transaction is in flight go together in the next, yet each call keeps its
 // own answer — its id in arrival order, its own quota refusal, its own idempotency conflict or replay.
 import { IdempotencyConflictError, QuotaExceededError, type NewJob } from '../../models/enqueue';
