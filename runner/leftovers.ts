@@ -290,6 +290,8 @@ function endLeftovers(jobs: LedgerJob[]): number {
   if (jobs.length === 0) return 0;
   const byMark = new Map(jobs.map((job) => [job.mark, job]));
   const earliest = Math.min(...jobs.map((job) => job.start));
+  // A killed process can still show its environment in the next pass while it dies: counted once.
+  const done = new Set<string>();
   let killed = 0;
   for (let pass = 0; pass < SWEEP_PASSES; pass++) {
     let found = 0;
@@ -301,8 +303,11 @@ function endLeftovers(jobs: LedgerJob[]): number {
       const mark = markOf(pid);
       const job = mark === null ? undefined : byMark.get(mark);
       if (job === undefined || stat.start < job.start) continue;
+      const key = `${pid}:${stat.start}`;
+      if (done.has(key)) continue;
       try {
         process.kill(pid, 'SIGKILL');
+        done.add(key);
         found++;
       } catch {
         // gone meanwhile
