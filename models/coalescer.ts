@@ -65,3 +65,18 @@ export class Coalescer<T, R> {
     batch.forEach((w, i) => w.resolve(results[i]));
   }
 }
+
+/**
+ * Coalesced reads by key: one `fetch` of a batch's distinct keys, and each call gets the row of its
+ * own key or undefined. Rows are matched to keys exactly here (`keyOf`), whatever the database's
+ * collation compared.
+ */
+export function keyedReads<Row>(
+  fetch: (keys: string[]) => Promise<Row[]>,
+  keyOf: (row: Row) => string,
+): Coalescer<string, Row | undefined> {
+  return new Coalescer(async (keys) => {
+    const byKey = new Map((await fetch([...new Set(keys)])).map((row) => [keyOf(row), row]));
+    return keys.map((key) => byKey.get(key));
+  });
+}

@@ -3,7 +3,7 @@ import crypto from 'node:crypto';
 import os from 'node:os';
 import { promisify } from 'node:util';
 import { Op, QueryTypes, UniqueConstraintError } from 'sequelize';
-import { Coalescer } from './coalescer';
+import { keyedReads, type Coalescer } from './coalescer';
 import type { Database } from './database';
 import type { User as UserRow } from './models';
 import { Semaphore } from './semaphore';
@@ -309,14 +309,14 @@ const tokenReads = new WeakMap<Database, Coalescer<string, TokenUserRow | undefi
 function readToken(db: Database, hash: string): Promise<TokenUserRow | undefined> {
   let reads = tokenReads.get(db);
   if (!reads) {
-    reads = new Coalescer(async (hashes) => {
-      const rows = await db.sequelize.query<TokenUserRow>(db.driver.statements.tokensWithUser, {
-        replacements: { hashes: [...new Set(hashes)] },
-        type: QueryTypes.SELECT,
-      });
-      const byHash = new Map(rows.map((row) => [String(row.tokenHash), row]));
-      return hashes.map((one) => byHash.get(one));
-    });
+    reads = keyedReads(
+      (hashes) =>
+        db.sequelize.query<TokenUserRow>(db.driver.statements.tokensWithUser, {
+          replacements: { hashes },
+          type: QueryTypes.SELECT,
+        }),
+      (row) => String(row.tokenHash),
+    );
     tokenReads.set(db, reads);
   }
   return reads.call(hash);

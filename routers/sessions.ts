@@ -8,7 +8,7 @@ import type { RequestHandler } from 'express';
 import { QueryTypes } from 'sequelize';
 import { ConfigError, type Config } from '../config';
 import type { Database } from '../models/database';
-import { Coalescer } from '../models/coalescer';
+import { keyedReads, type Coalescer } from '../models/coalescer';
 import { readTime } from '../models/sql';
 
 export const SESSION_COOKIE = 'cj.sid';
@@ -78,15 +78,14 @@ class ExpiringSequelizeStore extends SequelizeStore {
 
   constructor(private readonly db: Database) {
     super({ db: db.sequelize, ...STORE_OPTIONS });
-    this.reads = new Coalescer(async (sids) => {
-      const rows = await db.sequelize.query<SessionJoinRow>(db.driver.statements.sessionsWithUser, {
-        replacements: { sids: [...new Set(sids)] },
-        type: QueryTypes.SELECT,
-      });
-      // Matched exactly here, whatever the column's collation compared.
-      const bySid = new Map(rows.map((row) => [String(row.sid), row]));
-      return sids.map((sid) => bySid.get(sid));
-    });
+    this.reads = keyedReads(
+      (sids) =>
+        db.sequelize.query<SessionJoinRow>(db.driver.statements.sessionsWithUser, {
+          replacements: { sids },
+          type: QueryTypes.SELECT,
+        }),
+      (row) => String(row.sid),
+    );
   }
 
   override get(sid: string, callback: (err: unknown, session?: SessionData | null) => void): void {

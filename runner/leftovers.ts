@@ -290,11 +290,11 @@ function endLeftovers(jobs: LedgerJob[]): number {
   if (jobs.length === 0) return 0;
   const byMark = new Map(jobs.map((job) => [job.mark, job]));
   const earliest = Math.min(...jobs.map((job) => job.start));
-  // A killed process can still show its environment in the next pass while it dies: counted once.
-  const done = new Set<string>();
-  let killed = 0;
+  // Each process killed, as pid:start. One can still show its environment in the next pass while
+  // it dies: it is killed and counted once.
+  const killed = new Set<string>();
   for (let pass = 0; pass < SWEEP_PASSES; pass++) {
-    let found = 0;
+    const before = killed.size;
     for (const entry of fs.readdirSync('/proc')) {
       const pid = Number(entry);
       if (!Number.isInteger(pid) || pid <= 1 || pid === process.pid) continue;
@@ -304,17 +304,15 @@ function endLeftovers(jobs: LedgerJob[]): number {
       const job = mark === null ? undefined : byMark.get(mark);
       if (job === undefined || stat.start < job.start) continue;
       const key = `${pid}:${stat.start}`;
-      if (done.has(key)) continue;
+      if (killed.has(key)) continue;
       try {
         process.kill(pid, 'SIGKILL');
-        done.add(key);
-        found++;
+        killed.add(key);
       } catch {
         // gone meanwhile
       }
     }
-    killed += found;
-    if (found === 0) break;
+    if (killed.size === before) break;
   }
-  return killed;
+  return killed.size;
 }

@@ -1,6 +1,6 @@
 // models/coalescer.ts: calls made while a batch is in flight go together in the next one; a lone call
 // goes at once; no call is answered by a batch that started before it was made.
-import { Coalescer } from '../models/coalescer';
+import { Coalescer, keyedReads } from '../models/coalescer';
 
 /** A batch function whose batches are held until released, recording what each batch held. */
 function heldBatches() {
@@ -83,4 +83,21 @@ test("a refusal that belongs to one call is that call's alone; any other failure
   ]);
   // The coalescer goes on after a failure.
   expect(await coalescer.call(7)).toBe(7);
+});
+
+test("keyed reads fetch a batch's distinct keys once and give each call its own key's row, matched exactly", async () => {
+  const fetched: string[][] = [];
+  // A case-insensitive collation would hand back "ABC" for "abc": not "abc"'s row.
+  const reads = keyedReads(
+    async (keys: string[]) => {
+      fetched.push(keys);
+      return keys.flatMap((key) => (key === 'abc' ? [{ key: 'ABC' }] : key === 'gone' ? [] : [{ key }]));
+    },
+    (row) => row.key,
+  );
+  const first = reads.call('x');
+  const rest = Promise.all(['y', 'abc', 'y', 'gone'].map((key) => reads.call(key)));
+  expect(await first).toEqual({ key: 'x' });
+  expect(await rest).toEqual([{ key: 'y' }, undefined, { key: 'y' }, undefined]);
+  expect(fetched).toEqual([['x'], ['y', 'abc', 'gone']]);
 });
