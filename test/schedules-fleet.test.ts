@@ -659,9 +659,12 @@ describe('GET /schedules', () => {
     const runner = new Member('api-runner', suite.database, path.join(FIXTURES, 'tasks.json'), clock);
     try {
       await runner.wake();
-      const fire = quarter.nextAfter(new Date(clock.now))!;
+      const start = new Date(clock.now);
+      const fire = quarter.nextAfter(start)!;
       clock.now = fire.getTime() + 1_000;
       await runner.wake();
+      // When that quarter hour is 03:30 in Berlin, the nightly one is due at the same time.
+      const [nightlyFire] = firesIn('30 3 * * *', 'Europe/Berlin', start, new Date(clock.now));
       const [made] = await fireRows(suite.db, 'greet-quarter-hourly');
       expect(made).toMatchObject({ fireAt: fire, jobId: expect.any(Number) });
       const listed = (await suite.as.root.get('/schedules').expect(200)).body;
@@ -671,7 +674,11 @@ describe('GET /schedules', () => {
         lastJobId: made.jobId,
         lastStatus: 'pending',
       });
-      expect(listed[1]).toMatchObject({ name: 'reconcile-nightly', lastRunAt: null, lastJobId: null });
+      expect(listed[1]).toMatchObject(
+        nightlyFire
+          ? { name: 'reconcile-nightly', lastRunAt: nightlyFire.toISOString(), lastJobId: expect.any(Number) }
+          : { name: 'reconcile-nightly', lastRunAt: null, lastJobId: null },
+      );
       await setStatus(suite.db, made.jobId!, 'success', { exitCode: 0 });
       const done = (await suite.as.root.get('/schedules').expect(200)).body;
       expect(done[0]).toMatchObject({ lastJobId: made.jobId, lastStatus: 'success' });
