@@ -2,6 +2,7 @@
 // Its SQL comes from the database's driver (models/drivers/): raw on purpose, since Sequelize drops
 // skipLocked on MySQL. Nothing here knows which database it talks to, only what it can do.
 import { QueryTypes, type Transaction } from 'sequelize';
+import { ClaimsInDoubt, type ClaimTicket, type DoubtfulClaim } from './claims-in-doubt';
 import { Coalescer } from './coalescer';
 import {
   countOwnersJobs,
@@ -217,6 +218,11 @@ export class Queue {
   private spreadClaims: Promise<boolean> | null;
   /** Where claims and finishes go in few round trips (QueueOptions.lane); null: statement by statement. */
   private readonly lane: StatementLane | null;
+  /** Claims whose COMMIT got no answer: their jobs go back to pending before the next claim. */
+  private readonly doubts = new ClaimsInDoubt(
+    (claims) => this.settleClaimsInDoubt(claims),
+    (err) => !this.driver.isRetryableLockError(err),
+  );
 
   constructor(
     readonly db: Database,
@@ -348,10 +354,15 @@ export class Queue {
     if (limit <= 0) return [];
     return this.timed(
       'claim',
-      async () =>
-        (await this.claimsOnLane())
-          ? this.onLane((send) => this.claimOnLane(send, runnerId, limit))
-          : this.transaction((transaction) => this.claimIn(transaction, runnerId, limit)),
+      () =>
+        this.doubts.claim(
+          runnerId,
+          async (ticket) =>
+            (await this.claimsOnLane())
+              ? this.onLane((send) => this.claimOnLane(send, ticket, limit))
+              : this.transaction((transaction) => this.claimIn(transaction, ticket, limit)),
+          (jobs) => jobs.map((j) => j.id),
+        ),
       (jobs) => jobs.length,
     );
   }
@@ -417,15 +428,18 @@ export class Queue {
     return [...rows, ...head];
   }
 
-  private async claimIn(transaction: Transaction, runnerId: string, limit: number): Promise<ClaimedJob[]> {
+  private async claimIn(transaction: Transaction, ticket: ClaimTicket, limit: number): Promise<ClaimedJob[]> {
+    ticket.committing = [];
     if (limit <= 0) return [];
     const cap = this.quotas.userMaxRunning;
     let rows = await this.claimRows(transaction, limit, cap);
     if (rows.length === 0) return [];
     if (cap > 0) rows = await this.withinQuota(rows, cap, transaction);
     if (rows.length === 0) return [];
-    await this.update(this.sql.claimMark, { runnerId, ids: rows.map((r) => r.id) }, transaction);
-    return rows.map(claimedJob);
+    const jobs = rows.map(claimedJob);
+    await this.update(this.sql.claimMark, { runnerId: ticket.runnerId, ids: jobs.map((j) => j.id) }, transaction);
+    ticket.committing = jobs;
+    return jobs;
   }
 
   /**
@@ -443,17 +457,20 @@ export class Queue {
   }
 
   /** claimIn in two round trips: the locked SELECT, then the mark and the COMMIT. */
-  private async claimOnLane(send: LaneSend, runnerId: string, limit: number): Promise<ClaimedJob[]> {
+  private async claimOnLane(send: LaneSend, ticket: ClaimTicket, limit: number): Promise<ClaimedJob[]> {
+    ticket.committing = [];
     const [, rows] = await send(['START TRANSACTION', this.sql.claimSelect(limit)]);
-    return this.commitClaims(send, runnerId, rows as unknown as ClaimedJob[]);
+    return this.commitClaims(send, ticket, rows as unknown as ClaimedJob[]);
   }
 
   /** The last step of a lane transaction: the claimed rows become running, and all commits. */
-  private async commitClaims(send: LaneSend, runnerId: string, rows: ClaimedJob[]): Promise<ClaimedJob[]> {
+  private async commitClaims(send: LaneSend, ticket: ClaimTicket, rows: ClaimedJob[]): Promise<ClaimedJob[]> {
     // Read before the COMMIT: a row that cannot be read fails the claim and rolls it back, as claimIn does.
     const jobs = rows.map(claimedJob);
+    const { runnerId } = ticket;
     const mark =
       jobs.length > 0 ? [this.lane!.format(this.sql.claimMark, { runnerId, ids: jobs.map((j) => j.id) })] : [];
+    ticket.committing = jobs;
     await send([...mark, 'COMMIT']);
     return jobs;
   }
@@ -535,7 +552,15 @@ export class Queue {
     refill?: { runnerId: string; limit: number },
   ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
     if (jobs.length === 0) return Promise.resolve({ finished: [], claimed: [] });
-    return this.finishOnLane(jobs, refill).then((done) => done ?? this.finishInTransaction(jobs, refill));
+    if (!refill) return this.finishOnLane(jobs).then((done) => done ?? this.finishInTransaction(jobs));
+    return this.doubts.claim(
+      refill.runnerId,
+      async (ticket) => {
+        const successors = { ticket, limit: refill.limit };
+        return (await this.finishOnLane(jobs, successors)) ?? this.finishInTransaction(jobs, successors);
+      },
+      (result) => result.claimed.map((j) => j.id),
+    );
   }
 
   /**
@@ -546,7 +571,7 @@ export class Queue {
    */
   private async finishOnLane(
     jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
-    refill?: { runnerId: string; limit: number },
+    refill?: { ticket: ClaimTicket; limit: number },
   ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] } | null> {
     const runnerId = jobs[0].fence.runnerId;
     if (this.lane === null || jobs.some((j) => j.outcome.retry || j.fence.runnerId !== runnerId)) return null;
@@ -572,14 +597,14 @@ export class Queue {
         return null;
       }
       const successors = refill ? (results[results.length - 1] as unknown as ClaimedJob[]) : [];
-      const claimed = await this.commitClaims(send, refill?.runnerId ?? runnerId, successors);
+      const claimed = await this.commitClaims(send, refill?.ticket ?? { runnerId, committing: [] }, successors);
       return { finished: jobs.map(() => true), claimed };
     });
   }
 
   private finishInTransaction(
     jobs: { fence: Fence; outcome: Outcome; rows: OutputRow[] }[],
-    refill?: { runnerId: string; limit: number },
+    refill?: { ticket: ClaimTicket; limit: number },
   ): Promise<{ finished: boolean[]; claimed: ClaimedJob[] }> {
     return this.transaction(async (transaction) => {
       // The fence for the whole batch in one read: the rows this runner still owns, locked.
@@ -622,7 +647,7 @@ export class Queue {
       }));
       await this.releaseGroupsOf(settled, transaction);
       // After the release, so a group's next job may be among the successors.
-      const claimed = refill ? await this.claimIn(transaction, refill.runnerId, refill.limit) : [];
+      const claimed = refill ? await this.claimIn(transaction, refill.ticket, refill.limit) : [];
       return { finished: jobs.map((j) => mine.includes(j)), claimed };
     });
   }
@@ -907,7 +932,34 @@ export class Queue {
    * its claim. False when the claim is no longer this runner's, or its cancel was asked for meanwhile.
    */
   async releaseClaim(fence: Fence): Promise<boolean> {
-    return (await this.retrying(() => this.update(this.sql.releaseClaim, fence))) === 1;
+    const { jobId, runnerId, attempt } = fence;
+    return (await this.retrying(() => this.update(this.sql.releaseClaim, { ids: [jobId], runnerId, attempt }))) === 1;
+  }
+
+  /**
+   * The jobs of claims in doubt (models/claims-in-doubt.ts): those still this runner's go back to
+   * pending; those of them with a cancel asked for end cancelled, never started; the rest (the claim
+   * did not commit) are left as they are.
+   */
+  private async settleClaimsInDoubt(claims: DoubtfulClaim[]): Promise<void> {
+    const fences = new Map<string, { runnerId: string; attempt: number; ids: number[] }>();
+    for (const { id, runnerId, attempt } of claims) {
+      const key = JSON.stringify([runnerId, attempt]);
+      const fence = fences.get(key) ?? { runnerId, attempt, ids: [] };
+      fence.ids.push(id);
+      fences.set(key, fence);
+    }
+    let released = 0;
+    for (const fence of fences.values())
+      released += await this.retrying(() => this.update(this.sql.releaseClaim, fence));
+    if (released === claims.length) return;
+    await this.finishJobsIn(
+      claims.map(({ id, runnerId, attempt, lastSeq }) => ({
+        fence: { jobId: id, runnerId, attempt },
+        outcome: { status: 'cancelled', exitCode: null, signal: null, error: 'cancelled' },
+        rows: [{ seq: lastSeq + 1, stream: 'system', output: 'cancelled on request before it started' }],
+      })),
+    );
   }
 
   /** Upserts this runner's report (JobRunners) on the database clock: what GET /metrics reads. */

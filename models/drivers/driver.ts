@@ -116,6 +116,10 @@ export interface QueueStatements {
   jobByIdempotencyKeyLatest: string;
   /** :jobId, :runnerId, :key → a claimed job goes back to pending, queued in its group. */
   joinGroup: string;
+  /**
+   * :ids, :runnerId, :attempt → claimed jobs that never started go back to pending as they were (their
+   * group place kept), unless a cancel was asked for.
+   */
   releaseClaim: string;
   /** :key, :block → makes sure the group's row exists (and takes its write lock); sets its failure policy. */
   groupUpsert: string;

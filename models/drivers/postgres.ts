@@ -123,7 +123,7 @@ const statements: QueueStatements = {
   jobByIdempotencyKeyLatest: 'SELECT id, task, params, status FROM "Jobs" WHERE "idempotencyKey" = :key FOR SHARE',
   releaseClaim: `UPDATE "Jobs" SET status = 'pending', "runnerId" = NULL, "startedAt" = NULL, "heartbeatAt" = NULL,
        "updatedAt" = ${now}
-     WHERE id = :jobId AND "runnerId" = :runnerId AND attempt = :attempt AND status = 'running'
+     WHERE id IN (:ids) AND "runnerId" = :runnerId AND attempt = :attempt AND status = 'running'
        AND "cancelRequestedAt" IS NULL`,
   joinGroup: `UPDATE "Jobs" SET status = 'pending', "runnerId" = NULL, "startedAt" = NULL, "heartbeatAt" = NULL,
        "groupKey" = :key, "groupQueued" = TRUE, "updatedAt" = ${now}

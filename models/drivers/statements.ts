@@ -126,7 +126,7 @@ export function sharedStatements(p: SqlPieces): QueueStatements {
        WHERE id = :jobId AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'`,
     releaseClaim: `UPDATE Jobs SET status = 'pending', runnerId = NULL, startedAt = NULL, heartbeatAt = NULL,
          updatedAt = ${p.now}
-       WHERE id = :jobId AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'
+       WHERE id IN (:ids) AND runnerId = :runnerId AND attempt = :attempt AND status = 'running'
          AND cancelRequestedAt IS NULL`,
     groupUpsert: `INSERT INTO JobGroups (\`key\`, blockOnFailure, updatedAt) VALUES (:key, :block, ${p.now}) ${p.upsertGroup}`,
     groupLock: `SELECT headJobId, blockedByJobId, blockOnFailure FROM JobGroups WHERE \`key\` = :key ${p.forUpdate}`,
