@@ -7,7 +7,8 @@
 // (BENCH_KILL=0 skips this), and waits for every job to end. Prints jobs/s (first start to last end
 // on the database clock), each runner's claims, per node the certification failures and
 // brute-force aborts (wsrep_local_cert_failures, wsrep_local_bf_aborts deltas), per runner its
-// "database unavailable" lines and Sequelize's "Committing transaction ... failed" warnings, and
+// "database unavailable" lines and Sequelize's "Committing transaction ... failed" warnings (and the
+// jobs of claims whose COMMIT got no answer, given back), and
 // the exactly-once check: every job ended in success with exactly one output line (a second run
 // would have written a second one) at attempt 1.
 import os from 'node:os';
@@ -218,6 +219,8 @@ async function main(): Promise<void> {
       `runner ${n} "database unavailable" lines ${unavailable} (${conflicts} for a lock conflict), "Committing transaction" warnings ${committing}`,
     );
     for (const l of all.filter((l) => l.includes('database unavailable')).slice(0, 3))
+      console.log(`  | ${l.slice(0, 200)}`);
+    for (const l of all.filter((l) => l.includes('claimed as the database went away')))
       console.log(`  | ${l.slice(0, 200)}`);
   }
   const ok = Number(check.jobs) === total && Number(check.success) === total && Number(check.once) === total;

@@ -143,6 +143,9 @@ export type CancelResult =
   | { result: 'finished'; status: JobStatusName }
   | { result: 'not_found' };
 
+/** What Queue.observeDoubts reports: jobs of claims in doubt given back to pending, or ended cancelled. */
+export type DoubtObserver = (settled: { released: number; cancelled: number }) => void;
+
 /** What Queue.observe reports: a claim, an output flush, or a finish (which may claim successors). */
 export type QueueOp = 'claim' | 'flush' | 'finish';
 export type QueueObserver = (op: QueueOp, seconds: number, claimed: number) => void;
@@ -204,6 +207,7 @@ export class Queue {
   /** Set when the database takes one writer at a time (SQLite): this process queues its writes. */
   private readonly writeGate: WriteGate | null;
   private readonly observers = new Set<QueueObserver>();
+  private readonly doubtObservers = new Set<DoubtObserver>();
   /** Tells idle runners of jobs due now (models/nudge.ts); null where the database tells them (dueNotice). */
   private readonly nudger: Nudger | null;
   /**
@@ -264,6 +268,12 @@ export class Queue {
    */
   private write<T>(work: () => Promise<T>, urgent = false): Promise<T> {
     return this.writeGate ? this.writeGate.run(work, urgent) : work();
+  }
+
+  /** Calls `observer` when jobs of claims in doubt were given back (or ended cancelled); returns its remover. */
+  observeDoubts(observer: DoubtObserver): () => void {
+    this.doubtObservers.add(observer);
+    return () => this.doubtObservers.delete(observer);
   }
 
   /** Calls `observer` after each claim, output flush and finish that succeeded; returns its remover. */
@@ -950,16 +960,21 @@ export class Queue {
       fences.set(key, fence);
     }
     let released = 0;
-    for (const fence of fences.values())
+    for (const fence of fences.values()) {
       released += await this.retrying(() => this.update(this.sql.releaseClaim, fence));
-    if (released === claims.length) return;
-    await this.finishJobsIn(
-      claims.map(({ id, runnerId, attempt, lastSeq }) => ({
-        fence: { jobId: id, runnerId, attempt },
-        outcome: { status: 'cancelled', exitCode: null, signal: null, error: 'cancelled' },
-        rows: [{ seq: lastSeq + 1, stream: 'system', output: 'cancelled on request before it started' }],
-      })),
-    );
+    }
+    let cancelled = 0;
+    if (released < claims.length) {
+      const { finished } = await this.finishJobsIn(
+        claims.map(({ id, runnerId, attempt, lastSeq }) => ({
+          fence: { jobId: id, runnerId, attempt },
+          outcome: { status: 'cancelled', exitCode: null, signal: null, error: 'cancelled' },
+          rows: [{ seq: lastSeq + 1, stream: 'system', output: 'cancelled on request before it started' }],
+        })),
+      );
+      cancelled = finished.filter(Boolean).length;
+    }
+    if (released + cancelled > 0) for (const observer of this.doubtObservers) observer({ released, cancelled });
   }
 
   /** Upserts this runner's report (JobRunners) on the database clock: what GET /metrics reads. */

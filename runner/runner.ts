@@ -92,7 +92,17 @@ export class Runner {
     this.once = options.once ?? false;
     this.log = options.log ?? silentLogger;
     this.health = new DbHealth(this.log, this.metrics, (err) => queue.isLockConflict(err));
-    this.unobserve = queue.observe(this.metrics.onQueueOp);
+    const unobserveOps = queue.observe(this.metrics.onQueueOp);
+    const unobserveDoubts = queue.observeDoubts(({ released, cancelled }) =>
+      this.log.warn(
+        `${released + cancelled} job(s) claimed as the database went away were not started: ` +
+          `${released} back to pending${cancelled > 0 ? `, ${cancelled} cancelled as asked` : ''}`,
+      ),
+    );
+    this.unobserve = () => {
+      unobserveOps();
+      unobserveDoubts();
+    };
     this.slots = new SlotGate(config.concurrency);
     this.shortJobMs = options.shortJobMs ?? SHORT_JOB_MS;
     const aheadMaxWaitMs = options.aheadMaxWaitMs ?? AHEAD_MAX_WAIT_MS;

@@ -83,6 +83,8 @@ const paths: ('statements' | 'lane')[] = dialect === 'mysql' ? ['statements', 'l
 describe.each(paths)('%s', (path) => {
   test('jobs a claim took without hearing so go back to pending before its next claim, in their order', async () => {
     const { queue, failure } = failingQueue(path);
+    const settled: unknown[] = [];
+    queue.observeDoubts((s) => settled.push(s));
     const [a, b, c] = [await addJob(t.db), await addJob(t.db), await addJob(t.db)];
     failure.arm('after');
     await expect(queue.claimDueJobs('r1', 2)).rejects.toThrow('Connection lost');
@@ -91,6 +93,7 @@ describe.each(paths)('%s', (path) => {
     for (const id of [a, b]) expect(await jobRow(t.db, id)).toMatchObject({ status: 'running', runnerId: 'r1' });
     // The next claim gives them back first, then claims from the head as ever.
     expect(ids(await queue.claimDueJobs('r1', 1))).toEqual([a]);
+    expect(settled).toEqual([{ released: 2, cancelled: 0 }]);
     expect(await jobRow(t.db, b)).toMatchObject({ status: 'pending', runnerId: null, startedAt: null });
     expect(await jobRow(t.db, c)).toMatchObject({ status: 'pending', runnerId: null });
     expect(ids(await queue.claimDueJobs('r1', 5))).toEqual([b, c]);
@@ -99,12 +102,15 @@ describe.each(paths)('%s', (path) => {
 
   test('a job whose cancel was asked for meanwhile ends cancelled, never started', async () => {
     const { queue, failure } = failingQueue(path);
+    const settled: unknown[] = [];
+    queue.observeDoubts((s) => settled.push(s));
     const a = await addJob(t.db);
     const b = await addJob(t.db);
     failure.arm('after');
     await expect(queue.claimDueJobs('r1', 2)).rejects.toThrow('Connection lost');
     expect(await t.queue.cancelJob(a, 'alice')).toMatchObject({ result: 'requested' });
     expect(await queue.claimDueJobs('r1', 5)).toEqual([expect.objectContaining({ id: b })]);
+    expect(settled).toEqual([{ released: 1, cancelled: 1 }]);
     expect(await jobRow(t.db, a)).toMatchObject({ status: 'cancelled', runnerId: 'r1', error: 'cancelled' });
     expect((await storedRows(t.db, a)).map((r) => [r.seq, r.stream, r.output])).toEqual([
       [1, 'system', 'cancelled on request before it started'],
@@ -128,8 +134,11 @@ describe.each(paths)('%s', (path) => {
         return taken.length === 2;
       });
       expect(taken.sort((x, y) => x - y)).toEqual([a, b]);
+      const settled: unknown[] = [];
+      queue.observeDoubts((s) => settled.push(s));
       const c = await addJob(t.db);
       expect(ids(await queue.claimDueJobs('r1', 5))).toEqual([c]);
+      expect(settled).toEqual([]);
       for (const id of [a, b]) expect(await jobRow(t.db, id)).toMatchObject({ status: 'running', runnerId: 'r2' });
     },
   );
