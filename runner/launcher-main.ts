@@ -2,16 +2,21 @@
 // jobs and hands their output and exits back over the IPC channel, so the runner's event loop never
 // blocks in fork/exec (about half a busy runner's time went there) and the forks are of a small
 // process. It is also the orphan guard: when its channel closes (the runner exited, or was killed
-// with `kill -9`) it SIGKILLs every job's process group it still has, and exits. Signals meant for the
-// runner's terminal or service do not stop it; its runner ends it by closing the channel.
+// with `kill -9`) it SIGKILLs every job's process group it still has, then every process that carries
+// one of those jobs' marks (runner/leftovers.ts: a background child that left the job's group with
+// setsid), and exits. Signals meant for the runner's terminal or service do not stop it; its runner
+// ends it by closing the channel.
 import type { ChildProcess } from 'node:child_process';
 import { forkJob, type LauncherReply, type LauncherRequest } from './launcher';
+import { endLeftovers, MARK_VARIABLE, procStat, type LedgerJob } from './leftovers';
 
 /** Output not yet taken by the runner, in bytes: above HIGH every job's pipes pause until LOW. */
 const HIGH_BYTES = 8 * 1024 * 1024;
 const LOW_BYTES = 1024 * 1024;
 
 const children = new Map<number, ChildProcess>();
+/** The jobs whose environment carries a mark (a runner outside systemd keeping a ledger): what proves a process theirs. */
+const marked = new Map<number, LedgerJob>();
 /** Jobs their runner asked to pause (its own backpressure: the output writer is behind). */
 const pausedByRunner = new Set<number>();
 let unsentBytes = 0;
@@ -74,6 +79,9 @@ function start(request: Extract<LauncherRequest, { t: 'spawn' }>): void {
   // A later error (a failed kill, say) is followed by 'close'; it must not end the launcher.
   child.on('error', () => {});
   children.set(id, child);
+  const mark = request.env[MARK_VARIABLE];
+  const leader = mark ? procStat(pid) : null;
+  if (mark && leader !== null) marked.set(id, { jobId: id, pgid: pid, start: leader.start, mark });
   reply({ t: 'spawned', id, pid });
   child.stdout!.on('data', (data: Buffer) => reply({ t: 'out', id, fd: 1, data }, data.length));
   child.stderr!.on('data', (data: Buffer) => reply({ t: 'out', id, fd: 2, data }, data.length));
@@ -89,6 +97,7 @@ function start(request: Extract<LauncherRequest, { t: 'spawn' }>): void {
 function forget(id: number): void {
   const child = children.get(id);
   children.delete(id);
+  marked.delete(id);
   pausedByRunner.delete(id);
   child?.stdout?.destroy();
   child?.stderr?.destroy();
@@ -115,5 +124,6 @@ process.on('disconnect', () => {
       // that group is gone already
     }
   }
+  endLeftovers([...marked.values()]);
   process.exit(0);
 });

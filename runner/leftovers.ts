@@ -18,7 +18,7 @@ const LEDGER_SUFFIX = '.ledger.json';
 /** Passes a sweep makes over /proc for one dead runner (a process may fork while its group is killed). */
 const SWEEP_PASSES = 5;
 
-interface LedgerJob {
+export interface LedgerJob {
   jobId: number;
   pgid: number;
   /** The group leader's start time, in clock ticks after boot (/proc/PID/stat, field 22). */
@@ -286,7 +286,7 @@ export class ProcessLedger {
  * Kills every process proven to belong to one of `jobs`: started no earlier than its job's group
  * leader, and carrying the job's mark in its environment (in the job's group or one of its own).
  */
-function endLeftovers(jobs: LedgerJob[]): number {
+export function endLeftovers(jobs: LedgerJob[]): number {
   if (jobs.length === 0) return 0;
   const byMark = new Map(jobs.map((job) => [job.mark, job]));
   const earliest = Math.min(...jobs.map((job) => job.start));

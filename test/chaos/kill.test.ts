@@ -67,14 +67,17 @@ test('kill -9 of a runner mid-job: another runner reaps the job as runner_lost, 
   expect(survivor.log()).not.toMatch(/runner error|unhandled|no longer owned/);
 });
 
-test('kill -9 of a runner outside systemd: its job launcher takes each job’s whole tree, and is one process, not one per job', async () => {
+test('kill -9 of a runner outside systemd: its job launcher takes each job’s whole tree, a child that left the job’s group too, and is one process, not one per job', async () => {
   const ids = [
     await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'tree' }),
-    await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'tree' }),
+    // Its grandchild is in a session of its own (setsid): only the job's mark tells it is the job's.
+    await insertJob(chaos.db, 'sleep', { seconds: 300, mode: 'escape' }),
   ];
   const runner = startRunner(chaos.config, { id: `chaos-guarded-w${worker}`, env: { MARKER_DIR: chaos.markers } });
   const trees = [await pidsOf(ids[0]), await pidsOf(ids[1])];
   for (const tree of trees) expect(tree.length).toBeGreaterThan(1); // the main process and its background children
+  const escaped = trees[1][1];
+  expect(fs.readFileSync(`/proc/${escaped}/stat`, 'utf8').split(') ')[1].split(' ')[2]).toBe(String(escaped));
   // No job was started through setpriv: its main process is the program itself, a child of the
   // runner's one launcher process.
   const parentOf = (pid: number) => Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')[1]);
