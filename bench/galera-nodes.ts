@@ -57,9 +57,14 @@ function config(n: number): string {
 
 /** `mariadb` on node N's socket (as root: unix_socket authentication); its output, or null on failure. */
 function sql(n: number, statement: string): string | null {
-  const result = spawnSync('mariadb', ['-S', socketOf(n), '-uroot', '-N', '-B', '-e', statement], {
+  // The client would take MYSQL_HOST (set for the tests) over the socket and ask the main server.
+  const env = { ...process.env };
+  delete env.MYSQL_HOST;
+  delete env.MYSQL_TCP_PORT;
+  const result = spawnSync('mariadb', ['--protocol=socket', '-S', socketOf(n), '-uroot', '-N', '-B', '-e', statement], {
     encoding: 'utf8',
     timeout: 10_000,
+    env,
   });
   return result.status === 0 ? result.stdout.trim() : null;
 }
