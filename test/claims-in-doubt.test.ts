@@ -31,12 +31,13 @@ function ledger() {
     },
     (err) => !(err instanceof Conflict),
   );
-  /** A claim that takes `ids` and then fails with `err`, or returns them. */
-  const claim = (ids: number[], err?: Error, runnerId = 'r1') =>
+  /** A claim that takes `ids` (its COMMIT held until `until`, if given), then fails with `err` or returns them. */
+  const claim = (ids: number[], err?: Error, until?: Promise<void>) =>
     doubts.claim(
-      runnerId,
+      'r1',
       async (ticket) => {
         ticket.committing = ids.map((id) => job(id));
+        if (until) await until;
         if (err) throw err;
         return ids;
       },
@@ -91,15 +92,7 @@ test('a failure before the claim reached its COMMIT puts nothing in doubt', asyn
 test('a settlement waits for the claims in flight, and new claims wait for it', async () => {
   const l = ledger();
   const inFlight = held();
-  const slow = l.doubts.claim(
-    'r1',
-    async (ticket) => {
-      ticket.committing = [job(7)];
-      await inFlight.promise;
-      return [7];
-    },
-    (r) => r,
-  );
+  const slow = l.claim([7], undefined, inFlight.promise);
   await expect(l.claim([1], new Lost('gone'))).rejects.toThrow('gone');
   const settlement = held();
   l.holdSettlements(settlement.promise);
@@ -124,15 +117,7 @@ test('a settlement waits for the claims in flight, and new claims wait for it', 
 test('jobs another claim took while the failed one was in flight do not go in doubt', async () => {
   const l = ledger();
   const inFlight = held();
-  const failing = l.doubts.claim(
-    'r1',
-    async (ticket) => {
-      ticket.committing = [job(1), job(2)];
-      await inFlight.promise;
-      throw new Lost('answer lost, though the rows were rolled back');
-    },
-    () => [],
-  );
+  const failing = l.claim([1, 2], new Lost('answer lost, though the rows were rolled back'), inFlight.promise);
   expect(await l.claim([2])).toEqual([2]); // took job 2 after the failed claim's rollback
   inFlight.release();
   await expect(failing).rejects.toThrow('answer lost');
@@ -154,15 +139,7 @@ test('a settlement that fails fails the claim and is tried again by the next', a
 test("a claim in flight that returns a job in doubt takes it out (it is this runner's for certain)", async () => {
   const l = ledger();
   const inFlight = held();
-  const slow = l.doubts.claim(
-    'r1',
-    async (ticket) => {
-      ticket.committing = [job(2)];
-      await inFlight.promise;
-      return [2];
-    },
-    (r) => r,
-  );
+  const slow = l.claim([2], undefined, inFlight.promise);
   // The failed claim's answer comes first; the rows it had were rolled back and the slow claim took one.
   await expect(l.claim([1, 2], new Lost('gone'))).rejects.toThrow('gone');
   expect(l.doubts.size).toBe(2);
