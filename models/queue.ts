@@ -658,8 +658,49 @@ export class Queue {
       await this.releaseGroupsOf(settled, transaction);
       // After the release, so a group's next job may be among the successors.
       const claimed = refill ? await this.claimIn(transaction, refill.ticket, refill.limit) : [];
-      return { finished: jobs.map((j) => mine.includes(j)), claimed };
+      const already = await this.endedAlready(
+        jobs.filter((j) => !mine.includes(j)),
+        transaction,
+      );
+      return { finished: jobs.map((j) => mine.includes(j) || already.has(j)), claimed };
     });
+  }
+
+  /**
+   * Of jobs whose fence no longer holds, those that ended exactly as asked under that fence: a finish
+   * whose COMMIT took effect though its answer was lost, asked again. A retried outcome is not
+   * recognised (its job is pending again, as a reaper's retry leaves it).
+   */
+  private async endedAlready<T extends { fence: Fence; outcome: Outcome }>(
+    jobs: T[],
+    transaction: Transaction,
+  ): Promise<Set<T>> {
+    const candidates = jobs.filter((j) => !j.outcome.retry);
+    if (candidates.length === 0) return new Set();
+    const rows = await this.select<{
+      id: number;
+      runnerId: string | null;
+      attempt: number;
+      status: string;
+      exitCode: number | null;
+      signal: string | null;
+      error: string | null;
+    }>(this.sql.endedStates, { ids: candidates.map((j) => j.fence.jobId) }, transaction);
+    const byId = new Map(rows.map((r) => [Number(r.id), r]));
+    return new Set(
+      candidates.filter(({ fence, outcome }) => {
+        const row = byId.get(fence.jobId);
+        return (
+          row !== undefined &&
+          row.runnerId === fence.runnerId &&
+          Number(row.attempt) === fence.attempt &&
+          row.status === outcome.status &&
+          (row.exitCode === null ? null : Number(row.exitCode)) === outcome.exitCode &&
+          row.signal === outcome.signal &&
+          row.error === outcome.error
+        );
+      }),
+    );
   }
 
   /** Settled jobs give up the groups they hold, in key order (every transaction locks groups so). */

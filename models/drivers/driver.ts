@@ -79,6 +79,8 @@ export interface QueueStatements {
   renewLeases: string;
   /** :jobIds → id, runnerId, status, cancel (cancelRequestedAt) of each. */
   leaseStates: string;
+  /** :ids → runnerId, attempt, status, exitCode, signal, error of each job (a finish asks after one it no longer holds). */
+  endedStates: string;
   /** :ids, :runnerId → renews leases of jobs being stopped on request. */
   renewCancelling: string;
   /** :jobId → lastSeq, the job's highest output line number (null without output). */

@@ -78,6 +78,7 @@ const statements: QueueStatements = {
   renewLeases: `UPDATE "Jobs" SET "heartbeatAt" = ${now}
      WHERE id IN (:jobIds) AND "runnerId" = :runnerId AND status = 'running' AND "cancelRequestedAt" IS NULL`,
   leaseStates: `SELECT id, "runnerId", status, "cancelRequestedAt" AS cancel FROM "Jobs" WHERE id IN (:jobIds)`,
+  endedStates: `SELECT id, "runnerId", attempt, status, "exitCode", signal, error FROM "Jobs" WHERE id IN (:ids)`,
   renewCancelling: `UPDATE "Jobs" SET "heartbeatAt" = ${now}
      WHERE id IN (:ids) AND "runnerId" = :runnerId AND status = 'running'`,
   lastSeq: 'SELECT MAX(seq) AS "lastSeq" FROM "JobStatuses" WHERE "jobId" = :jobId',

@@ -2,7 +2,8 @@
 // jobs. Before the same queue claims again, jobs still this runner's go back to pending (a cancelled
 // one ends cancelled, never started); jobs the claim did not take, or that another runner took since,
 // are left alone. Seen on Galera when a node died under a committing claim: the jobs sat `running`
-// under a runner that never started them until the reaper failed them a lease later.
+// under a runner that never started them until the reaper failed them a lease later. And a finish
+// whose COMMIT took effect without an answer counts as done when the runner asks again.
 import { ConnectionError } from 'sequelize';
 import type { LaneSend, StatementLane } from '../../models/drivers/mysql-lane';
 import { NO_QUOTAS, Queue, type Outcome } from '../../models/queue';
@@ -160,5 +161,24 @@ describe.each(paths)('%s', (path) => {
     // Given back before the next claim, which takes it again.
     expect(ids(await queue.claimDueJobs('r2', 1))).toEqual([next]);
     expect(await jobRow(t.db, next)).toMatchObject({ status: 'running', runnerId: 'r2' });
+  });
+
+  test('a finish whose COMMIT took effect without an answer counts as done when asked again, and only as it was', async () => {
+    const { queue, failure } = failingQueue(path);
+    const id = await addJob(t.db);
+    expect(ids(await queue.claimDueJobs('r1', 1))).toEqual([id]);
+    const fence = { jobId: id, runnerId: 'r1', attempt: 1 };
+    const rows = [{ seq: 1, stream: 'stdout' as const, output: 'done' }];
+    failure.arm('after');
+    await expect(queue.finishJobs([{ fence, outcome: SUCCESS, rows }])).rejects.toThrow('Connection lost');
+    expect(await queue.finishJobs([{ fence, outcome: SUCCESS, rows }])).toEqual({ finished: [true], claimed: [] });
+    // Another outcome, or another runner's fence, is not this finish: not done.
+    const failed: Outcome = { status: 'failure', exitCode: 1, signal: null, error: 'exit_code' };
+    expect((await queue.finishJobs([{ fence, outcome: failed, rows }])).finished).toEqual([false]);
+    expect(
+      (await queue.finishJobs([{ fence: { ...fence, runnerId: 'r2' }, outcome: SUCCESS, rows }])).finished,
+    ).toEqual([false]);
+    expect(await jobRow(t.db, id)).toMatchObject({ status: 'success', exitCode: 0, runnerId: 'r1' });
+    expect((await storedRows(t.db, id)).map((r) => r.output)).toEqual(['done']);
   });
 });
