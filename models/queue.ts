@@ -107,6 +107,12 @@ export interface Outcome {
   retry?: { delayMs: number; note: string } | null;
 }
 
+/** How a claimed job whose cancel was asked for before it started ends: its outcome and its system row. */
+export const CANCELLED_UNSTARTED: { outcome: Outcome; line: string } = {
+  outcome: { status: 'cancelled', exitCode: null, signal: null, error: 'cancelled' },
+  line: 'cancelled on request before it started',
+};
+
 /** What a reaper needs to know of an expired job to decide on a retry (runner_lost). */
 export interface ExpiredJob {
   id: number;
@@ -1009,8 +1015,8 @@ export class Queue {
       const { finished } = await this.finishJobsIn(
         claims.map(({ id, runnerId, attempt, lastSeq }) => ({
           fence: { jobId: id, runnerId, attempt },
-          outcome: { status: 'cancelled', exitCode: null, signal: null, error: 'cancelled' },
-          rows: [{ seq: lastSeq + 1, stream: 'system', output: 'cancelled on request before it started' }],
+          outcome: CANCELLED_UNSTARTED.outcome,
+          rows: [{ seq: lastSeq + 1, stream: 'system', output: CANCELLED_UNSTARTED.line }],
         })),
       );
       cancelled = finished.filter(Boolean).length;

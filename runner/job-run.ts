@@ -3,7 +3,7 @@
 import { ConfigError, type RunnerConfig, type TestCrashPoint } from '../config';
 import type { Logger } from '../log';
 import { adminTaskAllowed, type CreatorRights } from '../models/job-rights';
-import { Queue, type ClaimedJob, type Fence, type Outcome, type OutputRow } from '../models/queue';
+import { CANCELLED_UNSTARTED, Queue, type ClaimedJob, type Fence, type Outcome, type OutputRow } from '../models/queue';
 import type { TaskCatalog, TaskTemplate } from '../tasks/catalog';
 import { prepareJob, renderEnvironment, renderGroupKey, ParamsError } from '../tasks/render';
 import { planRetry } from '../tasks/retry';
@@ -144,11 +144,7 @@ export class JobRun {
       }
       // Not released: its cancel was asked for meanwhile (recorded below), or it is no longer ours (the fence tells).
     }
-    await this.record(
-      { status: 'cancelled', exitCode: null, signal: null, error: 'cancelled' },
-      'cancelled on request before it started',
-      null,
-    );
+    await this.record(CANCELLED_UNSTARTED.outcome, CANCELLED_UNSTARTED.line, null);
   }
 
   private async runInSlot(place: Place): Promise<void> {
